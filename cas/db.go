@@ -1,0 +1,486 @@
+package cas
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/sys/unix"
+)
+
+// Options tune a DB. The zero value opens an existing store with defaults.
+type Options struct {
+	// Create makes the store when DIR holds none.
+	Create bool
+	// CacheSize is Pebble's block cache (default 32 MiB).
+	CacheSize int64
+	// MemTableSize is Pebble's memtable size (default 16 MiB).
+	MemTableSize uint64
+	// Now is the clock for history entries (default time.Now).
+	Now func() time.Time
+	// Logger receives Pebble's messages (default: discarded).
+	Logger *slog.Logger
+}
+
+func (o *Options) applyDefaults() {
+	if o.CacheSize == 0 {
+		o.CacheSize = 32 << 20
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 16 << 20
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// storeConfig is the JSON under keyConfig.
+type storeConfig struct {
+	Format  int       `json:"format"`
+	Created time.Time `json:"created"`
+}
+
+// DB is a blob store in one directory: Pebble for records and small blobs,
+// pack files for the rest. It is safe for concurrent use. Namespace returns
+// the per-tenant view that implements Store and Heads.
+type DB struct {
+	dir  string
+	opts Options
+	pdb  *pebble.DB
+	lock *os.File
+
+	// mu guards pending, cur and nextPack. Writers hold it exclusively;
+	// readers of pending hold it shared.
+	mu       sync.RWMutex
+	pending  *pebble.Batch // records not yet committed; an indexed batch
+	cur      *packWriter   // the pack being appended to, or nil
+	nextPack uint64
+	failed   error // a failed fsync: the store takes no more writes
+
+	packs packFiles
+}
+
+// ErrFailed wraps the fsync or write error that made a DB stop writing.
+var ErrFailed = errors.New("cas: store failed and takes no more writes")
+
+// Open opens (or with Options.Create makes) the store in dir.
+func Open(dir string, opts Options) (*DB, error) {
+	opts.applyDefaults()
+	if opts.Create {
+		if err := os.MkdirAll(filepath.Join(dir, "packs"), 0o700); err != nil {
+			return nil, fmt.Errorf("cas: create %s: %w", dir, err)
+		}
+	} else if _, err := os.Stat(filepath.Join(dir, "pebble")); err != nil {
+		return nil, fmt.Errorf("cas: open %s: no store here: %w", dir, ErrNotFound)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	cache := pebble.NewCache(opts.CacheSize)
+	defer cache.Unref()
+	pdb, err := pebble.Open(filepath.Join(dir, "pebble"), &pebble.Options{
+		Cache:              cache,
+		MemTableSize:       opts.MemTableSize,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{opts.Logger},
+	})
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("cas: open %s: %w", dir, err)
+	}
+	db := &DB{dir: dir, opts: opts, pdb: pdb, lock: lock}
+	db.packs.dir = dir
+	db.pending = pdb.NewIndexedBatch()
+	if err := db.init(); err != nil {
+		db.pending.Close()
+		pdb.Close()
+		lock.Close()
+		return nil, fmt.Errorf("cas: open %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cas: lock %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("cas: lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// init reads or writes the config, and reconciles pack files with their
+// records: a pack with no record holds nothing referenced (its batch never
+// committed) and is removed; a recorded pack is cut back to its recorded
+// length.
+func (db *DB) init() error {
+	v, closer, err := db.pdb.Get(keyConfig)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		cfg, _ := json.Marshal(storeConfig{Format: FormatVersion, Created: db.opts.Now().UTC()})
+		if err := db.pdb.Set(keyConfig, cfg, pebble.Sync); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	default:
+		var cfg storeConfig
+		err := json.Unmarshal(v, &cfg)
+		closer.Close()
+		if err != nil {
+			return fmt.Errorf("%w: store config: %v", ErrCorrupt, err)
+		}
+		if cfg.Format != FormatVersion {
+			return fmt.Errorf("store format %d, this ferry reads %d", cfg.Format, FormatVersion)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(db.dir, "packs"), 0o700); err != nil {
+		return err
+	}
+	names, err := os.ReadDir(filepath.Join(db.dir, "packs"))
+	if err != nil {
+		return err
+	}
+	for _, e := range names {
+		id, ok := parsePackName(e.Name())
+		if !ok {
+			continue
+		}
+		db.nextPack = max(db.nextPack, id+1)
+		committed, err := db.packLen(id)
+		path := packPath(db.dir, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			db.opts.Logger.Info("removing unrecorded pack", "pack", path)
+			if err := os.Remove(path); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		default:
+			if info, err := e.Info(); err == nil && info.Size() > committed {
+				if err := os.Truncate(path, committed); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func parsePackName(name string) (uint64, bool) {
+	hex, ok := strings.CutSuffix(name, ".pack")
+	if !ok || len(hex) != 16 {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(hex, 16, 64)
+	return id, err == nil
+}
+
+func (db *DB) packLen(id uint64) (int64, error) {
+	v, closer, err := db.pdb.Get(packKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	n, k := binary.Uvarint(v)
+	if k <= 0 {
+		return 0, fmt.Errorf("%w: pack record %d", ErrCorrupt, id)
+	}
+	return int64(n), nil
+}
+
+// Dir returns the store's directory.
+func (db *DB) Dir() string { return db.dir }
+
+// Close makes pending writes durable and releases the store.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	err := db.flushLocked()
+	if db.cur != nil {
+		err = errors.Join(err, db.cur.f.Close())
+		db.cur = nil
+	}
+	db.pending.Close()
+	db.mu.Unlock()
+	db.packs.closeAll()
+	err = errors.Join(err, db.pdb.Close(), db.lock.Close())
+	if err != nil {
+		return fmt.Errorf("cas: close %s: %w", db.dir, err)
+	}
+	return nil
+}
+
+// get returns the value of key, looking at pending records first. The
+// caller holds mu (shared is enough).
+func (db *DB) getLocked(key []byte) ([]byte, error) {
+	if v, closer, err := db.pending.Get(key); err == nil {
+		out := append([]byte(nil), v...)
+		closer.Close()
+		return out, nil
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return nil, err
+	}
+	v, closer, err := db.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	closer.Close()
+	return out, nil
+}
+
+func (db *DB) get(key []byte) ([]byte, error) {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return db.getLocked(key)
+}
+
+// hasBlobLocked reports whether a record for r exists, pending or not.
+func (db *DB) hasBlobLocked(r Ref) (bool, error) {
+	_, err := db.getLocked(blobKey(r))
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// putBlob stores data under ref unless a record exists, and adds the extra
+// records (ownership) to the same batch. Hashing and compression happen
+// outside the lock.
+func (db *DB) putBlob(ctx context.Context, ref Ref, data []byte, extra ...[]byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(data) > MaxBlobSize {
+		return fmt.Errorf("%w: %d bytes", ErrTooBig, len(data))
+	}
+	if got := Sum(data); got != ref {
+		return fmt.Errorf("%w: put %s: bytes hash to %s", ErrCorrupt, ref.Short(), got.Short())
+	}
+	db.mu.RLock()
+	exists, err := db.hasBlobLocked(ref)
+	db.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	var payload []byte
+	var flags Flags
+	if !exists {
+		payload, flags = Encode(nil, data)
+	}
+	return db.writeRecord(ref, exists, payload, flags, len(data), extra)
+}
+
+// PutEncoded stores a blob given in its stored form (as a peer sends it):
+// it is decoded and verified, then kept as sent, so it is compressed once.
+func (db *DB) putEncoded(ctx context.Context, ref Ref, flags Flags, payload []byte, rawLen int, extra ...[]byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(payload) > MaxBlobSize {
+		return fmt.Errorf("%w: %d bytes", ErrTooBig, len(payload))
+	}
+	if _, err := Decode(nil, ref, flags, payload, rawLen); err != nil {
+		return err
+	}
+	db.mu.RLock()
+	exists, err := db.hasBlobLocked(ref)
+	db.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	return db.writeRecord(ref, exists, payload, flags, rawLen, extra)
+}
+
+func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, rawLen int, extra [][]byte) error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.failed != nil {
+		return db.failed
+	}
+	if !exists {
+		// Another writer may have stored it since we looked.
+		var err error
+		if exists, err = db.hasBlobLocked(ref); err != nil {
+			return err
+		}
+	}
+	if !exists {
+		loc := location{flags: flags, rawLen: rawLen}
+		if len(payload) <= InlineMax {
+			loc.inline = payload
+		} else if err := db.appendPackLocked(ref, &loc, payload); err != nil {
+			return db.fail(err)
+		}
+		if err := db.pending.Set(blobKey(ref), loc.append(nil), nil); err != nil {
+			return err
+		}
+	}
+	for _, k := range extra {
+		if err := db.pending.Set(k, nil, nil); err != nil {
+			return err
+		}
+	}
+	// Bound what waits in memory: a full pack or a large batch commits.
+	if (db.cur != nil && db.cur.size >= packTarget) || db.pending.Len() >= 16<<20 {
+		return db.flushLocked()
+	}
+	return nil
+}
+
+func (db *DB) appendPackLocked(ref Ref, loc *location, payload []byte) error {
+	if db.cur == nil {
+		w, err := createPack(db.dir, db.nextPack)
+		if err != nil {
+			return err
+		}
+		db.nextPack++
+		db.cur = w
+	}
+	off, err := db.cur.append(ref, loc.flags, loc.rawLen, payload)
+	if err != nil {
+		return err
+	}
+	loc.pack, loc.off, loc.storedLen = db.cur.id, off, len(payload)
+	return nil
+}
+
+// fail records a write or fsync error: after one, nothing more is written
+// or acknowledged (an fsync error is never retried; see fsyncgate).
+func (db *DB) fail(err error) error {
+	if db.failed == nil {
+		db.failed = fmt.Errorf("%w: %v", ErrFailed, err)
+		db.opts.Logger.Error("store failed", "dir", db.dir, "err", err)
+	}
+	return db.failed
+}
+
+// Flush makes every blob and record written so far durable.
+func (db *DB) Flush(ctx context.Context) error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.flushLocked()
+}
+
+// flushLocked: pack bytes first (fsync file, then its directory once),
+// then the batch that records them, with Sync. This order is the
+// crash-consistency contract: no record ever points at bytes that a crash
+// could lose.
+func (db *DB) flushLocked() error {
+	if db.failed != nil {
+		return db.failed
+	}
+	if db.cur != nil && db.cur.dirty {
+		if err := db.cur.sync(); err != nil {
+			return db.fail(err)
+		}
+		if err := db.pending.Set(packKey(db.cur.id), binary.AppendUvarint(nil, uint64(db.cur.size)), nil); err != nil {
+			return err
+		}
+	}
+	if !db.pending.Empty() {
+		if err := db.pending.Commit(pebble.Sync); err != nil {
+			return db.fail(err)
+		}
+		db.pending.Close()
+		db.pending = db.pdb.NewIndexedBatch()
+	}
+	if db.cur != nil && db.cur.size >= packTarget {
+		err := db.cur.f.Close()
+		db.cur = nil
+		if err != nil {
+			return db.fail(err)
+		}
+	}
+	return nil
+}
+
+// getBlob reads and verifies the blob under ref.
+func (db *DB) getBlob(ctx context.Context, ref Ref) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rec, err := db.get(blobKey(ref))
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("get %s: %w", ref.Short(), ErrNotFound)
+		}
+		return nil, err
+	}
+	loc, err := parseLocation(rec)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", ref.Short(), err)
+	}
+	payload := loc.inline
+	if payload == nil {
+		if payload, err = db.packs.read(ref, loc); err != nil {
+			return nil, err
+		}
+	}
+	return Decode(nil, ref, loc.flags, payload, loc.rawLen)
+}
+
+// iterate calls fn for each key with prefix p, in order. Pending records
+// are not seen; callers flush first when they matter.
+func (db *DB) iterate(p []byte, fn func(k, v []byte) error) error {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return errors.Join(it.Error(), it.Close())
+}
+
+// pebbleLogger routes Pebble's messages to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf is called by Pebble when it cannot go on (a failed WAL fsync):
+// the process must not keep acknowledging writes.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "pebble")
+	panic("pebble: " + msg)
+}
+
+var _ io.Closer = (*DB)(nil)

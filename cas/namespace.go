@@ -1,0 +1,359 @@
+package cas
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// ValidName reports whether s may name a namespace, root or tag: 1 to 64
+// bytes of [A-Za-z0-9._-], not starting with '.' or '-'. Names become
+// parts of keys and file names, so the rule is strict.
+func ValidName(s string) error {
+	if len(s) == 0 || len(s) > 64 {
+		return fmt.Errorf("%w: %q must be 1 to 64 bytes", ErrInvalidName, s)
+	}
+	if s[0] == '.' || s[0] == '-' {
+		return fmt.Errorf("%w: %q starts with %q", ErrInvalidName, s, s[0])
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w: %q contains %q", ErrInvalidName, s, c)
+		}
+	}
+	return nil
+}
+
+// Namespace is one tenant's view of a DB: it sees only the blobs it put
+// itself (a blob stored once for two tenants is owned by both), and its own
+// heads, history and tags. "Absent" and "owned by another namespace" look
+// the same. A Namespace is safe for concurrent use.
+type Namespace struct {
+	db   *DB
+	name string
+}
+
+var (
+	_ Store = (*Namespace)(nil)
+	_ Heads = (*Namespace)(nil)
+)
+
+// Namespace returns the view of namespace name.
+func (db *DB) Namespace(name string) (*Namespace, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	return &Namespace{db: db, name: name}, nil
+}
+
+// Name returns the namespace's name.
+func (n *Namespace) Name() string { return n.name }
+
+// Config returns the namespace's config record (for ferry, its chunk
+// params), or ErrNotFound.
+func (n *Namespace) Config(ctx context.Context) ([]byte, error) {
+	return n.db.get(nsConfigKey(n.name))
+}
+
+// SetConfig writes the namespace's config record durably.
+func (n *Namespace) SetConfig(ctx context.Context, v []byte) error {
+	return n.db.setDurable(nsConfigKey(n.name), v)
+}
+
+// Namespaces lists the namespaces that have a config record.
+func (db *DB) Namespaces(ctx context.Context) ([]string, error) {
+	var out []string
+	err := db.iterate([]byte{'N'}, func(k, _ []byte) error {
+		out = append(out, string(k[1:]))
+		return nil
+	})
+	return out, err
+}
+
+func (db *DB) setDurable(key, v []byte) error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if err := db.pending.Set(key, v, nil); err != nil {
+		return err
+	}
+	return db.flushLocked()
+}
+
+func (n *Namespace) owns(r Ref) (bool, error) {
+	_, err := n.db.getLocked(ownKey(n.name, r))
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Has reports which refs the namespace owns.
+func (n *Namespace) Has(ctx context.Context, refs []Ref) ([]bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(refs))
+	n.db.mu.RLock()
+	defer n.db.mu.RUnlock()
+	for i, r := range refs {
+		ok, err := n.owns(r)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = ok
+	}
+	return out, nil
+}
+
+// Put stores data under ref for this namespace.
+func (n *Namespace) Put(ctx context.Context, ref Ref, data []byte) error {
+	n.db.mu.RLock()
+	owned, err := n.owns(ref)
+	n.db.mu.RUnlock()
+	if err != nil || owned {
+		// Owned means stored: but a put still proves the caller has the
+		// bytes, so check them as a fresh put would.
+		if err == nil && Sum(data) != ref {
+			return fmt.Errorf("%w: put %s: bytes hash to %s", ErrCorrupt, ref.Short(), Sum(data).Short())
+		}
+		return err
+	}
+	return n.db.putBlob(ctx, ref, data, ownKey(n.name, ref))
+}
+
+// PutEncoded stores a blob sent in its stored form (see Encode); it is
+// verified by decoding, and kept as sent.
+func (n *Namespace) PutEncoded(ctx context.Context, ref Ref, flags Flags, payload []byte, rawLen int) error {
+	return n.db.putEncoded(ctx, ref, flags, payload, rawLen, ownKey(n.name, ref))
+}
+
+// Get returns the blob if the namespace owns it.
+func (n *Namespace) Get(ctx context.Context, ref Ref) ([]byte, error) {
+	n.db.mu.RLock()
+	owned, err := n.owns(ref)
+	n.db.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	if !owned {
+		return nil, fmt.Errorf("get %s: %w", ref.Short(), ErrNotFound)
+	}
+	return n.db.getBlob(ctx, ref)
+}
+
+// Flush makes the namespace's puts durable (and every other's).
+func (n *Namespace) Flush(ctx context.Context) error { return n.db.Flush(ctx) }
+
+// List calls fn for every ref the namespace owns, in byte order.
+func (n *Namespace) List(ctx context.Context, fn func(Ref) error) error {
+	if err := n.db.Flush(ctx); err != nil {
+		return err
+	}
+	p := ownPrefix(n.name)
+	return n.db.iterate(p, func(k, _ []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(Ref(k[len(p):]))
+	})
+}
+
+// Delete drops the namespace's ownership of refs. The bytes stay until the
+// store's garbage collection finds no owner.
+func (n *Namespace) Delete(ctx context.Context, refs []Ref) error {
+	n.db.mu.Lock()
+	defer n.db.mu.Unlock()
+	for _, r := range refs {
+		if err := n.db.pending.Delete(ownKey(n.name, r), nil); err != nil {
+			return err
+		}
+	}
+	return n.db.flushLocked()
+}
+
+func (n *Namespace) checkRoot(root string) error {
+	if err := ValidName(root); err != nil {
+		return fmt.Errorf("root: %w", err)
+	}
+	return nil
+}
+
+// Head returns the root's head or ErrNotFound.
+func (n *Namespace) Head(ctx context.Context, root string) (Ref, error) {
+	if err := n.checkRoot(root); err != nil {
+		return Ref{}, err
+	}
+	v, err := n.db.get(headKey(n.name, root))
+	if err != nil {
+		return Ref{}, fmt.Errorf("head of %q: %w", root, err)
+	}
+	if len(v) != len(Ref{}) {
+		return Ref{}, fmt.Errorf("%w: head of %q", ErrCorrupt, root)
+	}
+	return Ref(v), nil
+}
+
+// SwapHead moves root's head from old to new, after making every pending
+// write durable, in one synced batch with the history entry. The new head
+// must be a blob the namespace owns.
+func (n *Namespace) SwapHead(ctx context.Context, root string, old, new Ref) error {
+	if err := n.checkRoot(root); err != nil {
+		return err
+	}
+	if new.IsZero() {
+		return fmt.Errorf("swap head of %q: the new head is the zero ref", root)
+	}
+	db := n.db
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.failed != nil {
+		return db.failed
+	}
+	var cur Ref
+	switch v, err := db.getLocked(headKey(n.name, root)); {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		cur = Ref(v)
+	}
+	if cur != old {
+		return &StaleError{Root: root, Old: old, Current: cur}
+	}
+	if ok, err := n.owns(new); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("swap head of %q to %s: %w", root, new.Short(), ErrNotFound)
+	}
+	seq, err := n.lastSeq(root)
+	if err != nil {
+		return err
+	}
+	entry := binary.BigEndian.AppendUint64(append([]byte(nil), new[:]...), uint64(db.opts.Now().UnixNano()))
+	if err := db.pending.Set(histKey(n.name, root, seq+1), entry, nil); err != nil {
+		return err
+	}
+	if err := db.pending.Set(headKey(n.name, root), new[:], nil); err != nil {
+		return err
+	}
+	return db.flushLocked()
+}
+
+func (n *Namespace) lastSeq(root string) (uint64, error) {
+	p := histPrefix(n.name, root)
+	it, err := n.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	if !it.Last() {
+		return 0, it.Error()
+	}
+	return binary.BigEndian.Uint64(it.Key()[len(p):]), nil
+}
+
+// History lists the root's history, oldest first.
+func (n *Namespace) History(ctx context.Context, root string) ([]HistoryEntry, error) {
+	if err := n.checkRoot(root); err != nil {
+		return nil, err
+	}
+	p := histPrefix(n.name, root)
+	var out []HistoryEntry
+	err := n.db.iterate(p, func(k, v []byte) error {
+		if len(k) != len(p)+8 || len(v) != 40 {
+			return fmt.Errorf("%w: history entry of %q", ErrCorrupt, root)
+		}
+		out = append(out, HistoryEntry{
+			Seq:  binary.BigEndian.Uint64(k[len(p):]),
+			Ref:  Ref(v[:32]),
+			Time: time.Unix(0, int64(binary.BigEndian.Uint64(v[32:]))).UTC(),
+		})
+		return nil
+	})
+	return out, err
+}
+
+// DropHistory removes the history entries with the given sequence numbers
+// (retention). The head's own entry is never removed.
+func (n *Namespace) DropHistory(ctx context.Context, root string, seqs []uint64) error {
+	if err := n.checkRoot(root); err != nil {
+		return err
+	}
+	n.db.mu.Lock()
+	defer n.db.mu.Unlock()
+	last, err := n.lastSeq(root)
+	if err != nil {
+		return err
+	}
+	for _, s := range seqs {
+		if s == last {
+			return fmt.Errorf("drop history of %q: entry %d is the head", root, s)
+		}
+		if err := n.db.pending.Delete(histKey(n.name, root, s), nil); err != nil {
+			return err
+		}
+	}
+	return n.db.flushLocked()
+}
+
+// Roots lists the namespace's roots with a head.
+func (n *Namespace) Roots(ctx context.Context) ([]string, error) {
+	p := headPrefix(n.name)
+	var out []string
+	err := n.db.iterate(p, func(k, _ []byte) error {
+		out = append(out, string(k[len(p):]))
+		return nil
+	})
+	return out, err
+}
+
+// SetTag names ref under root; the zero Ref removes the tag.
+func (n *Namespace) SetTag(ctx context.Context, root, tag string, ref Ref) error {
+	if err := n.checkRoot(root); err != nil {
+		return err
+	}
+	if err := ValidName(tag); err != nil {
+		return fmt.Errorf("tag: %w", err)
+	}
+	key := append(tagPrefix(n.name, root), tag...)
+	n.db.mu.Lock()
+	defer n.db.mu.Unlock()
+	if ref.IsZero() {
+		if err := n.db.pending.Delete(key, nil); err != nil {
+			return err
+		}
+	} else {
+		if ok, err := n.owns(ref); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("tag %q: %s: %w", tag, ref.Short(), ErrNotFound)
+		}
+		if err := n.db.pending.Set(key, ref[:], nil); err != nil {
+			return err
+		}
+	}
+	return n.db.flushLocked()
+}
+
+// Tags returns the root's tags.
+func (n *Namespace) Tags(ctx context.Context, root string) (map[string]Ref, error) {
+	if err := n.checkRoot(root); err != nil {
+		return nil, err
+	}
+	p := tagPrefix(n.name, root)
+	out := map[string]Ref{}
+	err := n.db.iterate(p, func(k, v []byte) error {
+		if len(v) != 32 || bytes.IndexByte(k[len(p):], 0) >= 0 {
+			return fmt.Errorf("%w: tag record", ErrCorrupt)
+		}
+		out[string(k[len(p):])] = Ref(v)
+		return nil
+	})
+	return out, err
+}
