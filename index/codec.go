@@ -90,13 +90,13 @@ func init() {
 		panic(err)
 	}
 	decMode, err = cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		MaxNestedLevels:   8,
-		MaxArrayElements:  MaxEntries,
-		MaxMapPairs:       16,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+		DupMapKey:             cbor.DupMapKeyEnforcedAPF,
+		IndefLength:           cbor.IndefLengthForbidden,
+		TagsMd:                cbor.TagsForbidden,
+		MaxNestedLevels:       8,
+		MaxArrayElements:      MaxEntries,
+		MaxMapPairs:           16,
+		ExtraReturnErrors:     cbor.ExtraDecErrorUnknownField,
 		DefaultByteStringType: reflect.TypeOf([]byte(nil)),
 	}.DecMode()
 	if err != nil {

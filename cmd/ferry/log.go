@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/ferry-sync/ferry/engine"
+	"github.com/spf13/cobra"
+)
+
+func newLog(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "log [DIR] [PATH]",
+		Short: "List the versions of the folder, or those in which PATH changed",
+		Args:  args(cobra.MaximumNArgs(2)),
+		RunE: func(c *cobra.Command, a []string) error {
+			dir, path := dirArg(a), ""
+			if len(a) == 2 {
+				path = a[1]
+			}
+			o, _ := g.options("")
+			entries, err := engine.Log(c.Context(), dir, path, o)
+			if err != nil {
+				return err
+			}
+			return g.print(entries, func(w io.Writer) {
+				for _, e := range entries {
+					var marks []string
+					if e.Head {
+						marks = append(marks, "head")
+					}
+					marks = append(marks, e.Tags...)
+					m := ""
+					if len(marks) > 0 {
+						m = " (" + strings.Join(marks, ", ") + ")"
+					}
+					fmt.Fprintf(w, "%s %s %-7s %6d files %10s%s", short(e.Version), e.Time.Local().Format(time.DateTime), e.Device, e.Files, bytes(e.Bytes), m)
+					if e.PathOp != "" {
+						fmt.Fprintf(w, "  %s %s (%s)", e.PathOp, e.Path, bytes(e.PathSize))
+					}
+					if e.Message != "" {
+						fmt.Fprintf(w, "  %q", e.Message)
+					}
+					fmt.Fprintln(w)
+				}
+			})
+		},
+	}
+}

@@ -1,0 +1,162 @@
+// Command ferry keeps folders in sync through a store or a server, and
+// keeps every version of them. This package only parses flags, calls the
+// engine, and prints results; see README.md for every command.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ferry-sync/ferry/engine"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, as DESIGN.md §7 and the README list them.
+const (
+	exitOK        = 0
+	exitError     = 1
+	exitUsage     = 2
+	exitConflicts = 3
+	exitCancelled = 130
+)
+
+// globals are the flags every command takes.
+type globals struct {
+	json    bool
+	quiet   bool
+	verbose bool
+	stdout  io.Writer
+	stderr  io.Writer
+}
+
+// usageError marks errors in how ferry was called.
+type usageError struct{ error }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := newRoot(g)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	code := exitCode(err)
+	if g.json {
+		b, _ := json.Marshal(map[string]any{"message_type": "exit_error", "code": code, "message": err.Error()})
+		fmt.Fprintln(stderr, string(b))
+	} else {
+		fmt.Fprintln(stderr, "ferry:", err)
+	}
+	return code
+}
+
+// exitCode maps errors to exit codes, in one place.
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case errors.As(err, &ue), errors.Is(err, errFlag):
+		return exitUsage
+	case errors.Is(err, context.Canceled):
+		return exitCancelled
+	case errors.Is(err, errConflicts):
+		return exitConflicts
+	}
+	return exitError
+}
+
+var (
+	errFlag      = errors.New("usage")
+	errConflicts = errors.New("conflict copies were made")
+)
+
+func newRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ferry",
+		Short: "Keep folders in sync, and keep every version of them",
+		Long: `ferry keeps folders in sync between devices through a store or a server,
+and keeps every version: push, pull and sync a folder, list its history,
+diff and restore any version.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON")
+	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
+	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log what happens")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
+	})
+	root.AddCommand(
+		newInit(g), newPush(g), newPull(g), newSync(g), newStatus(g),
+		newLog(g), newDiff(g), newLs(g), newRestore(g), newTag(g), newCheck(g),
+	)
+	return root
+}
+
+// args wraps a cobra argument rule so that its errors are usage errors.
+func args(rule cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(c *cobra.Command, a []string) error {
+		if err := rule(c, a); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+// dirArg returns the folder argument, "." by default.
+func dirArg(a []string) string {
+	if len(a) > 0 {
+		return a[0]
+	}
+	return "."
+}
+
+func (g *globals) logger() *slog.Logger {
+	if !g.verbose {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// options builds the engine options: a logger, and a progress bar when
+// stderr is a terminal and output is for people.
+func (g *globals) options(what string) (engine.Options, func()) {
+	o := engine.Options{Logger: g.logger()}
+	if g.json || g.quiet {
+		return o, func() {}
+	}
+	bar := newProgress(g.stderr, what)
+	if bar == nil {
+		return o, func() {}
+	}
+	o.Progress = bar.event
+	return o, bar.finish
+}
+
+// print writes v as JSON, or calls text for people.
+func (g *globals) print(v any, text func(w io.Writer)) error {
+	if g.json {
+		enc := json.NewEncoder(g.stdout)
+		return enc.Encode(v)
+	}
+	if !g.quiet {
+		text(g.stdout)
+	}
+	return nil
+}

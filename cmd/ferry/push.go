@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/ferry-sync/ferry/engine"
+	"github.com/spf13/cobra"
+)
+
+func newPush(g *globals) *cobra.Command {
+	var message string
+	c := &cobra.Command{
+		Use:   "push [DIR]",
+		Short: "Record the folder as a new version and upload what the remote lacks",
+		Args:  args(cobra.MaximumNArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			o, done := g.options("push")
+			res, err := engine.Push(c.Context(), dirArg(a), engine.PushOptions{Options: o, Message: message})
+			done()
+			if err != nil {
+				return err
+			}
+			return g.print(res, func(w io.Writer) { printPush(w, res) })
+		},
+	}
+	c.Flags().StringVarP(&message, "message", "m", "", "a note to keep with the version")
+	return c
+}
+
+func printPush(w io.Writer, res *engine.PushResult) {
+	printWarnings(w, res.Warnings)
+	if res.UpToDate {
+		fmt.Fprintf(w, "nothing to push: the folder equals version %s\n", short(res.Version))
+		return
+	}
+	fmt.Fprintf(w, "pushed version %s: %d files changed, %d chunks (%s) sent, %s scanned in %s\n",
+		short(res.Version), res.FilesChanged, res.ChunksSent, bytes(res.BytesSent), bytes(res.BytesScanned), ms(res.DurationMS))
+}
+
+func printWarnings(w io.Writer, warnings []string) {
+	for _, m := range warnings {
+		fmt.Fprintln(w, "warning:", m)
+	}
+}
+
+func short(ref string) string {
+	if len(ref) > 12 {
+		return ref[:12]
+	}
+	if ref == "" {
+		return "(none)"
+	}
+	return ref
+}
+
+func bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func ms(d int64) string {
+	if d < 1000 {
+		return fmt.Sprintf("%d ms", d)
+	}
+	return fmt.Sprintf("%.2f s", float64(d)/1000)
+}

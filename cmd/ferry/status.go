@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/ferry-sync/ferry/engine"
+	"github.com/spf13/cobra"
+)
+
+func newStatus(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status [DIR]",
+		Short: "Show local changes and the remote head; transfers nothing",
+		Args:  args(cobra.MaximumNArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			o, done := g.options("scan")
+			res, err := engine.Status(c.Context(), dirArg(a), o)
+			done()
+			if err != nil {
+				return err
+			}
+			return g.print(res, func(w io.Writer) {
+				printWarnings(w, res.Warnings)
+				fmt.Fprintf(w, "folder %s (root %s of %s)\n", res.Dir, res.Root, res.Remote)
+				fmt.Fprintf(w, "base   %s\nhead   %s\n", short(res.Base), short(res.Head))
+				switch {
+				case res.InSync:
+					fmt.Fprintln(w, "in sync with the head")
+				case res.RemoteAhead && len(res.LocalChanges) == 0:
+					fmt.Fprintln(w, "the remote has newer versions: run 'ferry pull'")
+				case res.RemoteAhead:
+					fmt.Fprintln(w, "the remote has newer versions, and the folder has changes of its own")
+				}
+				if len(res.LocalChanges) > 0 {
+					fmt.Fprintf(w, "%d local changes (run 'ferry push'):\n", len(res.LocalChanges))
+					printChanges(w, res.LocalChanges)
+				}
+			})
+		},
+	}
+}
+
+func printChanges(w io.Writer, changes []engine.Change) {
+	for _, c := range changes {
+		mark := map[string]string{"added": "+", "removed": "-", "modified": "M"}[c.Op]
+		suffix := ""
+		if c.Kind == "dir" {
+			suffix = "/"
+		}
+		fmt.Fprintf(w, "  %s %s%s\n", mark, c.Path, suffix)
+	}
+}

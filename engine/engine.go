@@ -1,0 +1,315 @@
+// Package engine orchestrates what a user asks of a synced folder: init,
+// push, pull, sync, status, log, diff, ls, restore, tag and check. It
+// joins a folder's state, the scanner, the restorer and a remote (a local
+// store directory, or a server), and returns results as plain structs that
+// cmd prints as text or JSON. It prints nothing itself.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/chunk"
+	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/scan"
+	"github.com/ferry-sync/ferry/state"
+)
+
+// Sentinel errors callers map to messages and exit codes.
+var (
+	// ErrRemoteMoved: the remote head moved since the folder's base, and
+	// the folder has changes of its own: merging is needed.
+	ErrRemoteMoved = errors.New("the remote has versions this folder has not pulled")
+	// ErrLocalChanges: a pull would overwrite changes not yet pushed.
+	ErrLocalChanges = errors.New("the folder has changes that are not pushed")
+	// ErrNoHead: the root has no version yet.
+	ErrNoHead = errors.New("the root has no versions yet")
+)
+
+// Remote is where a folder syncs to: a store of blobs and heads, and the
+// chunk params every writer to it must use.
+type Remote interface {
+	cas.Store
+	cas.Heads
+	Params() chunk.Params
+	Close() error
+}
+
+// DefaultNamespace is the namespace of a local store.
+const DefaultNamespace = "default"
+
+// localRemote is a store directory on this machine.
+type localRemote struct {
+	*cas.Namespace
+	db     *cas.DB
+	params chunk.Params
+}
+
+func (l *localRemote) Params() chunk.Params { return l.params }
+func (l *localRemote) Close() error         { return l.db.Close() }
+
+// IsLocal reports whether a remote URL names a store directory.
+func IsLocal(url string) bool { return !strings.Contains(url, "://") }
+
+// OpenRemote opens the remote at url. A local store is made when create
+// is set and it does not exist; its namespace gets fresh chunk params.
+func OpenRemote(ctx context.Context, url, namespace string, create bool) (Remote, error) {
+	if !IsLocal(url) {
+		return nil, fmt.Errorf("remote %s: only local store directories are supported by this build", url)
+	}
+	db, err := cas.Open(url, cas.Options{Create: create})
+	if err != nil {
+		return nil, fmt.Errorf("remote %s: %w", url, err)
+	}
+	if namespace == "" {
+		namespace = DefaultNamespace
+	}
+	ns, err := db.Namespace(namespace)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	params, err := namespaceParams(ctx, ns, create)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("remote %s: %w", url, err)
+	}
+	return &localRemote{Namespace: ns, db: db, params: params}, nil
+}
+
+// namespaceParams reads the namespace's chunk params, making them when
+// missing and allowed.
+func namespaceParams(ctx context.Context, ns *cas.Namespace, create bool) (chunk.Params, error) {
+	var p chunk.Params
+	b, err := ns.Config(ctx)
+	switch {
+	case errors.Is(err, cas.ErrNotFound) && create:
+		if p, err = chunk.New(); err != nil {
+			return p, err
+		}
+		b, _ = json.Marshal(p)
+		return p, ns.SetConfig(ctx, b)
+	case err != nil:
+		return p, fmt.Errorf("namespace %s config: %w", ns.Name(), err)
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("namespace %s config: %w", ns.Name(), err)
+	}
+	return p, p.Validate()
+}
+
+// Options carry what every operation takes.
+type Options struct {
+	// Progress receives progress events; nil discards them.
+	Progress func(Progress)
+	Logger   *slog.Logger
+	// Now is the clock for version times (default time.Now).
+	Now func() time.Time
+}
+
+// Progress is a progress event: counts to add to running totals.
+type Progress struct {
+	Phase string // "scan", "upload", "download"
+	Files int64
+	Bytes int64
+	Path  string
+}
+
+func (o *Options) applyDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// session is an open folder and its remote.
+type session struct {
+	f      *state.Folder
+	remote Remote
+	opts   Options
+}
+
+func open(ctx context.Context, dir string, opts Options) (*session, error) {
+	opts.applyDefaults()
+	f, err := state.Find(dir)
+	if err != nil {
+		return nil, err
+	}
+	r, err := OpenRemote(ctx, f.Config.Remote, f.Config.Namespace, false)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &session{f: f, remote: r, opts: opts}, nil
+}
+
+func (s *session) close() error {
+	return errors.Join(s.remote.Close(), s.f.Close())
+}
+
+func (s *session) root() string { return s.f.Config.Root }
+
+// head returns the remote head, or the zero ref for a root with none.
+func (s *session) head(ctx context.Context) (cas.Ref, error) {
+	h, err := s.remote.Head(ctx, s.root())
+	if errors.Is(err, cas.ErrNotFound) {
+		return cas.Ref{}, nil
+	}
+	return h, err
+}
+
+// objects reads trees, file lists and versions: the folder's cache first,
+// then the remote, keeping a copy of what it fetched.
+func (s *session) objects() cas.Getter { return &cachingGetter{cache: s.f.Cache(), remote: s.remote} }
+
+type cachingGetter struct {
+	cache  *cas.Namespace
+	remote cas.Getter
+}
+
+func (c *cachingGetter) Get(ctx context.Context, ref cas.Ref) ([]byte, error) {
+	if b, err := c.cache.Get(ctx, ref); err == nil {
+		return b, nil
+	}
+	b, err := c.remote.Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.cache.Put(ctx, ref, b)
+	return b, nil
+}
+
+// versionRoot returns the root tree of version v (the zero ref for none).
+func (s *session) versionRoot(ctx context.Context, v cas.Ref) (cas.Ref, error) {
+	if v.IsZero() {
+		return cas.Ref{}, nil
+	}
+	ver, err := index.LoadVersion(ctx, s.objects(), v)
+	if err != nil {
+		return cas.Ref{}, err
+	}
+	return ver.Root, nil
+}
+
+// scan scans the folder; dst nil means compute only.
+func (s *session) scan(ctx context.Context, dst scan.Dest) (*scan.Result, error) {
+	return scan.Scan(ctx, s.f.Dir, s.f.StatCache(), dst, scan.Options{
+		Params:      s.remote.Params(),
+		Objects:     s.f.Cache(),
+		RemoveTemps: true,
+		Logger:      s.opts.Logger,
+		Progress: func(e scan.Event) {
+			if s.opts.Progress == nil {
+				return
+			}
+			if e.Files > 0 || e.BytesRead > 0 {
+				s.opts.Progress(Progress{Phase: "scan", Files: e.Files, Bytes: e.BytesRead, Path: e.CurrentPath})
+			}
+			if e.BytesSent > 0 {
+				s.opts.Progress(Progress{Phase: "upload", Bytes: e.BytesSent})
+			}
+		},
+	})
+}
+
+// emptyTree is the ref of a tree with no entries: a folder with nothing in
+// it equals "no version".
+var emptyTree = cas.Sum(index.EncodeTree(&index.Tree{}))
+
+func sameTree(a, b cas.Ref) bool {
+	norm := func(r cas.Ref) cas.Ref {
+		if r == emptyTree {
+			return cas.Ref{}
+		}
+		return r
+	}
+	return norm(a) == norm(b)
+}
+
+// InitOptions are what init takes.
+type InitOptions struct {
+	Remote    string
+	Namespace string
+	Root      string // default: the folder's base name
+}
+
+// InitResult describes a new folder.
+type InitResult struct {
+	Dir    string `json:"dir"`
+	Remote string `json:"remote"`
+	Root   string `json:"root"`
+	Device string `json:"device"`
+	Head   string `json:"head,omitempty"`
+}
+
+// Init makes dir a synced folder of the remote, making the folder and (for
+// a local store) the store when they do not exist.
+func Init(ctx context.Context, dir string, o InitOptions) (*InitResult, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if o.Root == "" {
+		o.Root = sanitizeRoot(filepath.Base(abs))
+	}
+	if err := cas.ValidName(o.Root); err != nil {
+		return nil, fmt.Errorf("init: root %w", err)
+	}
+	remoteURL := o.Remote
+	if IsLocal(remoteURL) {
+		if remoteURL, err = filepath.Abs(remoteURL); err != nil {
+			return nil, err
+		}
+		if rel, err := filepath.Rel(abs, remoteURL); err == nil && !strings.HasPrefix(rel, "..") {
+			return nil, fmt.Errorf("init: the store %s is inside the folder %s; put it outside", remoteURL, abs)
+		}
+	}
+	r, err := OpenRemote(ctx, remoteURL, o.Namespace, true)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	f, err := state.Init(abs, state.Config{Remote: remoteURL, Namespace: o.Namespace, Root: o.Root})
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	res := &InitResult{Dir: abs, Remote: remoteURL, Root: o.Root, Device: f.Config.Device}
+	if h, err := r.Head(ctx, o.Root); err == nil {
+		res.Head = h.String()
+	}
+	return res, nil
+}
+
+// sanitizeRoot turns a directory name into a valid root name.
+func sanitizeRoot(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	s := strings.TrimLeft(string(b), ".-")
+	if s == "" {
+		s = "root"
+	}
+	return s[:min(len(s), 64)]
+}
+
+func durationMS(start time.Time) int64 { return time.Since(start).Milliseconds() }
+
+// exists reports whether path exists (for targets).
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}

@@ -1,0 +1,184 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/restore"
+)
+
+// RestoreOptions choose what to restore and where.
+type RestoreOptions struct {
+	Options
+	Version string   // a version name (required)
+	Paths   []string // slash-separated paths in the version; none: all
+	// To is the target directory. Empty means in place: the folder itself,
+	// after its current state is pushed, so the restore can be undone.
+	To string
+}
+
+// RestoreResult is what a restore did.
+type RestoreResult struct {
+	Version      string   `json:"version"`
+	Target       string   `json:"target"`
+	Pushed       string   `json:"pushed_first,omitempty"` // in place: the version saved before
+	FilesWritten int64    `json:"files_written"`
+	BytesWritten int64    `json:"bytes_written"`
+	Removed      int64    `json:"removed"`
+	DurationMS   int64    `json:"duration_ms"`
+	Warnings     []string `json:"warnings,omitempty"`
+}
+
+// Restore writes a version, or paths of it, into a target directory, or
+// back into the folder in place. Nothing is written outside the target.
+func Restore(ctx context.Context, dir string, o RestoreOptions) (*RestoreResult, error) {
+	start := time.Now()
+	s, err := open(ctx, dir, o.Options)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	res, err := s.restore(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	res.DurationMS = durationMS(start)
+	return res, nil
+}
+
+func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
+	if o.Version == "" {
+		return nil, errors.New("which version? (--version V)")
+	}
+	for i, p := range o.Paths {
+		p = strings.Trim(filepath.ToSlash(p), "/")
+		if err := index.ValidPath(p); err != nil {
+			return nil, err
+		}
+		o.Paths[i] = p
+	}
+	vref, err := s.resolve(ctx, o.Version)
+	if err != nil {
+		return nil, err
+	}
+	vroot, err := s.versionRoot(ctx, vref)
+	if err != nil {
+		return nil, err
+	}
+	res := &RestoreResult{Version: vref.String()}
+	var from cas.Ref // what the target holds now, as far as the restore knows
+	target := o.To
+	if target == "" {
+		// In place: save what is here first, so nothing is lost and the
+		// restore itself can be undone.
+		target = s.f.Dir
+		pr, err := s.push(ctx, fmt.Sprintf("before restore of %s", vref.Short()))
+		if err != nil {
+			return nil, fmt.Errorf("saving the folder before restoring: %w", err)
+		}
+		if !pr.UpToDate {
+			res.Pushed = pr.Version
+		}
+		base, err := s.f.Base()
+		if err != nil {
+			return nil, err
+		}
+		if from, err = s.versionRoot(ctx, base); err != nil {
+			return nil, err
+		}
+	} else {
+		if target, err = filepath.Abs(target); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	res.Target = target
+	g := s.objects()
+	ropts := restore.Options{Chunks: s.remote, Logger: s.opts.Logger}
+	if target == s.f.Dir {
+		ropts.Cache = s.f.StatCache()
+	}
+	if len(o.Paths) == 0 {
+		rr, err := restore.Apply(ctx, target, g, from, vroot, ropts)
+		if err != nil {
+			return nil, err
+		}
+		res.add(rr)
+		return res, nil
+	}
+	for _, p := range o.Paths {
+		rr, err := s.restorePath(ctx, g, target, p, from, vroot, ropts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		res.add(rr)
+	}
+	return res, nil
+}
+
+func (r *RestoreResult) add(rr *restore.Result) {
+	r.FilesWritten += rr.FilesWritten
+	r.BytesWritten += rr.BytesWritten
+	r.Removed += rr.Removed
+	r.Warnings = append(r.Warnings, rr.Warnings...)
+}
+
+// restorePath restores one path: the entry at p in the version replaces
+// the entry at p in the target. Both sides are wrapped in one-entry trees
+// of p's parent, so the restorer's diff does the rest.
+func (s *session) restorePath(ctx context.Context, g cas.Getter, target, p string, from, to cas.Ref, ro restore.Options) (*restore.Result, error) {
+	want, err := index.Lookup(ctx, g, to, p)
+	if errors.Is(err, cas.ErrNotFound) {
+		return nil, ErrPathNotInVersion
+	}
+	if err != nil {
+		return nil, err
+	}
+	dir, name := p, ""
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		dir, name = p[:i], p[i+1:]
+	} else {
+		dir, name = "", p
+	}
+	ov := &overlay{g: g, extra: map[cas.Ref][]byte{}}
+	want.Name = name
+	toTree := ov.tree(want)
+	var fromTree cas.Ref
+	if !from.IsZero() {
+		if have, err := index.Lookup(ctx, g, from, p); err == nil {
+			have.Name = name
+			fromTree = ov.tree(have)
+		}
+	}
+	ro.Chunks = s.remote
+	return restore.ApplyAt(ctx, target, dir, ov, fromTree, toTree, ro)
+}
+
+// overlay serves a few made-up trees on top of a getter.
+type overlay struct {
+	g     cas.Getter
+	extra map[cas.Ref][]byte
+}
+
+func (o *overlay) tree(e index.Entry) cas.Ref {
+	b := index.EncodeTree(&index.Tree{Entries: []index.Entry{e}})
+	r := cas.Sum(b)
+	o.extra[r] = b
+	return r
+}
+
+func (o *overlay) Get(ctx context.Context, r cas.Ref) ([]byte, error) {
+	if b, ok := o.extra[r]; ok {
+		return b, nil
+	}
+	return o.g.Get(ctx, r)
+}

@@ -1,0 +1,98 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/index"
+)
+
+type atomicInt = atomic.Int64
+
+// Change is one line of a status or diff listing.
+type Change struct {
+	Op   string `json:"op"` // added, removed, modified
+	Path string `json:"path"`
+	Kind string `json:"kind"`
+	Size int64  `json:"size"`
+}
+
+func toChange(c index.Change) Change {
+	e := c.New
+	if e == nil {
+		e = c.Old
+	}
+	return Change{Op: c.Op(), Path: c.Path, Kind: e.Kind.String(), Size: e.Size}
+}
+
+// StatusResult says where the folder stands.
+type StatusResult struct {
+	Dir    string `json:"dir"`
+	Remote string `json:"remote"`
+	Root   string `json:"root"`
+	Base   string `json:"base,omitempty"`
+	Head   string `json:"head,omitempty"`
+	// InSync: the folder's content equals the head's (root hash compare).
+	InSync bool `json:"in_sync"`
+	// RemoteAhead: the head moved since the folder's base.
+	RemoteAhead  bool     `json:"remote_ahead"`
+	LocalChanges []Change `json:"local_changes"`
+	Warnings     []string `json:"warnings,omitempty"`
+}
+
+// Status compares the folder with its base and the remote head. It reads
+// only files the stat cache cannot vouch for, and sends nothing.
+func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
+	s, err := open(ctx, dir, o)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	base, err := s.f.Base()
+	if err != nil {
+		return nil, err
+	}
+	head, err := s.head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := s.scan(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("status %s: %w", s.f.Dir, err)
+	}
+	res := &StatusResult{Dir: s.f.Dir, Remote: s.f.Config.Remote, Root: s.root(), RemoteAhead: head != base, Warnings: sc.Warnings, LocalChanges: []Change{}}
+	if !base.IsZero() {
+		res.Base = base.String()
+	}
+	if !head.IsZero() {
+		res.Head = head.String()
+	}
+	baseRoot, err := s.versionRoot(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	headRoot, err := s.versionRoot(ctx, head)
+	if err != nil {
+		return nil, err
+	}
+	res.InSync = sameTree(sc.Root, headRoot)
+	err = index.Diff(ctx, s.objects(), baseRoot, sc.Root, func(c index.Change) error {
+		if c.New != nil && c.Old != nil && c.New.Kind == index.KindDir {
+			return nil // a directory whose contents changed: listed below it
+		}
+		res.LocalChanges = append(res.LocalChanges, toChange(c))
+		return nil
+	})
+	return res, err
+}
+
+// resolve names a version of the folder's root.
+func (s *session) resolve(ctx context.Context, name string) (cas.Ref, error) {
+	ref, err := index.Resolve(ctx, s.remote, s.objects(), s.root(), name)
+	if err != nil {
+		return cas.Ref{}, fmt.Errorf("version %q: %w", name, err)
+	}
+	return ref, nil
+}

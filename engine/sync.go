@@ -1,0 +1,272 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/restore"
+)
+
+// PushOptions tune a push.
+type PushOptions struct {
+	Options
+	Message string
+}
+
+// PushResult is the summary a push prints.
+type PushResult struct {
+	Version      string   `json:"version"`
+	Parent       string   `json:"parent,omitempty"`
+	UpToDate     bool     `json:"up_to_date"`
+	FilesChanged int64    `json:"files_changed"`
+	FilesScanned int64    `json:"files_scanned"`
+	FilesRead    int64    `json:"files_read"`
+	ChunksSent   int64    `json:"chunks_sent"`
+	ObjectsSent  int64    `json:"objects_sent"`
+	BytesSent    int64    `json:"bytes_sent"`
+	BytesScanned int64    `json:"bytes_scanned"`
+	DurationMS   int64    `json:"duration_ms"`
+	Warnings     []string `json:"warnings,omitempty"`
+}
+
+// Push records the folder's state as a new version of its root and moves
+// the remote head to it. Chunks and objects reach the remote, durably,
+// before the head moves.
+func Push(ctx context.Context, dir string, o PushOptions) (*PushResult, error) {
+	start := time.Now()
+	s, err := open(ctx, dir, o.Options)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	res, err := s.push(ctx, o.Message)
+	if err != nil {
+		return nil, fmt.Errorf("push %s: %w", s.f.Dir, err)
+	}
+	res.DurationMS = durationMS(start)
+	return res, nil
+}
+
+func (s *session) push(ctx context.Context, message string) (*PushResult, error) {
+	base, err := s.f.Base()
+	if err != nil {
+		return nil, err
+	}
+	head, err := s.head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := s.scan(ctx, s.remote)
+	if err != nil {
+		return nil, err
+	}
+	res := &PushResult{
+		FilesScanned: sc.Summary.Files, FilesRead: sc.FilesRead, BytesScanned: sc.BytesRead,
+		ChunksSent: sc.ChunksSent, ObjectsSent: sc.ObjectsSent, BytesSent: sc.BytesSent, Warnings: sc.Warnings,
+	}
+	baseRoot, err := s.versionRoot(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	if sameTree(sc.Root, baseRoot) {
+		res.UpToDate = true
+		res.Version = base.String()
+		if base.IsZero() {
+			res.Version = ""
+		}
+		return res, nil
+	}
+	if head != base {
+		return nil, fmt.Errorf("%w (head %s, folder at %s): pull first", ErrRemoteMoved, head.Short(), shortOrNone(base))
+	}
+	if res.FilesChanged, err = s.countChanges(ctx, baseRoot, sc.Root); err != nil {
+		return nil, err
+	}
+	v := &index.Version{Root: sc.Root, Time: s.opts.Now().UTC(), Device: s.f.Config.Device, Message: message, Summary: sc.Summary}
+	if !base.IsZero() {
+		v.Parents = []cas.Ref{base}
+		res.Parent = base.String()
+	}
+	vb := index.EncodeVersion(v)
+	ref := cas.Sum(vb)
+	if err := s.remote.Put(ctx, ref, vb); err != nil {
+		return nil, err
+	}
+	_ = s.f.Cache().Put(ctx, ref, vb)
+	if err := s.remote.Flush(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.remote.SwapHead(ctx, s.root(), head, ref); err != nil {
+		if errors.Is(err, cas.ErrStale) {
+			return nil, fmt.Errorf("%w: %v; pull first", ErrRemoteMoved, err)
+		}
+		return nil, err
+	}
+	if err := s.f.SetBase(ref); err != nil {
+		return nil, fmt.Errorf("version %s is pushed, but recording it here failed: %w", ref.Short(), err)
+	}
+	res.Version = ref.String()
+	return res, nil
+}
+
+// countChanges counts the files added, removed or modified between trees.
+func (s *session) countChanges(ctx context.Context, a, b cas.Ref) (int64, error) {
+	var n int64
+	err := index.Diff(ctx, s.objects(), a, b, func(c index.Change) error {
+		if (c.New != nil && c.New.Kind != index.KindDir) || (c.New == nil && c.Old.Kind != index.KindDir) {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+func shortOrNone(r cas.Ref) string {
+	if r.IsZero() {
+		return "no version"
+	}
+	return r.Short()
+}
+
+// PullResult is the summary a pull prints.
+type PullResult struct {
+	Version       string   `json:"version"`
+	UpToDate      bool     `json:"up_to_date"`
+	FilesChanged  int64    `json:"files_changed"`
+	FilesWritten  int64    `json:"files_written"`
+	Removed       int64    `json:"removed"`
+	ChunksFetched int64    `json:"chunks_fetched"`
+	BytesFetched  int64    `json:"bytes_fetched"`
+	BytesWritten  int64    `json:"bytes_written"`
+	BytesScanned  int64    `json:"bytes_scanned"`
+	DurationMS    int64    `json:"duration_ms"`
+	Warnings      []string `json:"warnings,omitempty"`
+}
+
+// Pull brings the folder to the remote head. It refuses when the folder
+// has changes of its own that the head does not have.
+func Pull(ctx context.Context, dir string, o Options) (*PullResult, error) {
+	start := time.Now()
+	s, err := open(ctx, dir, o)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	res, err := s.pull(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", s.f.Dir, err)
+	}
+	res.DurationMS = durationMS(start)
+	return res, nil
+}
+
+func (s *session) pull(ctx context.Context) (*PullResult, error) {
+	base, err := s.f.Base()
+	if err != nil {
+		return nil, err
+	}
+	head, err := s.head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &PullResult{Version: head.String()}
+	if head.IsZero() {
+		res.Version, res.UpToDate = "", true
+		return res, nil
+	}
+	sc, err := s.scan(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	res.BytesScanned, res.Warnings = sc.BytesRead, sc.Warnings
+	baseRoot, err := s.versionRoot(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	headRoot, err := s.versionRoot(ctx, head)
+	if err != nil {
+		return nil, err
+	}
+	if sameTree(sc.Root, headRoot) {
+		// Already there (someone copied the files, or a pull was
+		// interrupted after its last rename): just record it.
+		res.UpToDate = head == base
+		return res, s.f.SetBase(head)
+	}
+	if !sameTree(sc.Root, baseRoot) {
+		return nil, fmt.Errorf("%w: push them first", ErrLocalChanges)
+	}
+	if res.FilesChanged, err = s.countChanges(ctx, baseRoot, headRoot); err != nil {
+		return nil, err
+	}
+	fetch := &countingGetter{g: s.remote}
+	rr, err := restore.Apply(ctx, s.f.Dir, s.objects(), baseRoot, headRoot, restore.Options{
+		Chunks: fetch,
+		Cache:  s.f.StatCache(),
+		Logger: s.opts.Logger,
+		Progress: func(e restore.Event) {
+			if s.opts.Progress != nil {
+				s.opts.Progress(Progress{Phase: "download", Files: e.Files, Bytes: e.Bytes, Path: e.Path})
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.FilesWritten, res.Removed, res.BytesWritten = rr.FilesWritten, rr.Removed, rr.BytesWritten
+	res.ChunksFetched, res.BytesFetched = fetch.n.Load(), fetch.bytes.Load()
+	res.Warnings = append(res.Warnings, rr.Warnings...)
+	if err := s.f.SetBase(head); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// SyncResult is a pull followed by a push.
+type SyncResult struct {
+	Pull *PullResult `json:"pull"`
+	Push *PushResult `json:"push"`
+}
+
+// Sync pulls then pushes, once.
+func Sync(ctx context.Context, dir string, o PushOptions) (*SyncResult, error) {
+	s, err := open(ctx, dir, o.Options)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	start := time.Now()
+	pr, err := s.pull(ctx)
+	if err != nil && !errors.Is(err, ErrLocalChanges) {
+		return nil, fmt.Errorf("sync %s: %w", s.f.Dir, err)
+	}
+	if pr != nil {
+		pr.DurationMS = durationMS(start)
+	}
+	start = time.Now()
+	ps, perr := s.push(ctx, o.Message)
+	if perr != nil {
+		return nil, fmt.Errorf("sync %s: %w", s.f.Dir, perr)
+	}
+	ps.DurationMS = durationMS(start)
+	return &SyncResult{Pull: pr, Push: ps}, nil
+}
+
+// countingGetter counts what crossed from the remote.
+type countingGetter struct {
+	g        cas.Getter
+	n, bytes atomicInt
+}
+
+func (c *countingGetter) Get(ctx context.Context, ref cas.Ref) ([]byte, error) {
+	b, err := c.g.Get(ctx, ref)
+	if err == nil {
+		c.n.Add(1)
+		c.bytes.Add(int64(len(b)))
+	}
+	return b, err
+}

@@ -1,0 +1,540 @@
+// Package restore writes trees into folders: a whole version into an empty
+// target, or the changes between two versions into a folder that holds
+// the first.
+//
+// Every filesystem operation is relative to a directory file descriptor
+// opened component by component with O_NOFOLLOW from the target itself, so
+// no symlink, planted or raced, can send a write outside the target or onto
+// a path the tree does not name. A file is written under a temporary name
+// in its final directory, fsynced, given its mode and mtime through its own
+// descriptor, and renamed over the old name; directories are fsynced before
+// Apply returns. A crash leaves only temporary files, which the next scan
+// removes.
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/state"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// Options tune a restore. The zero value works.
+type Options struct {
+	// Workers write files in parallel (default GOMAXPROCS).
+	Workers int
+	// Cache, if set, learns the stat of every file written, so the next
+	// scan does not read them back.
+	Cache *state.StatCache
+	// Chunks, if set, is where file data is read; objects (trees, file
+	// lists) are read through the getter passed to Apply. A folder passes
+	// its object cache there and the remote here.
+	Chunks cas.Getter
+	// Progress, if set, is called from many goroutines as files are done.
+	Progress func(Event)
+	Logger   *slog.Logger
+}
+
+func (o *Options) applyDefaults() {
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Event reports progress: counts to add to running totals.
+type Event struct {
+	Files int64
+	Bytes int64
+	Path  string
+}
+
+// Result is what a restore did.
+type Result struct {
+	FilesWritten, BytesWritten int64
+	DirsMade, Removed          int64
+	Warnings                   []string
+}
+
+// Apply changes the folder at dir from tree from (the zero Ref: nothing is
+// assumed there) to tree to, reading objects and chunks through g. With a
+// prefix, from and to are the trees of that subdirectory of dir.
+func Apply(ctx context.Context, dir string, g cas.Getter, from, to cas.Ref, opts Options) (*Result, error) {
+	return ApplyAt(ctx, dir, "", g, from, to, opts)
+}
+
+// ApplyAt is Apply below the slash-separated subdirectory prefix of dir,
+// which it makes when missing.
+func ApplyAt(ctx context.Context, dir, prefix string, g cas.Getter, from, to cas.Ref, opts Options) (*Result, error) {
+	opts.applyDefaults()
+	if prefix != "" {
+		if err := index.ValidPath(prefix); err != nil {
+			return nil, err
+		}
+	}
+	w, err := newWriter(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+	if prefix != "" {
+		_, release, err := w.dir(prefix, true)
+		if err != nil {
+			return nil, err
+		}
+		release()
+	}
+	chunks := opts.Chunks
+	if chunks == nil {
+		chunks = g
+	}
+	grp, gctx := errgroup.WithContext(ctx)
+	grp.SetLimit(opts.Workers + 1)
+	var dirModes []index.Change // set after their contents are in place
+	err = index.Diff(gctx, g, from, to, func(c index.Change) error {
+		c.Path = index.JoinPath(prefix, c.Path)
+		switch {
+		case c.New == nil:
+			return w.remove(c.Path, c.Old)
+		case c.New.Kind == index.KindDir:
+			if c.Old == nil {
+				if err := w.mkdir(c.Path, c.New); err != nil {
+					return err
+				}
+			}
+			dirModes = append(dirModes, c)
+			return nil
+		case c.New.Kind == index.KindSymlink:
+			return w.symlink(c.Path, c.New)
+		default:
+			if c.Old != nil && c.Old.Ref == c.New.Ref && c.Old.Kind == index.KindFile {
+				return w.setMeta(c.Path, c.New) // mode or mtime only
+			}
+			e := *c.New
+			grp.Go(func() error { return w.writeFile(gctx, g, chunks, c.Path, &e) })
+			return nil
+		}
+	})
+	if werr := grp.Wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i := len(dirModes) - 1; i >= 0; i-- {
+		if err := w.setDirMode(dirModes[i].Path, dirModes[i].New); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.syncDirs(); err != nil {
+		return nil, err
+	}
+	if err := w.commitCache(); err != nil {
+		return nil, err
+	}
+	return &w.res, nil
+}
+
+// writer holds the target's descriptor and what has been done.
+type writer struct {
+	opts  Options
+	root  int
+	mu    sync.Mutex // guards dirs, dirty, res.Warnings, upd
+	dirs  map[string]*dirFD
+	dirty map[string]bool
+	res   Result
+	upd   *state.Update
+}
+
+func newWriter(dir string, opts Options) (*writer, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("restore: open %s: %w", dir, err)
+	}
+	w := &writer{opts: opts, root: fd, dirs: map[string]*dirFD{}, dirty: map[string]bool{}}
+	if opts.Cache != nil {
+		w.upd = opts.Cache.Update()
+	}
+	return w, nil
+}
+
+func (w *writer) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for p, d := range w.dirs {
+		w.dropLocked(p, d)
+	}
+	unix.Close(w.root)
+	if w.upd != nil {
+		w.upd.Discard()
+	}
+}
+
+func (w *writer) warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	w.opts.Logger.Warn(msg)
+	w.mu.Lock()
+	w.res.Warnings = append(w.res.Warnings, msg)
+	w.mu.Unlock()
+}
+
+func split(p string) (dir, name string) {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i], p[i+1:]
+	}
+	return "", p
+}
+
+// dirFD is an open directory; refs counts users, so that a descriptor is
+// never closed (and its number reused) while a writer holds it.
+type dirFD struct {
+	fd   int
+	refs int
+	gone bool // dropped from the cache: close at the last release
+}
+
+// dir returns a descriptor of the directory at rel, opening each component
+// with O_NOFOLLOW from the root, and a release function to call when done
+// with it. With create, missing components are made; a component that is a
+// symlink or file is an error, never followed.
+func (w *writer) dir(rel string, create bool) (int, func(), error) {
+	if rel == "" {
+		return w.root, func() {}, nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d, err := w.openLocked(rel, create)
+	if err != nil {
+		return -1, nil, err
+	}
+	d.refs++
+	return d.fd, func() { w.release(d) }, nil
+}
+
+func (w *writer) release(d *dirFD) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d.refs--
+	if d.refs == 0 && d.gone {
+		unix.Close(d.fd)
+	}
+}
+
+// openLocked finds or opens rel; the caller holds mu.
+func (w *writer) openLocked(rel string, create bool) (*dirFD, error) {
+	if d, ok := w.dirs[rel]; ok {
+		return d, nil
+	}
+	parent := w.root
+	if pd, name := split(rel); pd != "" {
+		p, err := w.openLocked(pd, create)
+		if err != nil {
+			return nil, err
+		}
+		parent = p.fd
+		rel = index.JoinPath(pd, name)
+	}
+	_, name := split(rel)
+	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) && create {
+		if err = unix.Mkdirat(parent, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("restore: mkdir %q: %w", rel, err)
+		}
+		fd, err = unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return nil, fmt.Errorf("restore: %q is not a directory (a symlink or file is in the way): %w", rel, index.ErrInvalidPath)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("restore: open %q: %w", rel, err)
+	}
+	if len(w.dirs) >= maxDirFDs {
+		for p, d := range w.dirs {
+			if !strings.HasPrefix(rel, p+"/") {
+				w.dropLocked(p, d)
+			}
+		}
+	}
+	d := &dirFD{fd: fd}
+	w.dirs[rel] = d
+	return d, nil
+}
+
+const maxDirFDs = 128
+
+func (w *writer) dropLocked(p string, d *dirFD) {
+	delete(w.dirs, p)
+	d.gone = true
+	if d.refs == 0 {
+		unix.Close(d.fd)
+	}
+}
+
+func (w *writer) markDirty(dir string) {
+	w.mu.Lock()
+	w.dirty[dir] = true
+	w.mu.Unlock()
+}
+
+// mkdir makes the directory at p. Whatever else is there (a file, a
+// symlink) is removed first: the tree says a directory goes there.
+func (w *writer) mkdir(p string, e *index.Entry) error {
+	d, name := split(p)
+	pfd, release, err := w.dir(d, true)
+	if err != nil {
+		return err
+	}
+	defer release()
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return nil
+		}
+		if err := unix.Unlinkat(pfd, name, 0); err != nil {
+			return fmt.Errorf("restore: replace %q with a directory: %w", p, err)
+		}
+	}
+	if err := unix.Mkdirat(pfd, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("restore: mkdir %q: %w", p, err)
+	}
+	w.markDirty(d)
+	atomic.AddInt64(&w.res.DirsMade, 1)
+	return nil
+}
+
+// setDirMode gives a directory its mode, through its own descriptor.
+func (w *writer) setDirMode(p string, e *index.Entry) error {
+	fd, release, err := w.dir(p, false)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := unix.Fchmod(fd, modeBits(e.Mode)); err != nil {
+		return fmt.Errorf("restore: chmod %q: %w", p, err)
+	}
+	return nil
+}
+
+func modeBits(m fs.FileMode) uint32 {
+	b := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		b |= unix.S_ISUID
+	}
+	if m&fs.ModeSetgid != 0 {
+		b |= unix.S_ISGID
+	}
+	if m&fs.ModeSticky != 0 {
+		b |= unix.S_ISVTX
+	}
+	return b
+}
+
+// remove deletes the entry at p. A directory that still holds something
+// (ignored files, say) is left with a warning.
+func (w *writer) remove(p string, e *index.Entry) error {
+	d, name := split(p)
+	pfd, release, err := w.dir(d, false)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer release()
+	flags := 0
+	if e.Kind == index.KindDir {
+		flags = unix.AT_REMOVEDIR
+		w.forgetDir(p)
+	}
+	err = unix.Unlinkat(pfd, name, flags)
+	switch {
+	case err == nil:
+		w.markDirty(d)
+		atomic.AddInt64(&w.res.Removed, 1)
+		w.cacheDelete(d, name)
+	case errors.Is(err, unix.ENOENT):
+	case errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST):
+		w.warn("%q: not removed: it holds files that are not in the version (ignored ones?)", p)
+	case errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTDIR):
+		return fmt.Errorf("restore: remove %q: it is not a %s here", p, e.Kind)
+	default:
+		return fmt.Errorf("restore: remove %q: %w", p, err)
+	}
+	return nil
+}
+
+func (w *writer) forgetDir(p string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, d := range w.dirs {
+		if k == p || strings.HasPrefix(k, p+"/") {
+			w.dropLocked(k, d)
+		}
+	}
+}
+
+var tmpSeq atomic.Uint64
+
+func tmpName() string {
+	return fmt.Sprintf("%s%d-%d", index.TempPrefix, unix.Getpid(), tmpSeq.Add(1))
+}
+
+// symlink makes the link at p through a temporary name and a rename, so a
+// reader sees the old entry or the new.
+func (w *writer) symlink(p string, e *index.Entry) error {
+	d, name := split(p)
+	pfd, release, err := w.dir(d, true)
+	if err != nil {
+		return err
+	}
+	defer release()
+	tmp := tmpName()
+	if err := unix.Symlinkat(e.Target, pfd, tmp); err != nil {
+		return fmt.Errorf("restore: symlink %q: %w", p, err)
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(e.MTime), unix.NsecToTimespec(e.MTime)}
+	if err := unix.UtimesNanoAt(pfd, tmp, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		w.opts.Logger.Debug("symlink mtime not set", "path", p, "err", err)
+	}
+	if err := w.rename(pfd, tmp, name, p); err != nil {
+		return err
+	}
+	w.markDirty(d)
+	return nil
+}
+
+func (w *writer) rename(pfd int, tmp, name, p string) error {
+	if err := unix.Renameat(pfd, tmp, pfd, name); err != nil {
+		unix.Unlinkat(pfd, tmp, 0)
+		if errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("restore: %q: a directory is in the way", p)
+		}
+		return fmt.Errorf("restore: rename into %q: %w", p, err)
+	}
+	return nil
+}
+
+// setMeta gives an existing file its mode and mtime when only they changed.
+func (w *writer) setMeta(p string, e *index.Entry) error {
+	d, name := split(p)
+	pfd, release, err := w.dir(d, false)
+	if err != nil {
+		return err
+	}
+	defer release()
+	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("restore: open %q: %w", p, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("restore: %q is not a regular file", p)
+	}
+	if err := w.finishFile(fd, p, e); err != nil {
+		return err
+	}
+	return w.cachePut(fd, d, name, e.Ref)
+}
+
+// finishFile gives the open file its mode and mtime, through its fd.
+func (w *writer) finishFile(fd int, p string, e *index.Entry) error {
+	if err := unix.Fchmod(fd, modeBits(e.Mode)); err != nil {
+		return fmt.Errorf("restore: chmod %q: %w", p, err)
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(e.MTime), unix.NsecToTimespec(e.MTime)}
+	if err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH); err != nil {
+		return fmt.Errorf("restore: set mtime of %q: %w", p, err)
+	}
+	return nil
+}
+
+func (w *writer) syncDirs() error {
+	w.mu.Lock()
+	dirty := w.dirty
+	w.dirty = map[string]bool{}
+	w.mu.Unlock()
+	for d := range dirty {
+		fd, release, err := w.dir(d, false)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = unix.Fsync(fd)
+		release()
+		if err != nil {
+			return fmt.Errorf("restore: fsync %q: %w", d, err)
+		}
+	}
+	return nil
+}
+
+func (w *writer) cachePut(fd int, dir, name string, ref cas.Ref) error {
+	if w.upd == nil {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	s := state.Stat{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Inode: st.Ino, Mode: uint32(fileMode(st.Mode)), Ref: ref}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.upd.Put(dir, name, s)
+}
+
+func (w *writer) cacheDelete(dir, name string) {
+	if w.upd == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_ = w.upd.Delete(dir, name)
+	_ = w.upd.DeleteTree(index.JoinPath(dir, name))
+}
+
+func (w *writer) commitCache() error {
+	if w.upd == nil {
+		return nil
+	}
+	err := w.upd.Commit()
+	w.upd = nil
+	return err
+}
+
+// fileMode converts a Unix st_mode to the fs.FileMode os.Lstat reports,
+// so cached stats compare equal with the scan's.
+func fileMode(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	switch m & unix.S_IFMT {
+	case unix.S_IFDIR:
+		mode |= fs.ModeDir
+	case unix.S_IFLNK:
+		mode |= fs.ModeSymlink
+	}
+	if m&unix.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&unix.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&unix.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
+}

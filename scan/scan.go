@@ -1,0 +1,704 @@
+// Package scan turns a folder into a tree: it walks the folder, reuses the
+// file refs of files the stat cache knows unchanged (without reading
+// them), reads every other file once, chunking and hashing on all cores,
+// and hands new chunks and objects to a destination store with bounded
+// memory. The result is the root tree's ref.
+//
+// Special files (FIFOs, sockets, devices) are skipped with a warning and
+// never opened; symlinks are recorded as links and never followed; names
+// that break the name rule are skipped with a warning; .ferryignore files
+// (gitignore syntax, one per directory, each applying below its own
+// directory) exclude paths.
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/chunk"
+	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/state"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// Dest is where new chunks and objects go. A nil Dest makes Scan only
+// compute refs (for status).
+type Dest interface {
+	cas.Haser
+	cas.Putter
+}
+
+// Options tune a scan. The zero value (with Params set) works.
+type Options struct {
+	Params chunk.Params
+	// Workers read and chunk files in parallel (default GOMAXPROCS).
+	Workers int
+	// Uploaders put chunks into Dest in parallel (default GOMAXPROCS).
+	Uploaders int
+	// Objects, if set, receives a copy of every tree and file object (the
+	// folder's cache).
+	Objects cas.Putter
+	// Retries is how often a file that changes while it is read is read
+	// again before it is left as it was (default 3).
+	Retries int
+	// Now is the clock (default time.Now): files modified within RacyWindow
+	// of the scan are not cached as clean, since a change within the same
+	// timestamp tick could go unseen.
+	Now        func() time.Time
+	RacyWindow time.Duration // default 2s
+	// RemoveTemps deletes temporary files a killed restore left behind.
+	// Only a caller that holds the folder's lock may set it.
+	RemoveTemps bool
+	// Progress, if set, is called from many goroutines as work is done.
+	Progress func(Event)
+	Logger   *slog.Logger
+}
+
+func (o *Options) applyDefaults() {
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Uploaders <= 0 {
+		o.Uploaders = runtime.GOMAXPROCS(0)
+	}
+	if o.Retries <= 0 {
+		o.Retries = 3
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.RacyWindow == 0 {
+		o.RacyWindow = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Event reports progress: counts to add to running totals.
+type Event struct {
+	Files       int64 // files looked at
+	FilesRead   int64 // files whose content was read
+	BytesRead   int64
+	ChunksSent  int64
+	BytesSent   int64
+	CurrentPath string
+}
+
+// Result is what a scan found and did.
+type Result struct {
+	Root    cas.Ref
+	Summary index.Summary
+	// FilesRead and BytesRead count content read (stat cache misses).
+	FilesRead, BytesRead int64
+	// ChunksSent, BytesSent, ObjectsSent count what Dest did not have.
+	ChunksSent, BytesSent, ObjectsSent int64
+	// Warnings name what was skipped and why.
+	Warnings []string
+}
+
+// Scan walks dir and returns its root tree. It updates cache as it goes.
+func Scan(ctx context.Context, dir string, cache *state.StatCache, dst Dest, opts Options) (*Result, error) {
+	opts.applyDefaults()
+	if err := opts.Params.Validate(); err != nil {
+		return nil, err
+	}
+	s := &scanner{
+		dir:    dir,
+		cache:  cache,
+		dst:    dst,
+		opts:   opts,
+		start:  opts.Now(),
+		update: cache.Update(),
+		files:  make(chan *fileJob, opts.Workers*4),
+		chunks: make(chan chunkJob, opts.Workers),
+		bufs:   make(chan []byte, opts.Workers+opts.Uploaders+2),
+	}
+	for range cap(s.bufs) {
+		s.bufs <- nil // allocated on first use, at most cap(bufs) of them
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	s.ctx = gctx
+	var readers, uploaders sync.WaitGroup
+	for range opts.Workers {
+		readers.Add(1)
+		g.Go(func() error { defer readers.Done(); return s.readFiles() })
+	}
+	for range opts.Uploaders {
+		uploaders.Add(1)
+		g.Go(func() error { defer uploaders.Done(); return s.upload() })
+	}
+	g.Go(func() error {
+		defer func() {
+			close(s.files)
+			readers.Wait()
+			close(s.chunks)
+		}()
+		root, err := s.walkRoot()
+		s.rootDir = root
+		return err
+	})
+	err := g.Wait()
+	uploaders.Wait()
+	if err != nil {
+		s.update.Discard()
+		return nil, err
+	}
+	if err := s.update.Commit(); err != nil {
+		return nil, fmt.Errorf("scan %s: stat cache: %w", dir, err)
+	}
+	res := &s.res
+	res.Root = s.rootDir.ref
+	res.Summary = index.Summary{Files: s.nFiles.Load(), Dirs: s.nDirs.Load(), Symlinks: s.nLinks.Load(), Bytes: s.rootDir.size.Load()}
+	return res, nil
+}
+
+type scanner struct {
+	ctx    context.Context
+	dir    string
+	cache  *state.StatCache
+	dst    Dest
+	opts   Options
+	start  time.Time
+	files  chan *fileJob
+	chunks chan chunkJob
+	bufs   chan []byte
+
+	mu      sync.Mutex // guards res.Warnings, update
+	res     Result
+	update  *state.Update
+	rootDir *dirNode
+
+	nFiles, nDirs, nLinks atomic.Int64
+}
+
+func (s *scanner) warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	s.opts.Logger.Warn(msg)
+	s.mu.Lock()
+	s.res.Warnings = append(s.res.Warnings, msg)
+	s.mu.Unlock()
+}
+
+func (s *scanner) progress(e Event) {
+	if s.opts.Progress != nil {
+		s.opts.Progress(e)
+	}
+}
+
+// dirNode is a directory whose tree is being built. Entries fill in as
+// children finish; when the last does, the tree is encoded and stored and
+// the node reports to its parent.
+type dirNode struct {
+	path    string
+	parent  *dirNode
+	slot    int // index in parent's entries
+	mu      sync.Mutex
+	entries []index.Entry
+	skip    []bool // entries dropped after all (a file that vanished)
+	pending int
+	size    atomic.Int64
+	ref     cas.Ref
+	done    chan struct{} // closed when ref is set (root only)
+}
+
+// fileJob is one file to read.
+type fileJob struct {
+	dir  *dirNode
+	slot int
+	path string // relative, slash-separated
+	name string
+	st   state.Stat
+	old  state.Stat
+	had  bool // old is valid
+}
+
+// chunkJob is one chunk to upload; buf returns to the pool after.
+type chunkJob struct {
+	ref  cas.Ref
+	data []byte
+	buf  []byte
+	wg   *sync.WaitGroup
+	errp *atomic.Pointer[error]
+}
+
+func statOf(fi fs.FileInfo) state.Stat {
+	st := state.Stat{Size: fi.Size(), MTime: fi.ModTime().UnixNano(), Mode: uint32(fi.Mode())}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.CTime = sys.Ctim.Nano()
+		st.Inode = sys.Ino
+	}
+	return st
+}
+
+func (s *scanner) walkRoot() (*dirNode, error) {
+	root := &dirNode{done: make(chan struct{})}
+	if err := s.walkDir(root, nil); err != nil {
+		return nil, err
+	}
+	select {
+	case <-root.done:
+		return root, nil
+	case <-s.ctx.Done():
+		return nil, s.ctx.Err()
+	}
+}
+
+// walkDir lists one directory, queues its files, walks its subdirectories
+// and finishes the node once nothing is pending.
+func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
+	if depth := strings.Count(d.path, "/"); d.path != "" && depth+1 >= index.MaxDepth {
+		return fmt.Errorf("scan: %s is deeper than %d levels", d.path, index.MaxDepth)
+	}
+	abs := filepath.Join(s.dir, filepath.FromSlash(d.path))
+	ign, err := ign.enter(abs, d.path)
+	if err != nil {
+		s.warn("%s: %v", index.JoinPath(d.path, ".ferryignore"), err)
+	}
+	list, err := os.ReadDir(abs)
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	cached, err := s.cache.Dir(d.path)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.pending = 1 // the listing itself
+	d.mu.Unlock()
+	seen := make(map[string]bool, len(list))
+	for _, de := range list {
+		if err := s.ctx.Err(); err != nil {
+			return err
+		}
+		name := de.Name()
+		p := index.JoinPath(d.path, name)
+		if d.path == "" && name == index.StateDir {
+			continue
+		}
+		if strings.HasPrefix(name, index.TempPrefix) {
+			if s.opts.RemoveTemps && !de.IsDir() {
+				s.removeTemp(abs, p)
+			}
+			continue
+		}
+		if err := index.ValidName(name); err != nil {
+			s.warn("%q: skipped: %v", p, err)
+			continue
+		}
+		fi, err := de.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // vanished since the listing
+		}
+		if err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		isDir := fi.IsDir()
+		if ign.match(p, isDir) {
+			continue
+		}
+		entry := index.Entry{Name: name, Mode: fi.Mode().Perm() | fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)}
+		switch {
+		case fi.Mode().IsRegular():
+			s.nFiles.Add(1)
+			st := statOf(fi)
+			seen[name] = true
+			entry.Kind, entry.Size, entry.MTime = index.KindFile, fi.Size(), st.MTime
+			slot := d.add(entry)
+			old, had := cached[name]
+			had = had && old.Mode&uint32(fs.ModeDir) == 0
+			s.progress(Event{Files: 1, CurrentPath: p})
+			if had && old.Unchanged(st) {
+				d.setRef(slot, old.Ref)
+				d.size.Add(st.Size)
+				continue
+			}
+			job := &fileJob{dir: d, slot: slot, path: p, name: name, st: st, old: old, had: had}
+			d.mu.Lock()
+			d.pending++
+			d.mu.Unlock()
+			select {
+			case s.files <- job:
+			case <-s.ctx.Done():
+				return s.ctx.Err()
+			}
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(filepath.Join(abs, name))
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				return fmt.Errorf("scan: %w", err)
+			}
+			if target == "" || len(target) > index.MaxTargetLen {
+				s.warn("%q: skipped: symlink target of %d bytes", p, len(target))
+				continue
+			}
+			s.nLinks.Add(1)
+			entry.Kind, entry.Target, entry.Size, entry.MTime = index.KindSymlink, target, int64(len(target)), fi.ModTime().UnixNano()
+			d.add(entry)
+		case isDir:
+			s.nDirs.Add(1)
+			seen[name] = true
+			if _, ok := cached[name]; !ok {
+				// A marker, so that the directory's entries are forgotten
+				// when it goes.
+				s.mu.Lock()
+				err := s.update.Put(d.path, name, state.Stat{Mode: uint32(fs.ModeDir)})
+				s.mu.Unlock()
+				if err != nil {
+					return err
+				}
+			}
+			// Directory mtimes change with every create and delete inside,
+			// so they are not kept: they would make versions of noise.
+			entry.Kind = index.KindDir
+			slot := d.add(entry)
+			child := &dirNode{path: p, parent: d, slot: slot}
+			d.mu.Lock()
+			d.pending++
+			d.mu.Unlock()
+			if err := s.walkDir(child, ign); err != nil {
+				return err
+			}
+		default:
+			s.warn("%q: skipped: not a regular file, directory or symlink (%s)", p, fi.Mode().Type())
+		}
+	}
+	// Forget cache entries of names that are gone, and everything below
+	// directories that are gone.
+	s.mu.Lock()
+	for name, old := range cached {
+		if seen[name] {
+			continue
+		}
+		err := s.update.Delete(d.path, name)
+		if err == nil && old.Mode&uint32(fs.ModeDir) != 0 {
+			err = s.update.DeleteTree(index.JoinPath(d.path, name))
+		}
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
+	s.mu.Unlock()
+	return s.childDone(d)
+}
+
+// removeTemp deletes a leftover temporary file, relative to a descriptor
+// of its directory opened without following links.
+func (s *scanner) removeTemp(abs, p string) {
+	dfd, err := unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(dfd)
+	if err := unix.Unlinkat(dfd, filepath.Base(filepath.FromSlash(p)), 0); err == nil {
+		s.opts.Logger.Info("removed a leftover temporary file", "path", p)
+	}
+}
+
+func (d *dirNode) add(e index.Entry) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.entries = append(d.entries, e)
+	d.skip = append(d.skip, false)
+	return len(d.entries) - 1
+}
+
+func (d *dirNode) setRef(slot int, ref cas.Ref) {
+	d.mu.Lock()
+	d.entries[slot].Ref = ref
+	d.mu.Unlock()
+}
+
+// childDone counts one pending child of d as finished, and finishes d
+// when it was the last.
+func (s *scanner) childDone(d *dirNode) error {
+	d.mu.Lock()
+	d.pending--
+	last := d.pending == 0
+	d.mu.Unlock()
+	if !last {
+		return nil
+	}
+	var entries []index.Entry
+	for i, e := range d.entries {
+		if !d.skip[i] {
+			entries = append(entries, e)
+		}
+	}
+	t, err := index.NewTree(entries)
+	if err != nil {
+		return fmt.Errorf("scan %q: %w", d.path, err)
+	}
+	b := index.EncodeTree(t)
+	if len(b) > cas.MaxBlobSize {
+		return fmt.Errorf("scan %q: directory has too many entries (%d) for one tree object", d.path, len(entries))
+	}
+	ref := cas.Sum(b)
+	if err := s.putObject(ref, b); err != nil {
+		return err
+	}
+	d.ref = ref
+	if d.parent == nil {
+		close(d.done)
+		return nil
+	}
+	d.parent.mu.Lock()
+	d.parent.entries[d.slot].Ref = ref
+	d.parent.entries[d.slot].Size = d.size.Load()
+	d.parent.mu.Unlock()
+	d.parent.size.Add(d.size.Load())
+	return s.childDone(d.parent)
+}
+
+// putObject stores an object in Dest (when missing) and in the cache.
+func (s *scanner) putObject(ref cas.Ref, b []byte) error {
+	if s.opts.Objects != nil {
+		if err := s.opts.Objects.Put(s.ctx, ref, b); err != nil {
+			return fmt.Errorf("scan: cache: %w", err)
+		}
+	}
+	if s.dst == nil {
+		return nil
+	}
+	has, err := s.dst.Has(s.ctx, []cas.Ref{ref})
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	if has[0] {
+		return nil
+	}
+	if err := s.dst.Put(s.ctx, ref, b); err != nil {
+		return fmt.Errorf("scan: put object %s: %w", ref.Short(), err)
+	}
+	atomic.AddInt64(&s.res.ObjectsSent, 1)
+	return nil
+}
+
+// readFiles is one reader worker.
+func (s *scanner) readFiles() error {
+	sp := chunk.NewSplitter(nil, s.opts.Params)
+	for job := range s.files {
+		if err := s.readFile(sp, job); err != nil {
+			return err
+		}
+		if err := s.childDone(job.dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readFile reads one file until it reads the same state from start to end.
+func (s *scanner) readFile(sp *chunk.Splitter, job *fileJob) error {
+	abs := filepath.Join(s.dir, filepath.FromSlash(job.path))
+	for attempt := 0; ; attempt++ {
+		ref, st, err := s.readOnce(sp, abs, job)
+		var changed *changedError
+		switch {
+		case err == nil:
+			job.dir.setRef(job.slot, ref)
+			job.dir.mu.Lock()
+			e := &job.dir.entries[job.slot]
+			e.Size, e.MTime = st.Size, st.MTime
+			e.Mode = fs.FileMode(st.Mode).Perm() | fs.FileMode(st.Mode)&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
+			job.dir.mu.Unlock()
+			job.dir.size.Add(st.Size)
+			st.Ref = ref
+			if s.start.Sub(time.Unix(0, st.MTime)) > s.opts.RacyWindow {
+				s.mu.Lock()
+				err = s.update.Put(job.dir.path, job.name, st)
+				s.mu.Unlock()
+			}
+			return err
+		case errors.Is(err, fs.ErrNotExist) || errors.As(err, &changed) && changed.gone:
+			job.dir.mu.Lock()
+			job.dir.skip[job.slot] = true
+			job.dir.mu.Unlock()
+			return nil
+		case errors.As(err, &changed) && attempt < s.opts.Retries:
+			s.opts.Logger.Debug("file changed while read; reading again", "path", job.path)
+			continue
+		case errors.As(err, &changed):
+			// It keeps changing: keep what the last scan saw, or leave a new
+			// file out, and let the next scan try again.
+			if job.had {
+				s.warn("%q: changes while it is read; kept its previous version", job.path)
+				job.dir.setRef(job.slot, job.old.Ref)
+				job.dir.mu.Lock()
+				e := &job.dir.entries[job.slot]
+				e.Size, e.MTime = job.old.Size, job.old.MTime
+				job.dir.mu.Unlock()
+				job.dir.size.Add(job.old.Size)
+			} else {
+				s.warn("%q: changes while it is read; left out of this version", job.path)
+				job.dir.mu.Lock()
+				job.dir.skip[job.slot] = true
+				job.dir.mu.Unlock()
+			}
+			return nil
+		case errors.Is(err, context.Canceled):
+			return err
+		default:
+			return fmt.Errorf("scan %q: %w", job.path, err)
+		}
+	}
+}
+
+// changedError says the file changed between the stat before its read and
+// the stat after.
+type changedError struct{ gone bool }
+
+func (e *changedError) Error() string { return "file changed while it was read" }
+
+// readOnce opens the file without following links or blocking, checks it
+// is the regular file the walk saw, chunks it, and checks that its stat did
+// not change while it was read. It returns the file object's ref.
+func (s *scanner) readOnce(sp *chunk.Splitter, abs string, job *fileJob) (cas.Ref, state.Stat, error) {
+	f, err := os.OpenFile(abs, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return cas.Ref{}, state.Stat{}, &changedError{gone: true}
+		}
+		return cas.Ref{}, state.Stat{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return cas.Ref{}, state.Stat{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return cas.Ref{}, state.Stat{}, &changedError{gone: true}
+	}
+	before := statOf(fi)
+	var (
+		chunks []index.ChunkRef
+		wg     sync.WaitGroup
+		uerr   atomic.Pointer[error]
+		read   int64
+	)
+	sp.Reset(f)
+	for {
+		if err := s.ctx.Err(); err != nil {
+			wg.Wait()
+			return cas.Ref{}, state.Stat{}, err
+		}
+		var buf []byte
+		select {
+		case buf = <-s.bufs:
+		case <-s.ctx.Done():
+			wg.Wait()
+			return cas.Ref{}, state.Stat{}, s.ctx.Err()
+		}
+		if buf == nil {
+			buf = make([]byte, 0, s.opts.Params.Max)
+		}
+		c, err := sp.Next(buf)
+		if err == io.EOF {
+			s.bufs <- buf
+			break
+		}
+		if err != nil {
+			s.bufs <- buf
+			wg.Wait()
+			return cas.Ref{}, state.Stat{}, err
+		}
+		read += int64(len(c.Data))
+		chunks = append(chunks, index.ChunkRef{Ref: c.Sum, Len: uint32(len(c.Data))})
+		wg.Add(1)
+		job := chunkJob{ref: c.Sum, data: c.Data, buf: buf, wg: &wg, errp: &uerr}
+		select {
+		case s.chunks <- job:
+		case <-s.ctx.Done():
+			s.bufs <- buf
+			wg.Done()
+			wg.Wait()
+			return cas.Ref{}, state.Stat{}, s.ctx.Err()
+		}
+	}
+	wg.Wait()
+	if p := uerr.Load(); p != nil {
+		return cas.Ref{}, state.Stat{}, *p
+	}
+	atomic.AddInt64(&s.res.FilesRead, 1)
+	atomic.AddInt64(&s.res.BytesRead, read)
+	s.progress(Event{FilesRead: 1, BytesRead: read})
+	after, err := os.Lstat(abs)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return cas.Ref{}, state.Stat{}, &changedError{gone: true}
+		}
+		return cas.Ref{}, state.Stat{}, err
+	}
+	if st := statOf(after); !st.Unchanged(before) || read != before.Size {
+		return cas.Ref{}, state.Stat{}, &changedError{}
+	}
+	top, parts := index.FileObjects(chunks)
+	for _, p := range parts {
+		if err := s.putObject(cas.Sum(p), p); err != nil {
+			return cas.Ref{}, state.Stat{}, err
+		}
+	}
+	ref := cas.Sum(top)
+	if err := s.putObject(ref, top); err != nil {
+		return cas.Ref{}, state.Stat{}, err
+	}
+	return ref, before, nil
+}
+
+// upload is one uploader worker: it puts chunks Dest lacks. It drains the
+// queue even after an error, since readers wait for every chunk they sent.
+func (s *scanner) upload() error {
+	var first error
+	for job := range s.chunks {
+		err := s.putChunk(job)
+		s.bufs <- job.buf[:0]
+		if err != nil {
+			job.errp.CompareAndSwap(nil, &err)
+			if first == nil {
+				first = err
+			}
+		}
+		job.wg.Done()
+	}
+	return first
+}
+
+func (s *scanner) putChunk(job chunkJob) error {
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
+	if s.dst == nil {
+		return nil
+	}
+	has, err := s.dst.Has(s.ctx, []cas.Ref{job.ref})
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	if has[0] {
+		return nil
+	}
+	if err := s.dst.Put(s.ctx, job.ref, job.data); err != nil {
+		return fmt.Errorf("scan: put chunk %s: %w", job.ref.Short(), err)
+	}
+	atomic.AddInt64(&s.res.ChunksSent, 1)
+	atomic.AddInt64(&s.res.BytesSent, int64(len(job.data)))
+	s.progress(Event{ChunksSent: 1, BytesSent: int64(len(job.data))})
+	return nil
+}

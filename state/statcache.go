@@ -1,0 +1,130 @@
+package state
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/ferry-sync/ferry/cas"
+)
+
+// Stat is what the stat cache remembers of one regular file: enough of its
+// lstat to tell it unchanged, and the ref of its content.
+type Stat struct {
+	Size  int64
+	MTime int64 // ns
+	CTime int64 // ns
+	Inode uint64
+	Mode  uint32
+	Ref   cas.Ref // the file object
+}
+
+// Unchanged reports whether o, a fresh lstat, matches s.
+func (s Stat) Unchanged(o Stat) bool {
+	return s.Size == o.Size && s.MTime == o.MTime && s.CTime == o.CTime && s.Inode == o.Inode && s.Mode == o.Mode
+}
+
+const statVersion = 1
+
+// statLen is the encoded size: version, 4 int64/uint64, mode, ref.
+const statLen = 1 + 8*4 + 4 + 32
+
+func (s Stat) append(b []byte) []byte {
+	b = append(b, statVersion)
+	b = binary.LittleEndian.AppendUint64(b, uint64(s.Size))
+	b = binary.LittleEndian.AppendUint64(b, uint64(s.MTime))
+	b = binary.LittleEndian.AppendUint64(b, uint64(s.CTime))
+	b = binary.LittleEndian.AppendUint64(b, s.Inode)
+	b = binary.LittleEndian.AppendUint32(b, s.Mode)
+	return append(b, s.Ref[:]...)
+}
+
+func parseStat(b []byte) (Stat, error) {
+	if len(b) != statLen || b[0] != statVersion {
+		return Stat{}, fmt.Errorf("%w: stat cache entry", cas.ErrCorrupt)
+	}
+	b = b[1:]
+	return Stat{
+		Size:  int64(binary.LittleEndian.Uint64(b)),
+		MTime: int64(binary.LittleEndian.Uint64(b[8:])),
+		CTime: int64(binary.LittleEndian.Uint64(b[16:])),
+		Inode: binary.LittleEndian.Uint64(b[24:]),
+		Mode:  binary.LittleEndian.Uint32(b[32:]),
+		Ref:   cas.Ref(b[36:68]),
+	}, nil
+}
+
+// StatCache maps a folder's file paths to their last seen Stat. Keys are
+// "s" DIR \x00 NAME, so one directory's entries are one range scan.
+type StatCache struct {
+	kv *cas.KV
+}
+
+func statKey(dir, name string) []byte {
+	return append(append(append([]byte{'s'}, dir...), 0), name...)
+}
+
+// Dir returns the cached entries of one directory ("" is the root).
+func (c *StatCache) Dir(dir string) (map[string]Stat, error) {
+	p := statKey(dir, "")
+	out := map[string]Stat{}
+	err := c.kv.Scan(p, func(k, v []byte) error {
+		s, err := parseStat(v)
+		if err != nil {
+			return err
+		}
+		out[string(k[len(p):])] = s
+		return nil
+	})
+	return out, err
+}
+
+// Lookup returns the entry for a slash-separated path.
+func (c *StatCache) Lookup(path string) (Stat, bool) {
+	dir, name := "", path
+	for i := len(path) - 1; i >= 0; i-- {
+		if path[i] == '/' {
+			dir, name = path[:i], path[i+1:]
+			break
+		}
+	}
+	v, err := c.kv.Get(statKey(dir, name))
+	if err != nil {
+		return Stat{}, false
+	}
+	s, err := parseStat(v)
+	return s, err == nil
+}
+
+// Update is a set of stat cache changes applied together.
+type Update struct {
+	b *cas.KVBatch
+}
+
+// Update starts a set of changes.
+func (c *StatCache) Update() *Update { return &Update{b: c.kv.Batch()} }
+
+// Put records path's stat.
+func (u *Update) Put(dir, name string, s Stat) error {
+	return u.b.Set(statKey(dir, name), s.append(nil))
+}
+
+// Delete forgets one entry.
+func (u *Update) Delete(dir, name string) error { return u.b.Delete(statKey(dir, name)) }
+
+// DeleteTree forgets every entry in directory dir and below it.
+func (u *Update) DeleteTree(dir string) error {
+	if err := u.b.DeletePrefix(append(append([]byte{'s'}, dir...), 0)); err != nil {
+		return err
+	}
+	return u.b.DeletePrefix(append(append([]byte{'s'}, dir...), '/'))
+}
+
+// Size is the pending update's size, to commit in bounded pieces.
+func (u *Update) Size() int { return u.b.Size() }
+
+// Commit applies the changes. The cache is a hint, so it need not be
+// synced: a lost update costs a re-read, never a wrong ref.
+func (u *Update) Commit() error { return u.b.Commit(false) }
+
+// Discard drops the changes.
+func (u *Update) Discard() { u.b.Close() }

@@ -1,0 +1,233 @@
+// Package state owns a synced folder's own directory, DIR/.ferry: the
+// config (which remote, namespace and root the folder syncs with, and the
+// device id), and a small store holding the base version (the last one
+// both sides agreed on), the stat cache, and cached objects.
+//
+// Nothing under .ferry is ever synced.
+package state
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/index"
+)
+
+// ErrNoFolder is returned when a directory is not a synced folder.
+var ErrNoFolder = errors.New("state: not a ferry folder (run ferry init)")
+
+// Config is DIR/.ferry/config.
+type Config struct {
+	// Remote is where the folder syncs: a local store directory or a
+	// quic://HOST:PORT/NAMESPACE URL.
+	Remote    string `json:"remote"`
+	Namespace string `json:"namespace"`
+	Root      string `json:"root"`
+	// Device is a short stable id for this folder's copy, used in
+	// versions and in conflict copy names.
+	Device string `json:"device"`
+	// Fingerprint pins the server's certificate (SHA-256, hex).
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	Created     time.Time `json:"created"`
+}
+
+// Folder is an open synced folder.
+type Folder struct {
+	Dir    string
+	Config Config
+	db     *cas.DB
+	cache  *cas.Namespace
+	kv     *cas.KV
+}
+
+func stateDir(dir string) string { return filepath.Join(dir, index.StateDir) }
+
+// NewDevice returns a fresh device id: 7 characters of base32, as
+// Syncthing's short device ids.
+func NewDevice() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return base32.StdEncoding.EncodeToString(b[:])[:7]
+}
+
+// Init makes DIR (when missing) and DIR/.ferry with cfg. It fails if DIR
+// is already a folder.
+func Init(dir string, cfg Config) (*Folder, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(stateDir(abs), "config")); err == nil {
+		return nil, fmt.Errorf("init %s: already a ferry folder", abs)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("init %s: %w", abs, err)
+	}
+	if err := os.Mkdir(stateDir(abs), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("init %s: %w", abs, err)
+	}
+	if cfg.Device == "" {
+		cfg.Device = NewDevice()
+	}
+	if cfg.Created.IsZero() {
+		cfg.Created = time.Now().UTC()
+	}
+	f := &Folder{Dir: abs, Config: cfg}
+	if err := f.SaveConfig(); err != nil {
+		return nil, err
+	}
+	if err := f.openDB(true); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Find opens the folder at dir, or at the nearest parent of dir that is
+// one, as git finds its repository.
+func Find(dir string) (*Folder, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(stateDir(d), "config")); err == nil {
+			return Open(d)
+		}
+		if filepath.Dir(d) == d {
+			return nil, fmt.Errorf("%s: %w", abs, ErrNoFolder)
+		}
+	}
+}
+
+// Open opens the folder at dir.
+func Open(dir string) (*Folder, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(stateDir(abs), "config"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", abs, ErrNoFolder)
+	}
+	if err != nil {
+		return nil, err
+	}
+	f := &Folder{Dir: abs}
+	if err := json.Unmarshal(b, &f.Config); err != nil {
+		return nil, fmt.Errorf("%s: config: %w", abs, err)
+	}
+	if err := cas.ValidName(f.Config.Root); err != nil {
+		return nil, fmt.Errorf("%s: config: %w", abs, err)
+	}
+	if err := f.openDB(false); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *Folder) openDB(create bool) error {
+	db, err := cas.Open(filepath.Join(stateDir(f.Dir), "state"), cas.Options{Create: true, CacheSize: 8 << 20, MemTableSize: 4 << 20})
+	if err != nil {
+		if errors.Is(err, cas.ErrLocked) {
+			return fmt.Errorf("%s: another ferry is working on this folder: %w", f.Dir, err)
+		}
+		return err
+	}
+	f.db = db
+	if f.cache, err = db.Namespace("cache"); err != nil {
+		return err
+	}
+	if f.kv, err = db.KV("folder"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// SaveConfig writes the config atomically.
+func (f *Folder) SaveConfig() error {
+	b, err := json.MarshalIndent(f.Config, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(stateDir(f.Dir), "config"), append(b, '\n'), 0o600)
+}
+
+// Close releases the folder's store.
+func (f *Folder) Close() error { return f.db.Close() }
+
+// Cache is the folder's object cache: trees, file objects and versions it
+// has written or read, so that diffs and status need no remote.
+func (f *Folder) Cache() *cas.Namespace { return f.cache }
+
+var keyBase = []byte("base")
+
+// Base returns the base version, or the zero Ref before the first sync.
+func (f *Folder) Base() (cas.Ref, error) {
+	v, err := f.kv.Get(keyBase)
+	if errors.Is(err, cas.ErrNotFound) {
+		return cas.Ref{}, nil
+	}
+	if err != nil {
+		return cas.Ref{}, err
+	}
+	if len(v) != 32 {
+		return cas.Ref{}, fmt.Errorf("%w: base record", cas.ErrCorrupt)
+	}
+	return cas.Ref(v), nil
+}
+
+// SetBase records the base version durably.
+func (f *Folder) SetBase(ref cas.Ref) error {
+	b := f.kv.Batch()
+	if err := b.Set(keyBase, ref[:]); err != nil {
+		b.Close()
+		return err
+	}
+	return b.Commit(true)
+}
+
+// StatCache returns the folder's stat cache.
+func (f *Folder) StatCache() *StatCache { return &StatCache{kv: f.kv} }
+
+// WriteFileAtomic writes data to path through a temp file in the same
+// directory: write, fsync, rename, fsync the directory. Readers see the
+// old content or the new, never a part.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, index.TempPrefix+"*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
