@@ -124,7 +124,11 @@ func ApplyAt(ctx context.Context, dir, prefix string, g cas.Getter, from, to cas
 				return w.setMeta(c.Path, c.New) // mode or mtime only
 			}
 			e := *c.New
-			grp.Go(func() error { return w.writeFile(gctx, g, chunks, c.Path, &e) })
+			var old *index.Entry
+			if c.Old != nil && c.Old.Kind == index.KindFile {
+				old = c.Old
+			}
+			grp.Go(func() error { return w.writeFile(gctx, g, chunks, c.Path, &e, old) })
 			return nil
 		}
 	})
