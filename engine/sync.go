@@ -197,14 +197,20 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 		res.UpToDate = head == base
 		return res, s.f.SetBase(head)
 	}
+	from := baseRoot
 	if !sameTree(sc.Root, baseRoot) {
-		return nil, fmt.Errorf("%w: push them first", ErrLocalChanges)
+		// Local changes are fine only where they already equal the head:
+		// an interrupted pull left them. Then go on from what is here.
+		if err := s.localChangesInHead(ctx, baseRoot, sc.Root, headRoot); err != nil {
+			return nil, err
+		}
+		from = sc.Root
 	}
 	if res.FilesChanged, err = s.countChanges(ctx, baseRoot, headRoot); err != nil {
 		return nil, err
 	}
 	fetch := &countingGetter{g: s.remote}
-	rr, err := restore.Apply(ctx, s.f.Dir, s.objects(), baseRoot, headRoot, restore.Options{
+	rr, err := restore.Apply(ctx, s.f.Dir, s.objects(), from, headRoot, restore.Options{
 		Chunks: fetch,
 		Cache:  s.f.StatCache(),
 		Logger: s.opts.Logger,
@@ -224,6 +230,42 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// localChangesInHead returns ErrLocalChanges unless every path that changed
+// from base to local is, in local, just as it is in head.
+func (s *session) localChangesInHead(ctx context.Context, baseRoot, localRoot, headRoot cas.Ref) error {
+	g := s.objects()
+	var first string
+	err := index.Diff(ctx, g, baseRoot, localRoot, func(c index.Change) error {
+		if c.New != nil && c.New.Kind == index.KindDir {
+			return nil
+		}
+		h, err := index.Lookup(ctx, g, headRoot, c.Path)
+		switch {
+		case errors.Is(err, cas.ErrNotFound):
+			if c.New == nil {
+				return nil // removed here and in head
+			}
+		case err != nil:
+			return err
+		case c.New != nil && sameContent(*c.New, h):
+			return nil
+		}
+		first = c.Path
+		return errStop
+	})
+	if errors.Is(err, errStop) {
+		return fmt.Errorf("%w (%s, and maybe more): push them first", ErrLocalChanges, first)
+	}
+	return err
+}
+
+var errStop = errors.New("stop")
+
+// sameContent: two entries would restore to the same thing.
+func sameContent(a, b index.Entry) bool {
+	return a.Kind == b.Kind && a.Ref == b.Ref && a.Target == b.Target && a.Mode == b.Mode && (a.Kind != index.KindFile || a.MTime == b.MTime)
 }
 
 // SyncResult is a pull followed by a push.

@@ -55,11 +55,14 @@ type Options struct {
 	// Retries is how often a file that changes while it is read is read
 	// again before it is left as it was (default 3).
 	Retries int
-	// Now is the clock (default time.Now): files modified within RacyWindow
-	// of the scan are not cached as clean, since a change within the same
-	// timestamp tick could go unseen.
+	// Now is the clock (default time.Now). A file modified within
+	// RacyWindow before the scan began is not cached as clean, since a
+	// change within the same timestamp tick could go unseen (git's "racy
+	// clean" problem). The window covers the timestamp granularity: 100 ms
+	// for nanosecond timestamps, 2 s for a file whose mtime has no
+	// sub-second part (FAT, ext3 and their like).
 	Now        func() time.Time
-	RacyWindow time.Duration // default 2s
+	RacyWindow time.Duration // default 100ms
 	// RemoveTemps deletes temporary files a killed restore left behind.
 	// Only a caller that holds the folder's lock may set it.
 	RemoveTemps bool
@@ -82,7 +85,7 @@ func (o *Options) applyDefaults() {
 		o.Now = time.Now
 	}
 	if o.RacyWindow == 0 {
-		o.RacyWindow = 2 * time.Second
+		o.RacyWindow = 100 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -521,7 +524,7 @@ func (s *scanner) readFile(sp *chunk.Splitter, job *fileJob) error {
 			job.dir.mu.Unlock()
 			job.dir.size.Add(st.Size)
 			st.Ref = ref
-			if s.start.Sub(time.Unix(0, st.MTime)) > s.opts.RacyWindow {
+			if !s.racy(st.MTime) {
 				s.mu.Lock()
 				err = s.update.Put(job.dir.path, job.name, st)
 				s.mu.Unlock()
@@ -559,6 +562,16 @@ func (s *scanner) readFile(sp *chunk.Splitter, job *fileJob) error {
 			return fmt.Errorf("scan %q: %w", job.path, err)
 		}
 	}
+}
+
+// racy reports whether a file with this mtime may still change within its
+// timestamp tick, unseen.
+func (s *scanner) racy(mtime int64) bool {
+	window := s.opts.RacyWindow
+	if mtime%int64(time.Second) == 0 {
+		window = max(window, 2*time.Second)
+	}
+	return s.start.Sub(time.Unix(0, mtime)) <= window
 }
 
 // changedError says the file changed between the stat before its read and

@@ -49,7 +49,7 @@ func newCheck(g *globals) *cobra.Command {
 			perr := g.print(res, func(w io.Writer) {
 				fmt.Fprintf(w, "checked %s: %d blobs, %d versions, %d objects", res.Store, res.Blobs, res.Versions, res.Objects)
 				if res.BlobsRead > 0 {
-					fmt.Fprintf(w, ", %d blobs (%s) read and re-hashed", res.BlobsRead, bytes(res.BytesRead))
+					fmt.Fprintf(w, ", %d blobs (%s) read and re-hashed", res.BlobsRead, human(res.BytesRead))
 				}
 				fmt.Fprintf(w, " in %s\n", ms(res.DurationMS))
 				for _, d := range res.Damaged {

@@ -36,9 +36,9 @@ func newLog(g *globals) *cobra.Command {
 					if len(marks) > 0 {
 						m = " (" + strings.Join(marks, ", ") + ")"
 					}
-					fmt.Fprintf(w, "%s %s %-7s %6d files %10s%s", short(e.Version), e.Time.Local().Format(time.DateTime), e.Device, e.Files, bytes(e.Bytes), m)
+					fmt.Fprintf(w, "%s %s %-7s %6d files %10s%s", short(e.Version), e.Time.Local().Format(time.DateTime), e.Device, e.Files, human(e.Bytes), m)
 					if e.PathOp != "" {
-						fmt.Fprintf(w, "  %s %s (%s)", e.PathOp, e.Path, bytes(e.PathSize))
+						fmt.Fprintf(w, "  %s %s (%s)", e.PathOp, e.Path, human(e.PathSize))
 					}
 					if e.Message != "" {
 						fmt.Fprintf(w, "  %q", e.Message)

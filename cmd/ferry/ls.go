@@ -56,7 +56,7 @@ func newLs(g *globals) *cobra.Command {
 					if !e.MTime.IsZero() {
 						when = e.MTime.Local().Format("2006-01-02 15:04:05")
 					}
-					fmt.Fprintf(w, "%s %10s %19s  %s\n", e.Mode, bytes(e.Size), when, name)
+					fmt.Fprintf(w, "%s %10s %19s  %s\n", e.Mode, human(e.Size), when, name)
 				}
 			})
 		},

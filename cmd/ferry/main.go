@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/ferry-sync/ferry/engine"
@@ -72,6 +73,9 @@ func exitCode(err error) int {
 	var ue usageError
 	switch {
 	case errors.As(err, &ue), errors.Is(err, errFlag):
+		return exitUsage
+	// cobra's own usage errors carry no type: these are its messages.
+	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "required flag"):
 		return exitUsage
 	case errors.Is(err, context.Canceled):
 		return exitCancelled

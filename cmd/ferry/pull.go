@@ -34,7 +34,7 @@ func printPull(w io.Writer, res *engine.PullResult) {
 		fmt.Fprintf(w, "up to date with version %s\n", short(res.Version))
 	default:
 		fmt.Fprintf(w, "pulled version %s: %d files changed (%d written, %d removed), %d chunks (%s) fetched in %s\n",
-			short(res.Version), res.FilesChanged, res.FilesWritten, res.Removed, res.ChunksFetched, bytes(res.BytesFetched), ms(res.DurationMS))
+			short(res.Version), res.FilesChanged, res.FilesWritten, res.Removed, res.ChunksFetched, human(res.BytesFetched), ms(res.DurationMS))
 	}
 }
 

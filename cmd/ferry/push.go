@@ -35,7 +35,7 @@ func printPush(w io.Writer, res *engine.PushResult) {
 		return
 	}
 	fmt.Fprintf(w, "pushed version %s: %d files changed, %d chunks (%s) sent, %s scanned in %s\n",
-		short(res.Version), res.FilesChanged, res.ChunksSent, bytes(res.BytesSent), bytes(res.BytesScanned), ms(res.DurationMS))
+		short(res.Version), res.FilesChanged, res.ChunksSent, human(res.BytesSent), human(res.BytesScanned), ms(res.DurationMS))
 }
 
 func printWarnings(w io.Writer, warnings []string) {
@@ -54,7 +54,7 @@ func short(ref string) string {
 	return ref
 }
 
-func bytes(n int64) string {
+func human(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

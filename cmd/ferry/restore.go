@@ -36,7 +36,7 @@ then the paths (or the whole folder) become what they were in V.`,
 					fmt.Fprintf(w, "saved the folder first as version %s\n", short(res.Pushed))
 				}
 				fmt.Fprintf(w, "restored version %s into %s: %d files (%s) written, %d removed in %s\n",
-					short(res.Version), res.Target, res.FilesWritten, bytes(res.BytesWritten), res.Removed, ms(res.DurationMS))
+					short(res.Version), res.Target, res.FilesWritten, human(res.BytesWritten), res.Removed, ms(res.DurationMS))
 			})
 		},
 	}

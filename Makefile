@@ -1,0 +1,49 @@
+# ferry: the two commands a fresh machine with only Go needs are
+#   make demo   (build, then run the main job end to end on an embedded store)
+#   make test   (every test, with the race detector, and each fuzz target briefly)
+
+GO        ?= go
+BIN       := bin/ferry
+FUZZTIME  ?= 5s
+PKGS      := ./...
+
+.PHONY: all build test test-short demo bench bench-quick fuzz lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/ferry
+
+# The test suite: vet, race-enabled tests, then a short run of every fuzz target.
+test: build
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+
+test-short:
+	$(GO) test -count=1 $(PKGS)
+
+demo: build
+	@sh scripts/demo.sh $(BIN)
+
+# Go benchmarks of the hot paths (compare runs with benchstat).
+bench:
+	$(GO) test -run XXX -bench . -benchtime 5x -count 3 ./chunk ./cas ./scan
+
+bench-quick:
+	$(GO) test -run XXX -bench . -benchtime 1x -count 1 ./chunk ./cas ./scan
+
+# Each fuzz target, briefly. Go fuzzes one target per invocation.
+fuzz:
+	@set -e; for spec in $$(grep -rhoE --include='*_test.go' '^func (Fuzz[A-Za-z0-9_]+)' . | sed 's/func //' | sort -u); do \
+		pkg=$$(grep -rlE --include='*_test.go' "^func $$spec\(" . | head -1 | xargs dirname); \
+		echo "fuzz $$pkg $$spec ($(FUZZTIME))"; \
+		$(GO) test $$pkg -run XXX -fuzz "^$$spec\$$" -fuzztime $(FUZZTIME) >/dev/null || { $(GO) test $$pkg -run XXX -fuzz "^$$spec\$$" -fuzztime $(FUZZTIME); exit 1; }; \
+	done
+
+lint:
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,76 @@
+package ferry_test
+
+import (
+	"go/build"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportGraph makes the architecture executable (docs/ARCHITECTURE.md):
+// only cas imports Pebble, only cmd imports cobra, chunk imports nothing of
+// ferry, index is pure, and packages import only the layers below them.
+func TestImportGraph(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mod = "github.com/ferry-sync/ferry/"
+	// allowed[p] lists the ferry packages p may import.
+	allowed := map[string][]string{
+		"chunk":              {},
+		"cas":                {},
+		"cas/castest":        {"cas"},
+		"internal/failpoint": {},
+		"index":              {"cas"},
+		"state":              {"cas", "index"},
+		"scan":               {"cas", "chunk", "index", "state"},
+		"restore":            {"cas", "index", "state", "internal/failpoint"},
+		"engine":             {"cas", "chunk", "index", "state", "scan", "restore"},
+		"cmd/ferry":          {"engine", "state", "cas", "index"},
+		"":                   {},
+	}
+	external := map[string][]string{ // third-party imports reserved to one package
+		"github.com/cockroachdb/pebble": {"cas"},
+		"github.com/spf13/cobra":        {"cmd/ferry"},
+		"github.com/quic-go/quic-go":    {"transport"},
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(strings.TrimPrefix(fields[0], "github.com/ferry-sync/ferry"), "/")
+		ok, known := allowed[pkg]
+		if !known {
+			t.Errorf("package %q is not in the import graph of arch_test.go and docs/ARCHITECTURE.md", pkg)
+			continue
+		}
+		for _, imp := range fields[1:] {
+			if rel, isOurs := strings.CutPrefix(imp, mod); isOurs {
+				if !contains(ok, rel) {
+					t.Errorf("%s imports %s, which the architecture does not allow", pkg, rel)
+				}
+				continue
+			}
+			for prefix, owners := range external {
+				if strings.HasPrefix(imp, prefix) && !contains(owners, pkg) {
+					t.Errorf("%s imports %s; only %v may", pkg, imp, owners)
+				}
+			}
+		}
+	}
+	if pkg, err := build.Import(mod+"index", ".", 0); err == nil {
+		for _, imp := range pkg.Imports {
+			if imp == "os" || imp == "net" || strings.HasPrefix(imp, "net/") {
+				t.Errorf("index imports %s; it must stay pure", imp)
+			}
+		}
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// ferryMain runs the CLI as a process would.
+func ferryMain() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func TestMain(m *testing.M) {
+	// The kill tests re-execute this binary as ferry itself.
+	if os.Getenv("FERRY_TEST_AS_FERRY") == "1" {
+		ferryMain()
+	}
+	testscript.Main(m, map[string]func(){"ferry": ferryMain})
+}
+
+// TestScripts runs the CLI scenarios in testdata/script.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+	})
+}
+
+// runCLI runs one command line in process.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	tmp := t.TempDir()
+	folder, store := filepath.Join(tmp, "f"), filepath.Join(tmp, "s")
+	if code, _, errs := runCLI(t, "init", folder, "--remote", store); code != exitOK {
+		t.Fatalf("init: %d %s", code, errs)
+	}
+	tests := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"push", folder}, exitOK, ""},
+		{[]string{"push", "--no-such-flag"}, exitUsage, "unknown flag"},
+		{[]string{"frobnicate"}, exitUsage, "unknown command"},
+		{[]string{"init", filepath.Join(tmp, "g")}, exitUsage, "--remote is required"},
+		{[]string{"push", tmp}, exitError, "not a ferry folder"},
+		{[]string{"restore", folder, "--to", tmp}, exitUsage, "version"},
+		{[]string{"log", folder, "a/../b"}, exitError, "invalid path"},
+		{[]string{"check", "--remote", store, "--read-data-subset", "x"}, exitUsage, "N/M"},
+	}
+	for _, tt := range tests {
+		code, _, errs := runCLI(t, tt.args...)
+		if code != tt.code || !strings.Contains(errs, tt.msg) {
+			t.Errorf("ferry %s: exit %d, stderr %q; want exit %d mentioning %q", strings.Join(tt.args, " "), code, errs, tt.code, tt.msg)
+		}
+	}
+	// --json errors are JSON on stderr.
+	code, _, errs := runCLI(t, "--json", "push", tmp)
+	var e struct {
+		MessageType string `json:"message_type"`
+		Code        int    `json:"code"`
+	}
+	if code != exitError || json.Unmarshal([]byte(errs), &e) != nil || e.MessageType != "exit_error" || e.Code != exitError {
+		t.Errorf("--json error: exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestPushSummaryJSON: push and pull print the summary fields the issue
+// names, with --json.
+func TestPushSummaryJSON(t *testing.T) {
+	tmp := t.TempDir()
+	a, b, store := filepath.Join(tmp, "a"), filepath.Join(tmp, "b"), filepath.Join(tmp, "s")
+	runCLI(t, "init", a, "--remote", store, "--root", "r")
+	os.WriteFile(filepath.Join(a, "f"), []byte("some content"), 0o644)
+	for _, step := range []struct{ args []string }{{[]string{"--json", "push", a}}, {[]string{"init", b, "--remote", store, "--root", "r"}}, {[]string{"--json", "pull", b}}} {
+		code, out, errs := runCLI(t, step.args...)
+		if code != 0 {
+			t.Fatalf("%v: %d %s", step.args, code, errs)
+		}
+		if step.args[0] != "--json" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(out), &m); err != nil {
+			t.Fatalf("%v printed %q: %v", step.args, out, err)
+		}
+		want := []string{"version", "files_changed", "duration_ms", "bytes_scanned"}
+		if step.args[1] == "push" {
+			want = append(want, "chunks_sent", "bytes_sent")
+		} else {
+			want = append(want, "chunks_fetched", "bytes_fetched")
+		}
+		for _, k := range want {
+			if _, ok := m[k]; !ok {
+				t.Errorf("%v: JSON lacks %q: %s", step.args, k, out)
+			}
+		}
+	}
+}
+
+// ferryCmd runs this test binary as ferry, as a real process.
+func ferryCmd(env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), "FERRY_TEST_AS_FERRY=1"), env...)
+	return cmd
+}
+
+// TestKillDuringPull: kill -9 in the middle of writing a file leaves no
+// partial file under its final name; a rerun completes and removes the
+// temporary file.
+func TestKillDuringPull(t *testing.T) {
+	tmp := t.TempDir()
+	a, b, store := filepath.Join(tmp, "a"), filepath.Join(tmp, "b"), filepath.Join(tmp, "s")
+	big := make([]byte, 24<<20)
+	rand.Read(big)
+	runCLI(t, "init", a, "--remote", store, "--root", "r")
+	os.WriteFile(filepath.Join(a, "big.bin"), big, 0o644)
+	os.WriteFile(filepath.Join(a, "small.txt"), []byte("small"), 0o644)
+	if code, _, errs := runCLI(t, "push", a); code != 0 {
+		t.Fatal(errs)
+	}
+	runCLI(t, "init", b, "--remote", store, "--root", "r")
+
+	// The 5th chunk written kills the process, mid-file.
+	cmd := ferryCmd([]string{"FERRY_FAILPOINT=restore-chunk-written=5"}, "pull", b)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("pull was not killed: %v\n%s", err, out)
+	}
+	if got, err := os.ReadFile(filepath.Join(b, "big.bin")); err == nil && !bytes.Equal(got, big) {
+		t.Fatalf("a partial big.bin (%d bytes) is under its final name", len(got))
+	}
+	temps, _ := filepath.Glob(filepath.Join(b, ".ferry-tmp-*"))
+	if len(temps) == 0 {
+		t.Fatal("no temporary file: the kill did not happen mid-file")
+	}
+
+	if out, err := ferryCmd(nil, "pull", b).CombinedOutput(); err != nil {
+		t.Fatalf("rerun: %v\n%s", err, out)
+	}
+	if got, err := os.ReadFile(filepath.Join(b, "big.bin")); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("after the rerun big.bin is wrong: %v", err)
+	}
+	if temps, _ := filepath.Glob(filepath.Join(b, ".ferry-tmp-*")); len(temps) != 0 {
+		t.Errorf("temporary files left after the rerun: %v", temps)
+	}
+}
