@@ -68,6 +68,7 @@ type DB struct {
 	mu       sync.RWMutex
 	pending  *pebble.Batch // records not yet committed; an indexed batch
 	cur      *packWriter   // the pack being appended to, or nil
+	sealed   []*packWriter // full packs whose records wait for the next flush
 	nextPack uint64
 	failed   error // a failed fsync: the store takes no more writes
 
@@ -294,10 +295,19 @@ func (db *DB) putBlob(ctx context.Context, ref Ref, data []byte, extra ...[]byte
 	var payload []byte
 	var flags Flags
 	if !exists {
-		payload, flags = Encode(nil, data)
+		// The compressed form lives only until it is written (Pebble and
+		// the pack copy it), so its buffer is reused.
+		bp := encBufs.Get().(*[]byte)
+		defer encBufs.Put(bp)
+		payload, flags = Encode(*bp, data)
+		if flags&FlagZstd != 0 {
+			*bp = payload[:0]
+		}
 	}
 	return db.writeRecord(ref, exists, payload, flags, len(data), extra)
 }
+
+var encBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
 
 // PutEncoded stores a blob given in its stored form (as a peer sends it):
 // it is decoded and verified, then kept as sent, so it is compressed once.
@@ -349,8 +359,15 @@ func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, raw
 			return err
 		}
 	}
-	// Bound what waits in memory: a full pack or a large batch commits.
-	if (db.cur != nil && db.cur.size >= packTarget) || db.pending.Len() >= 16<<20 {
+	// A full pack is sealed: its writeback starts now, its fsync waits
+	// for the next flush, so writing goes on meanwhile. Too many sealed
+	// packs, or a large batch, force a flush to bound what waits.
+	if db.cur != nil && db.cur.size >= packTarget {
+		db.cur.startWriteback()
+		db.sealed = append(db.sealed, db.cur)
+		db.cur = nil
+	}
+	if len(db.sealed) >= maxSealed || db.pending.Len() >= 16<<20 {
 		return db.flushLocked()
 	}
 	return nil
@@ -398,11 +415,18 @@ func (db *DB) flushLocked() error {
 	if db.failed != nil {
 		return db.failed
 	}
-	if db.cur != nil && db.cur.dirty {
-		if err := db.cur.sync(); err != nil {
+	packs := db.sealed
+	if db.cur != nil {
+		packs = append(packs, db.cur)
+	}
+	for _, w := range packs {
+		if !w.dirty {
+			continue
+		}
+		if err := w.sync(); err != nil {
 			return db.fail(err)
 		}
-		if err := db.pending.Set(packKey(db.cur.id), binary.AppendUvarint(nil, uint64(db.cur.size)), nil); err != nil {
+		if err := db.pending.Set(packKey(w.id), binary.AppendUvarint(nil, uint64(w.size)), nil); err != nil {
 			return err
 		}
 	}
@@ -413,15 +437,17 @@ func (db *DB) flushLocked() error {
 		db.pending.Close()
 		db.pending = db.pdb.NewIndexedBatch()
 	}
-	if db.cur != nil && db.cur.size >= packTarget {
-		err := db.cur.f.Close()
-		db.cur = nil
-		if err != nil {
+	for _, w := range db.sealed {
+		if err := w.f.Close(); err != nil {
 			return db.fail(err)
 		}
 	}
+	db.sealed = nil
 	return nil
 }
+
+// maxSealed bounds the sealed packs awaiting a flush (512 MiB of data).
+const maxSealed = 8
 
 // getBlob reads and verifies the blob under ref.
 func (db *DB) getBlob(ctx context.Context, ref Ref) ([]byte, error) {
