@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,12 +95,18 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref()
-	pdb, err := pebble.Open(filepath.Join(dir, "pebble"), &pebble.Options{
+	popts := &pebble.Options{
 		Cache:              cache,
 		MemTableSize:       opts.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{opts.Logger},
-	})
+	}
+	// Most lookups are for refs that are not there (is this chunk new?):
+	// bloom filters answer those without reading blocks.
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	pdb, err := pebble.Open(filepath.Join(dir, "pebble"), popts)
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("cas: open %s: %w", dir, err)
@@ -286,25 +293,16 @@ func (db *DB) putBlob(ctx context.Context, ref Ref, data []byte, extra ...[]byte
 	if got := Sum(data); got != ref {
 		return fmt.Errorf("%w: put %s: bytes hash to %s", ErrCorrupt, ref.Short(), got.Short())
 	}
-	db.mu.RLock()
-	exists, err := db.hasBlobLocked(ref)
-	db.mu.RUnlock()
-	if err != nil {
-		return err
+	// Compress before taking the lock. When the blob turns out to be
+	// stored already, the work is wasted, but callers ask Has first, so
+	// that is rare, and it saves a lookup on every new blob.
+	bp := encBufs.Get().(*[]byte)
+	defer encBufs.Put(bp)
+	payload, flags := Encode(*bp, data)
+	if flags&FlagZstd != 0 {
+		*bp = payload[:0]
 	}
-	var payload []byte
-	var flags Flags
-	if !exists {
-		// The compressed form lives only until it is written (Pebble and
-		// the pack copy it), so its buffer is reused.
-		bp := encBufs.Get().(*[]byte)
-		defer encBufs.Put(bp)
-		payload, flags = Encode(*bp, data)
-		if flags&FlagZstd != 0 {
-			*bp = payload[:0]
-		}
-	}
-	return db.writeRecord(ref, exists, payload, flags, len(data), extra)
+	return db.writeRecord(ref, false, payload, flags, len(data), extra)
 }
 
 var encBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
@@ -363,7 +361,9 @@ func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, raw
 	// for the next flush, so writing goes on meanwhile. Too many sealed
 	// packs, or a large batch, force a flush to bound what waits.
 	if db.cur != nil && db.cur.size >= packTarget {
-		db.cur.startWriteback()
+		if err := db.cur.seal(); err != nil {
+			return db.fail(err)
+		}
 		db.sealed = append(db.sealed, db.cur)
 		db.cur = nil
 	}
@@ -467,11 +467,36 @@ func (db *DB) getBlob(ctx context.Context, ref Ref) ([]byte, error) {
 	}
 	payload := loc.inline
 	if payload == nil {
-		if payload, err = db.packs.read(ref, loc); err != nil {
+		if payload, err = db.readPacked(ref, loc); err != nil {
 			return nil, err
 		}
 	}
 	return Decode(nil, ref, loc.flags, payload, loc.rawLen)
+}
+
+// readPacked reads a packed entry: from the open pack's buffer when it has
+// not reached the file yet, else from the file.
+func (db *DB) readPacked(ref Ref, loc location) ([]byte, error) {
+	db.mu.RLock()
+	w := db.cur
+	if w == nil || w.id != loc.pack {
+		db.mu.RUnlock()
+		return db.packs.read(ref, loc)
+	}
+	buf := make([]byte, packEntryHead+loc.storedLen)
+	head, ok := w.readBuffered(buf, loc.off)
+	db.mu.RUnlock()
+	if !ok {
+		return db.packs.read(ref, loc)
+	}
+	if head > 0 {
+		// The entry began before the buffer: those bytes are on disk,
+		// final, and read like any other.
+		if err := db.packs.readAt(loc.pack, buf[:head], loc.off); err != nil {
+			return nil, fmt.Errorf("get %s: %w", ref.Short(), err)
+		}
+	}
+	return checkEntry(ref, loc, buf)
 }
 
 // iterate calls fn for each key with prefix p, in order. Pending records

@@ -8,34 +8,68 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// packWriter appends entries to one pack file.
+// packWriter appends entries to one pack file. Entries collect in an
+// aligned buffer that is written with O_DIRECT in large aligned blocks:
+// on the machines measured, copying into the page cache cost 3 to 6 times
+// the disk's own write time (docs/ARCHITECTURE.md). Where the filesystem
+// refuses O_DIRECT, the same writes go through the page cache.
+//
+// The buffer holds the file's bytes from base (aligned) to size; bytes
+// below base are on disk. A sync writes the partial last block padded with
+// zeros (the next write rewrites it) and fsyncs; the padding lies past the
+// recorded length, which is all any record points into, and Open cuts it.
 type packWriter struct {
 	id        uint64
 	f         *os.File
-	size      int64
-	dirty     bool // bytes written since the last fsync
-	dirSynced bool // the file's directory entry is durable
+	direct    bool
+	size      int64  // logical length: every byte appended
+	base      int64  // file offset of buf[0], aligned
+	buf       []byte // file bytes [base, size); cap is packBuf
+	dirty     bool   // bytes appended since the last sync
+	dirSynced bool   // the file's directory entry is durable
 	head      [packEntryHead]byte
+}
+
+const (
+	packAlign = 4096
+	packBuf   = 4 << 20
+)
+
+// alignedBuf returns an empty slice of capacity n whose first byte is
+// packAlign-aligned, as O_DIRECT needs.
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+packAlign)
+	off := int(uintptr(unsafe.Pointer(&b[0])) & (packAlign - 1))
+	if off != 0 {
+		off = packAlign - off
+	}
+	return b[off : off : off+n]
 }
 
 func createPack(dir string, id uint64) (*packWriter, error) {
 	path := packPath(dir, id)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_DIRECT, 0o600)
+	direct := err == nil
+	if errors.Is(err, unix.EINVAL) {
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cas: create pack: %w", err)
 	}
-	if _, err := f.Write([]byte(packMagic)); err != nil {
+	w := &packWriter{id: id, f: f, direct: direct, buf: alignedBuf(packBuf), dirty: true}
+	if err := w.write([]byte(packMagic)); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("cas: write pack %s: %w", path, err)
+		return nil, err
 	}
-	return &packWriter{id: id, f: f, size: int64(len(packMagic)), dirty: true}, nil
+	return w, nil
 }
 
-// append writes one entry and returns its offset.
+// append adds one entry and returns its offset.
 func (w *packWriter) append(ref Ref, flags Flags, rawLen int, payload []byte) (int64, error) {
 	h := w.head[:]
 	copy(h, ref[:])
@@ -43,18 +77,66 @@ func (w *packWriter) append(ref Ref, flags Flags, rawLen int, payload []byte) (i
 	binary.LittleEndian.PutUint32(h[33:], uint32(rawLen))
 	binary.LittleEndian.PutUint32(h[37:], uint32(len(payload)))
 	off := w.size
-	if _, err := w.f.WriteAt(h, off); err != nil {
-		return 0, fmt.Errorf("cas: write pack %d: %w", w.id, err)
+	if err := w.write(h); err != nil {
+		return 0, err
 	}
-	if _, err := w.f.WriteAt(payload, off+packEntryHead); err != nil {
-		return 0, fmt.Errorf("cas: write pack %d: %w", w.id, err)
+	if err := w.write(payload); err != nil {
+		return 0, err
 	}
-	w.size += packEntryHead + int64(len(payload))
 	w.dirty = true
 	return off, nil
 }
 
+// write appends p to the buffer, writing out each full buffer.
+func (w *packWriter) write(p []byte) error {
+	for len(p) > 0 {
+		n := copy(w.buf[len(w.buf):cap(w.buf)], p)
+		w.buf = w.buf[:len(w.buf)+n]
+		w.size += int64(n)
+		p = p[n:]
+		if len(w.buf) == cap(w.buf) {
+			if err := w.writeAt(w.buf, w.base); err != nil {
+				return err
+			}
+			w.base += int64(len(w.buf))
+			w.buf = w.buf[:0]
+		}
+	}
+	return nil
+}
+
+// writeAt writes an aligned block; if the filesystem turns O_DIRECT down
+// at the first write, the file is reopened without it.
+func (w *packWriter) writeAt(b []byte, off int64) error {
+	_, err := w.f.WriteAt(b, off)
+	if err != nil && w.direct && errors.Is(err, unix.EINVAL) {
+		f, oerr := os.OpenFile(w.f.Name(), os.O_RDWR, 0)
+		if oerr == nil {
+			w.f.Close()
+			w.f, w.direct = f, false
+			_, err = w.f.WriteAt(b, off)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cas: write pack %d: %w", w.id, err)
+	}
+	return nil
+}
+
+// flushTail writes the buffered partial block, padded to the alignment.
+func (w *packWriter) flushTail() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	n := (len(w.buf) + packAlign - 1) &^ (packAlign - 1)
+	clear(w.buf[len(w.buf):n])
+	return w.writeAt(w.buf[:n], w.base)
+}
+
 func (w *packWriter) sync() error {
+	if err := w.flushTail(); err != nil {
+		return err
+	}
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("cas: fsync pack %d: %w", w.id, err)
 	}
@@ -68,10 +150,36 @@ func (w *packWriter) sync() error {
 	return nil
 }
 
-// startWriteback asks the kernel to begin writing the pack out, so the
-// fsync at the next flush finds little left to do.
-func (w *packWriter) startWriteback() {
-	_ = unix.SyncFileRange(int(w.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+// seal writes everything out and cuts the padding: the pack is complete
+// on disk (not yet durable: the next flush fsyncs it) and its buffer is
+// released. Without O_DIRECT, writeback starts now so that fsync finds
+// little left to do.
+func (w *packWriter) seal() error {
+	if err := w.flushTail(); err != nil {
+		return err
+	}
+	if err := w.f.Truncate(w.size); err != nil {
+		return fmt.Errorf("cas: truncate pack %d: %w", w.id, err)
+	}
+	w.base, w.buf = w.size, nil
+	if !w.direct {
+		_ = unix.SyncFileRange(int(w.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	}
+	return nil
+}
+
+// readBuffered copies the part of [off, off+len(dst)) that lies in the
+// buffer into dst, and returns how many leading bytes lie before it (on
+// disk, for the caller to read). ok is false when none of it is buffered.
+// The caller holds the DB's lock.
+func (w *packWriter) readBuffered(dst []byte, off int64) (head int, ok bool) {
+	end := off + int64(len(dst))
+	if end <= w.base || off >= w.size || end > w.size {
+		return 0, false
+	}
+	head = int(max(0, w.base-off))
+	copy(dst[head:], w.buf[off+int64(head)-w.base:end-w.base])
+	return head, true
 }
 
 func syncDir(dir string) error {
@@ -139,6 +247,19 @@ func (p *packFiles) closeAll() {
 	}
 }
 
+// readAt reads len(b) bytes of pack id at off.
+func (p *packFiles) readAt(id uint64, b []byte, off int64) error {
+	f, owned, err := p.handle(id)
+	if err != nil {
+		return err
+	}
+	if owned {
+		defer f.Close()
+	}
+	_, err = f.ReadAt(b, off)
+	return err
+}
+
 // read returns the payload of the entry at loc, after checking that the
 // entry's header names ref and agrees with the record.
 func (p *packFiles) read(ref Ref, loc location) ([]byte, error) {
@@ -159,6 +280,12 @@ func (p *packFiles) read(ref Ref, loc location) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("cas: read pack %d: %w", loc.pack, err)
 	}
+	return checkEntry(ref, loc, buf)
+}
+
+// checkEntry checks that an entry's header names ref and agrees with its
+// record, and returns the payload.
+func checkEntry(ref Ref, loc location, buf []byte) ([]byte, error) {
 	if Ref(buf[:32]) != ref || Flags(buf[32]) != loc.flags ||
 		int(binary.LittleEndian.Uint32(buf[33:])) != loc.rawLen ||
 		int(binary.LittleEndian.Uint32(buf[37:])) != loc.storedLen {

@@ -2,7 +2,6 @@ package chunk
 
 import (
 	"context"
-	"errors"
 	"io"
 
 	"github.com/restic/chunker"
@@ -21,44 +20,83 @@ type Chunk struct {
 }
 
 // Splitter cuts one stream. It is not safe for concurrent use; one Splitter
-// per goroutine, reused through Reset, keeps its 512 KiB read buffer warm.
+// per goroutine, reused through Reset, keeps its read buffer and the
+// fingerprint tables: resetting it allocates nothing, so a folder of many
+// small files costs no more than their bytes.
+//
+// It drives restic/chunker's BaseChunker over its own buffer, the same cut
+// as chunker.Chunker (TestStability and TestSameCutsAsChunker pin that).
 type Splitter struct {
-	c      *chunker.Chunker
+	base   *chunker.BaseChunker
 	p      Params
+	r      io.Reader
+	rbuf   []byte
+	rpos   int
+	rlen   int
+	eof    bool
 	offset int64
 }
 
+// readSize is how much the Splitter reads at a time.
+const readSize = 512 << 10
+
 // NewSplitter returns a Splitter reading r. p must be valid.
 func NewSplitter(r io.Reader, p Params) *Splitter {
-	s := &Splitter{p: p}
-	// restic/chunker's option type is unexported, so the options are
-	// spelled out here and in Reset.
-	s.c = chunker.New(r, chunker.Pol(p.Pol),
-		chunker.WithBoundaries(uint(p.Min), uint(p.Max)), chunker.WithAverageBits(int(p.AvgBits)))
-	return s
+	return &Splitter{
+		base: chunker.NewBase(chunker.Pol(p.Pol),
+			chunker.WithBaseBoundaries(uint(p.Min), uint(p.Max)), chunker.WithBaseAverageBits(int(p.AvgBits))),
+		p:    p,
+		r:    r,
+		rbuf: make([]byte, readSize),
+	}
 }
 
 // Reset makes s read r from its start, keeping its buffers.
 func (s *Splitter) Reset(r io.Reader) {
-	s.c.Reset(r, chunker.Pol(s.p.Pol),
-		chunker.WithBoundaries(uint(s.p.Min), uint(s.p.Max)), chunker.WithAverageBits(int(s.p.AvgBits)))
-	s.offset = 0
+	s.base.Reset(chunker.Pol(s.p.Pol),
+		chunker.WithBaseBoundaries(uint(s.p.Min), uint(s.p.Max)), chunker.WithBaseAverageBits(int(s.p.AvgBits)))
+	s.r, s.rpos, s.rlen, s.eof, s.offset = r, 0, 0, false, 0
 }
 
 // Next returns the next chunk, cut into buf (which should have capacity
 // Params.Max to avoid growing), and its sum. It returns io.EOF after the
 // last chunk; an empty stream has no chunks.
 func (s *Splitter) Next(buf []byte) (Chunk, error) {
-	c, err := s.c.Next(buf)
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return Chunk{}, io.EOF
+	buf = buf[:0]
+	for {
+		if s.rpos == s.rlen {
+			if s.eof {
+				if len(buf) == 0 {
+					return Chunk{}, io.EOF
+				}
+				return s.emit(buf), nil
+			}
+			n, err := io.ReadFull(s.r, s.rbuf)
+			switch {
+			case err == io.EOF || err == io.ErrUnexpectedEOF:
+				s.eof = true
+			case err != nil:
+				return Chunk{}, err
+			}
+			s.rpos, s.rlen = 0, n
+			continue
 		}
-		return Chunk{}, err
+		split := s.base.NextSplitPoint(s.rbuf[s.rpos:s.rlen])
+		if split < 0 {
+			buf = append(buf, s.rbuf[s.rpos:s.rlen]...)
+			s.rpos = s.rlen
+			continue
+		}
+		buf = append(buf, s.rbuf[s.rpos:s.rpos+split]...)
+		s.rpos += split
+		return s.emit(buf), nil
 	}
-	ch := Chunk{Offset: s.offset, Data: c.Data, Sum: blake3.Sum256(c.Data)}
-	s.offset += int64(len(c.Data))
-	return ch, nil
+}
+
+func (s *Splitter) emit(data []byte) Chunk {
+	c := Chunk{Offset: s.offset, Data: data, Sum: blake3.Sum256(data)}
+	s.offset += int64(len(data))
+	return c
 }
 
 // Offset is how many bytes the chunks returned so far cover.

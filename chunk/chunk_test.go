@@ -6,11 +6,15 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
+
+	"github.com/restic/chunker"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -150,5 +154,61 @@ func TestSplitCancel(t *testing.T) {
 	err := Split(ctx, bytes.NewReader(seeded(6, 1<<20)), Default(), func(Chunk) error { return nil })
 	if err != context.Canceled {
 		t.Fatalf("Split on a cancelled context = %v, want context.Canceled", err)
+	}
+}
+
+// TestSameCutsAsChunker: the Splitter cuts exactly where restic's own
+// Chunker does, for several params and read patterns.
+func TestSameCutsAsChunker(t *testing.T) {
+	data := seeded(11, 20<<20)
+	for _, p := range []Params{Default(), {Pol: defaultPol, Min: 64 << 10, Max: 1 << 20, AvgBits: 16}} {
+		var want []int
+		c := chunker.New(bytes.NewReader(data), chunker.Pol(p.Pol), chunker.WithBoundaries(uint(p.Min), uint(p.Max)), chunker.WithAverageBits(int(p.AvgBits)))
+		buf := make([]byte, 0, p.Max)
+		for {
+			ch, err := c.Next(buf)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, int(ch.Length))
+		}
+		// A reader that returns odd-sized pieces must not change the cuts.
+		s := NewSplitter(iotest.HalfReader(bytes.NewReader(data)), p)
+		var got []int
+		for {
+			ch, err := s.Next(buf)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, len(ch.Data))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("params %v: cuts %v, chunker.Chunker cuts %v", p, got, want)
+		}
+	}
+}
+
+func TestResetAllocatesNothing(t *testing.T) {
+	s := NewSplitter(nil, Default())
+	buf := make([]byte, 0, Default().Max)
+	small := []byte("a small file")
+	r := bytes.NewReader(small)
+	allocs := testing.AllocsPerRun(100, func() {
+		r.Reset(small)
+		s.Reset(r)
+		for {
+			if _, err := s.Next(buf); err != nil {
+				break
+			}
+		}
+	})
+	if allocs > 1 {
+		t.Errorf("Reset and Next of a small file: %.0f allocations", allocs)
 	}
 }

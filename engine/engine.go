@@ -169,8 +169,20 @@ func (s *session) head(ctx context.Context) (cas.Ref, error) {
 }
 
 // objects reads trees, file lists and versions: the folder's cache first,
-// then the remote, keeping a copy of what it fetched.
-func (s *session) objects() cas.Getter { return &cachingGetter{cache: s.f.Cache(), remote: s.remote} }
+// then the remote, keeping a copy of what it fetched. A local store needs
+// no cache.
+func (s *session) objects() cas.Getter {
+	if s.local() {
+		return s.remote
+	}
+	return &cachingGetter{cache: s.f.Cache(), remote: s.remote}
+}
+
+// local reports whether the remote is a store on this machine.
+func (s *session) local() bool {
+	_, ok := s.remote.(*localRemote)
+	return ok
+}
 
 type cachingGetter struct {
 	cache  *cas.Namespace
@@ -203,9 +215,20 @@ func (s *session) versionRoot(ctx context.Context, v cas.Ref) (cas.Ref, error) {
 
 // scan scans the folder; dst nil means compute only.
 func (s *session) scan(ctx context.Context, dst scan.Dest) (*scan.Result, error) {
+	var objects cas.Putter = s.f.Cache()
+	if s.local() {
+		objects = nil
+		if dst == nil {
+			// Status and diff need the folder's trees readable: with a
+			// local store they go there (small, and collectable), while
+			// file data stays out.
+			objects = s.remote
+		}
+	}
 	return scan.Scan(ctx, s.f.Dir, s.f.StatCache(), dst, scan.Options{
 		Params:      s.remote.Params(),
-		Objects:     s.f.Cache(),
+		Objects:     objects,
+		PutObjects:  s.local(),
 		RemoveTemps: true,
 		Logger:      s.opts.Logger,
 		Progress: func(e scan.Event) {

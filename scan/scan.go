@@ -52,6 +52,11 @@ type Options struct {
 	// Objects, if set, receives a copy of every tree and file object (the
 	// folder's cache).
 	Objects cas.Putter
+	// PutObjects skips asking Dest whether it has a tree or file object
+	// before putting it: for a Dest that deduplicates on Put at no cost (a
+	// local store). Chunks are always asked about first, so that
+	// ChunksSent and BytesSent count only what was new.
+	PutObjects bool
 	// Retries is how often a file that changes while it is read is read
 	// again before it is left as it was (default 3).
 	Retries int
@@ -480,12 +485,10 @@ func (s *scanner) putObject(ref cas.Ref, b []byte) error {
 	if s.dst == nil {
 		return nil
 	}
-	has, err := s.dst.Has(s.ctx, []cas.Ref{ref})
-	if err != nil {
-		return fmt.Errorf("scan: %w", err)
-	}
-	if has[0] {
-		return nil
+	if !s.opts.PutObjects {
+		if has, err := s.has(ref); err != nil || has {
+			return err
+		}
 	}
 	if err := s.dst.Put(s.ctx, ref, b); err != nil {
 		return fmt.Errorf("scan: put object %s: %w", ref.Short(), err)
@@ -675,6 +678,15 @@ func (s *scanner) readOnce(sp *chunk.Splitter, abs string, job *fileJob) (cas.Re
 	return ref, before, nil
 }
 
+// has asks Dest whether it holds ref.
+func (s *scanner) has(ref cas.Ref) (bool, error) {
+	has, err := s.dst.Has(s.ctx, []cas.Ref{ref})
+	if err != nil {
+		return false, fmt.Errorf("scan: %w", err)
+	}
+	return has[0], nil
+}
+
 // upload is one uploader worker: it puts chunks Dest lacks. It drains the
 // queue even after an error, since readers wait for every chunk they sent.
 func (s *scanner) upload() error {
@@ -700,12 +712,8 @@ func (s *scanner) putChunk(job chunkJob) error {
 	if s.dst == nil {
 		return nil
 	}
-	has, err := s.dst.Has(s.ctx, []cas.Ref{job.ref})
-	if err != nil {
-		return fmt.Errorf("scan: %w", err)
-	}
-	if has[0] {
-		return nil
+	if has, err := s.has(job.ref); err != nil || has {
+		return err
 	}
 	if err := s.dst.Put(s.ctx, job.ref, job.data); err != nil {
 		return fmt.Errorf("scan: put chunk %s: %w", job.ref.Short(), err)

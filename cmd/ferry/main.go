@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -42,7 +44,16 @@ type usageError struct{ error }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// FERRY_CPUPROFILE=FILE writes a CPU profile of the run, for tuning.
+	if path := os.Getenv("FERRY_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer f.Close()
+			}
+		}
+	}
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	pprof.StopCPUProfile()
 	stop()
 	os.Exit(code)
 }
@@ -97,6 +108,7 @@ func newRoot(g *globals) *cobra.Command {
 		Long: `ferry keeps folders in sync between devices through a store or a server,
 and keeps every version: push, pull and sync a folder, list its history,
 diff and restore any version.`,
+		Version:       buildVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -109,8 +121,24 @@ diff and restore any version.`,
 	root.AddCommand(
 		newInit(g), newPush(g), newPull(g), newSync(g), newStatus(g),
 		newLog(g), newDiff(g), newLs(g), newRestore(g), newTag(g), newCheck(g),
+		newBench(g),
 	)
 	return root
+}
+
+// buildVersion is the module version and VCS revision ferry was built from.
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v + " " + bi.GoVersion
 }
 
 // args wraps a cobra argument rule so that its errors are usage errors.

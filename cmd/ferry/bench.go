@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/ferry-sync/ferry/bench"
+	"github.com/spf13/cobra"
+)
+
+func newBench(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "bench",
+		Short: "Run the benchmark workloads and write results under bench/results",
+	}
+	var (
+		cfg bench.LocalConfig
+		out string
+	)
+	local := &cobra.Command{
+		Use:   "local",
+		Short: "The local engine: push of one large file vs dd, and a no-op push of many small files",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cfg.Ferry = self
+			if !g.quiet && !g.json {
+				cfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
+			}
+			rep, err := bench.RunLocal(c.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			if err := rep.Save(out, "local"); err != nil {
+				return err
+			}
+			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
+		},
+	}
+	local.Flags().Int64Var(&cfg.BigSize, "big-size", 4<<30, "size of the large file, bytes")
+	local.Flags().IntVar(&cfg.SmallFiles, "files", 100_000, "files in the no-op folder")
+	local.Flags().IntVar(&cfg.Runs, "runs", 3, "runs per figure (the median is kept)")
+	local.Flags().StringVar(&cfg.Work, "work", "", "scratch directory (default: a temp dir)")
+	local.Flags().StringVar(&out, "out", "bench/results", "where to write local.md and local.json")
+	c.AddCommand(local)
+	return c
+}
