@@ -62,6 +62,16 @@ func (s *Splitter) Reset(r io.Reader) {
 // Params.Max to avoid growing), and its sum. It returns io.EOF after the
 // last chunk; an empty stream has no chunks.
 func (s *Splitter) Next(buf []byte) (Chunk, error) {
+	c, err := s.Cut(buf)
+	if err == nil {
+		c.Sum = blake3.Sum256(c.Data)
+	}
+	return c, err
+}
+
+// Cut is Next without the sum (Chunk.Sum is zero), for callers that hash
+// on another goroutine: cutting is sequential, hashing need not be.
+func (s *Splitter) Cut(buf []byte) (Chunk, error) {
 	buf = buf[:0]
 	for {
 		if s.rpos == s.rlen {
@@ -94,7 +104,7 @@ func (s *Splitter) Next(buf []byte) (Chunk, error) {
 }
 
 func (s *Splitter) emit(data []byte) Chunk {
-	c := Chunk{Offset: s.offset, Data: data, Sum: blake3.Sum256(data)}
+	c := Chunk{Offset: s.offset, Data: data}
 	s.offset += int64(len(data))
 	return c
 }

@@ -235,9 +235,11 @@ type fileJob struct {
 	had  bool // old is valid
 }
 
-// chunkJob is one chunk to upload; buf returns to the pool after.
+// chunkJob is one chunk to hash and upload; buf returns to the pool after.
+// The uploader writes the chunk's ref into ref, which the reader reads
+// after the file's wait group is done.
 type chunkJob struct {
-	ref  cas.Ref
+	ref  *cas.Ref
 	data []byte
 	buf  []byte
 	wg   *sync.WaitGroup
@@ -604,7 +606,7 @@ func (s *scanner) readOnce(sp *chunk.Splitter, abs string, job *fileJob) (cas.Re
 	}
 	before := statOf(fi)
 	var (
-		chunks []index.ChunkRef
+		chunks []*index.ChunkRef
 		wg     sync.WaitGroup
 		uerr   atomic.Pointer[error]
 		read   int64
@@ -625,7 +627,7 @@ func (s *scanner) readOnce(sp *chunk.Splitter, abs string, job *fileJob) (cas.Re
 		if buf == nil {
 			buf = make([]byte, 0, s.opts.Params.Max)
 		}
-		c, err := sp.Next(buf)
+		c, err := sp.Cut(buf)
 		if err == io.EOF {
 			s.bufs <- buf
 			break
@@ -636,9 +638,10 @@ func (s *scanner) readOnce(sp *chunk.Splitter, abs string, job *fileJob) (cas.Re
 			return cas.Ref{}, state.Stat{}, err
 		}
 		read += int64(len(c.Data))
-		chunks = append(chunks, index.ChunkRef{Ref: c.Sum, Len: uint32(len(c.Data))})
+		cr := &index.ChunkRef{Len: uint32(len(c.Data))}
+		chunks = append(chunks, cr)
 		wg.Add(1)
-		job := chunkJob{ref: c.Sum, data: c.Data, buf: buf, wg: &wg, errp: &uerr}
+		job := chunkJob{ref: &cr.Ref, data: c.Data, buf: buf, wg: &wg, errp: &uerr}
 		select {
 		case s.chunks <- job:
 		case <-s.ctx.Done():
@@ -665,7 +668,11 @@ func (s *scanner) readOnce(sp *chunk.Splitter, abs string, job *fileJob) (cas.Re
 	if st := statOf(after); !st.Unchanged(before) || read != before.Size {
 		return cas.Ref{}, state.Stat{}, &changedError{}
 	}
-	top, parts := index.FileObjects(chunks)
+	list := make([]index.ChunkRef, len(chunks))
+	for i, c := range chunks {
+		list[i] = *c
+	}
+	top, parts := index.FileObjects(list)
 	for _, p := range parts {
 		if err := s.putObject(cas.Sum(p), p); err != nil {
 			return cas.Ref{}, state.Stat{}, err
@@ -709,14 +716,16 @@ func (s *scanner) putChunk(job chunkJob) error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
+	ref := cas.Sum(job.data)
+	*job.ref = ref
 	if s.dst == nil {
 		return nil
 	}
-	if has, err := s.has(job.ref); err != nil || has {
+	if has, err := s.has(ref); err != nil || has {
 		return err
 	}
-	if err := s.dst.Put(s.ctx, job.ref, job.data); err != nil {
-		return fmt.Errorf("scan: put chunk %s: %w", job.ref.Short(), err)
+	if err := s.dst.Put(s.ctx, ref, job.data); err != nil {
+		return fmt.Errorf("scan: put chunk %s: %w", ref.Short(), err)
 	}
 	atomic.AddInt64(&s.res.ChunksSent, 1)
 	atomic.AddInt64(&s.res.BytesSent, int64(len(job.data)))
