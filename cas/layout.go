@@ -140,7 +140,7 @@ func parseLocation(b []byte) (location, error) {
 	kind := b[0]
 	l.flags = Flags(b[1])
 	b = b[2:]
-	rawLen, n := binary.Uvarint(b)
+	rawLen, n := uvarint(b)
 	if n <= 0 || rawLen > MaxBlobSize {
 		return l, fmt.Errorf("%w: blob record length", ErrCorrupt)
 	}
@@ -157,7 +157,7 @@ func parseLocation(b []byte) (location, error) {
 	case recPacked:
 		var vals [3]uint64
 		for i := range vals {
-			v, n := binary.Uvarint(b)
+			v, n := uvarint(b)
 			if n <= 0 {
 				return l, fmt.Errorf("%w: blob record truncated", ErrCorrupt)
 			}
@@ -170,4 +170,14 @@ func parseLocation(b []byte) (location, error) {
 		return l, nil
 	}
 	return l, fmt.Errorf("%w: blob record kind %#x", ErrCorrupt, kind)
+}
+
+// uvarint is binary.Uvarint that refuses non-minimal encodings, so that a
+// record has one spelling.
+func uvarint(b []byte) (uint64, int) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 || n != len(binary.AppendUvarint(nil, v)) {
+		return 0, -1
+	}
+	return v, n
 }

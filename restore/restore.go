@@ -388,6 +388,12 @@ func (w *writer) forgetDir(p string) {
 			w.dropLocked(k, d)
 		}
 	}
+	// A removed directory needs no fsync; its parent gets one.
+	for k := range w.dirty {
+		if k == p || strings.HasPrefix(k, p+"/") {
+			delete(w.dirty, k)
+		}
+	}
 }
 
 var tmpSeq atomic.Uint64
