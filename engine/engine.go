@@ -169,13 +169,10 @@ func (s *session) head(ctx context.Context) (cas.Ref, error) {
 }
 
 // objects reads trees, file lists and versions: the folder's cache first,
-// then the remote, keeping a copy of what it fetched. A local store needs
-// no cache.
+// then the remote, keeping a copy of what it fetched from a remote that is
+// not local (a local store is its own cache).
 func (s *session) objects() cas.Getter {
-	if s.local() {
-		return s.remote
-	}
-	return &cachingGetter{cache: s.f.Cache(), remote: s.remote}
+	return &cachingGetter{cache: s.f.Cache(), remote: s.remote, keep: !s.local()}
 }
 
 // local reports whether the remote is a store on this machine.
@@ -187,6 +184,7 @@ func (s *session) local() bool {
 type cachingGetter struct {
 	cache  *cas.Namespace
 	remote cas.Getter
+	keep   bool
 }
 
 func (c *cachingGetter) Get(ctx context.Context, ref cas.Ref) ([]byte, error) {
@@ -197,7 +195,9 @@ func (c *cachingGetter) Get(ctx context.Context, ref cas.Ref) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = c.cache.Put(ctx, ref, b)
+	if c.keep {
+		_ = c.cache.Put(ctx, ref, b)
+	}
 	return b, nil
 }
 
@@ -215,15 +215,12 @@ func (s *session) versionRoot(ctx context.Context, v cas.Ref) (cas.Ref, error) {
 
 // scan scans the folder; dst nil means compute only.
 func (s *session) scan(ctx context.Context, dst scan.Dest) (*scan.Result, error) {
+	// Objects also go to the folder's cache, so that status and diff
+	// can read the trees of a scan that stored nothing; a push to a local
+	// store needs no second copy.
 	var objects cas.Putter = s.f.Cache()
-	if s.local() {
+	if s.local() && dst != nil {
 		objects = nil
-		if dst == nil {
-			// Status and diff need the folder's trees readable: with a
-			// local store they go there (small, and collectable), while
-			// file data stays out.
-			objects = s.remote
-		}
 	}
 	return scan.Scan(ctx, s.f.Dir, s.f.StatCache(), dst, scan.Options{
 		Params:      s.remote.Params(),

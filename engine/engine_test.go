@@ -565,3 +565,32 @@ func TestRestoreInPlaceIsUndoable(t *testing.T) {
 		t.Errorf("after undo: %q", got)
 	}
 }
+
+// TestStatusThenPush: a status between an edit and a push reads the file
+// but stores nothing, so it must not teach the stat cache that the new
+// content is at the remote (the demo once lost a chunk this way).
+func TestStatusThenPush(t *testing.T) {
+	e := newEnv(t)
+	a := e.folder("a", "r")
+	write(t, filepath.Join(a, "list.txt"), []byte("bread\n"), 0o644)
+	e.push(a)
+	write(t, filepath.Join(a, "list.txt"), []byte("bread\nmilk\n"), 0o644)
+	if _, err := Status(e.ctx, a, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Diff(e.ctx, a, "", "", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	res := e.push(a)
+	if res.ChunksSent != 1 {
+		t.Errorf("push after status sent %d chunks, want the 1 new one", res.ChunksSent)
+	}
+	if c, err := Check(e.ctx, e.store, CheckOptions{ReadData: true}); err != nil || !c.OK {
+		t.Fatalf("check after status+push: %+v, %v", c, err)
+	}
+	b := e.folder("b", "r")
+	e.pull(b)
+	if got, _ := os.ReadFile(filepath.Join(b, "list.txt")); string(got) != "bread\nmilk\n" {
+		t.Errorf("pulled %q", got)
+	}
+}

@@ -129,6 +129,7 @@ func Diff(ctx context.Context, dir, a, b string, o Options) ([]Change, error) {
 		if err != nil {
 			return nil, err
 		}
+		sc.CacheUpdate.Discard()
 		rb = sc.Root
 	} else if rb, err = s.treeOf(ctx, b); err != nil {
 		return nil, err

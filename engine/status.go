@@ -62,6 +62,7 @@ func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("status %s: %w", s.f.Dir, err)
 	}
+	sc.CacheUpdate.Discard()
 	res := &StatusResult{Dir: s.f.Dir, Remote: s.f.Config.Remote, Root: s.root(), RemoteAhead: head != base, Warnings: sc.Warnings, LocalChanges: []Change{}}
 	if !base.IsZero() {
 		res.Base = base.String()

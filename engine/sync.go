@@ -9,6 +9,7 @@ import (
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/index"
 	"github.com/ferry-sync/ferry/restore"
+	"github.com/ferry-sync/ferry/scan"
 )
 
 // PushOptions tune a push.
@@ -64,6 +65,7 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 	if err != nil {
 		return nil, err
 	}
+	defer sc.CacheUpdate.Discard()
 	res := &PushResult{
 		FilesScanned: sc.Summary.Files, FilesRead: sc.FilesRead, BytesScanned: sc.BytesRead,
 		ChunksSent: sc.ChunksSent, ObjectsSent: sc.ObjectsSent, BytesSent: sc.BytesSent, Warnings: sc.Warnings,
@@ -78,7 +80,7 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 		if base.IsZero() {
 			res.Version = ""
 		}
-		return res, nil
+		return res, s.commitCache(ctx, sc)
 	}
 	if head != base {
 		return nil, fmt.Errorf("%w (head %s, folder at %s): pull first", ErrRemoteMoved, head.Short(), shortOrNone(base))
@@ -97,7 +99,7 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 		return nil, err
 	}
 	_ = s.f.Cache().Put(ctx, ref, vb)
-	if err := s.remote.Flush(ctx); err != nil {
+	if err := s.commitCache(ctx, sc); err != nil {
 		return nil, err
 	}
 	if err := s.remote.SwapHead(ctx, s.root(), head, ref); err != nil {
@@ -111,6 +113,17 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 	}
 	res.Version = ref.String()
 	return res, nil
+}
+
+// commitCache makes what the scan stored durable at the remote, and only
+// then records the stat cache entries that promise it is there.
+func (s *session) commitCache(ctx context.Context, sc *scan.Result) error {
+	if err := s.remote.Flush(ctx); err != nil {
+		return err
+	}
+	err := sc.CacheUpdate.Commit()
+	sc.CacheUpdate = nil
+	return err
 }
 
 // countChanges counts the files added, removed or modified between trees.
@@ -182,6 +195,7 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	sc.CacheUpdate.Discard()
 	res.BytesScanned, res.Warnings = sc.BytesRead, sc.Warnings
 	baseRoot, err := s.versionRoot(ctx, base)
 	if err != nil {

@@ -66,11 +66,18 @@ func BenchmarkNoopScan(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	if err := dst.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := first.CacheUpdate.Commit(); err != nil {
+		b.Fatal(err)
+	}
 	var res *scan.Result
 	for b.Loop() {
 		if res, err = scan.Scan(ctx, dir, f.StatCache(), dst, opts); err != nil {
 			b.Fatal(err)
 		}
+		res.CacheUpdate.Commit()
 	}
 	if res.Root != first.Root || res.Summary.Files != int64(*noopFiles) {
 		b.Fatalf("no-op scan found root %s (%d files), want %s", res.Root.Short(), res.Summary.Files, first.Root.Short())

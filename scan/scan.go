@@ -117,9 +117,15 @@ type Result struct {
 	ChunksSent, BytesSent, ObjectsSent int64
 	// Warnings name what was skipped and why.
 	Warnings []string
+	// CacheUpdate holds what the scan learnt for the stat cache. The caller
+	// commits it once what the scan put in Dest is durable there (a cache
+	// entry promises that the file's content is at the remote), or
+	// discards it (a scan that stored nothing: status, diff).
+	CacheUpdate *state.Update
 }
 
-// Scan walks dir and returns its root tree. It updates cache as it goes.
+// Scan walks dir and returns its root tree. The stat cache changes it
+// found are returned, not applied: see Result.CacheUpdate.
 func Scan(ctx context.Context, dir string, cache *state.StatCache, dst Dest, opts Options) (*Result, error) {
 	opts.applyDefaults()
 	if err := opts.Params.Validate(); err != nil {
@@ -166,10 +172,8 @@ func Scan(ctx context.Context, dir string, cache *state.StatCache, dst Dest, opt
 		s.update.Discard()
 		return nil, err
 	}
-	if err := s.update.Commit(); err != nil {
-		return nil, fmt.Errorf("scan %s: stat cache: %w", dir, err)
-	}
 	res := &s.res
+	res.CacheUpdate = s.update
 	res.Root = s.rootDir.ref
 	res.Summary = index.Summary{Files: s.nFiles.Load(), Dirs: s.nDirs.Load(), Symlinks: s.nLinks.Load(), Bytes: s.rootDir.size.Load()}
 	return res, nil

@@ -123,8 +123,21 @@ func (u *Update) DeleteTree(dir string) error {
 func (u *Update) Size() int { return u.b.Size() }
 
 // Commit applies the changes. The cache is a hint, so it need not be
-// synced: a lost update costs a re-read, never a wrong ref.
-func (u *Update) Commit() error { return u.b.Commit(false) }
+// synced: a lost update costs a re-read, never a wrong ref. A nil Update
+// commits nothing.
+func (u *Update) Commit() error {
+	if u == nil || u.b == nil {
+		return nil
+	}
+	err := u.b.Commit(false)
+	u.b = nil
+	return err
+}
 
-// Discard drops the changes.
-func (u *Update) Discard() { u.b.Close() }
+// Discard drops the changes; after Commit it does nothing.
+func (u *Update) Discard() {
+	if u != nil && u.b != nil {
+		u.b.Close()
+		u.b = nil
+	}
+}
