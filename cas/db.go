@@ -367,7 +367,7 @@ func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, raw
 		db.sealed = append(db.sealed, db.cur)
 		db.cur = nil
 	}
-	if len(db.sealed) >= maxSealed || db.pending.Len() >= 16<<20 {
+	if len(db.sealed) >= maxSealed || db.pending.Len() >= 4<<20 {
 		return db.flushLocked()
 	}
 	return nil

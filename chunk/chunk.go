@@ -28,6 +28,7 @@ type Chunk struct {
 // as chunker.Chunker (TestStability and TestSameCutsAsChunker pin that).
 type Splitter struct {
 	base   *chunker.BaseChunker
+	fresh  chunker.BaseChunker // base as new: Reset copies it back
 	p      Params
 	r      io.Reader
 	rbuf   []byte
@@ -42,19 +43,16 @@ const readSize = 512 << 10
 
 // NewSplitter returns a Splitter reading r. p must be valid.
 func NewSplitter(r io.Reader, p Params) *Splitter {
-	return &Splitter{
-		base: chunker.NewBase(chunker.Pol(p.Pol),
-			chunker.WithBaseBoundaries(uint(p.Min), uint(p.Max)), chunker.WithBaseAverageBits(int(p.AvgBits))),
-		p:    p,
-		r:    r,
-		rbuf: make([]byte, readSize),
-	}
+	base := chunker.NewBase(chunker.Pol(p.Pol),
+		chunker.WithBaseBoundaries(uint(p.Min), uint(p.Max)), chunker.WithBaseAverageBits(int(p.AvgBits)))
+	return &Splitter{base: base, fresh: *base, p: p, r: r, rbuf: make([]byte, readSize)}
 }
 
-// Reset makes s read r from its start, keeping its buffers.
+// Reset makes s read r from its start, keeping its buffers. (BaseChunker's
+// own Reset allocates a new chunker each time; a copy of the fresh one
+// does not.)
 func (s *Splitter) Reset(r io.Reader) {
-	s.base.Reset(chunker.Pol(s.p.Pol),
-		chunker.WithBaseBoundaries(uint(s.p.Min), uint(s.p.Max)), chunker.WithBaseAverageBits(int(s.p.AvgBits)))
+	*s.base = s.fresh
 	s.r, s.rpos, s.rlen, s.eof, s.offset = r, 0, 0, false, 0
 }
 

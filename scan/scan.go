@@ -371,10 +371,7 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 			if _, ok := cached[name]; !ok {
 				// A marker, so that the directory's entries are forgotten
 				// when it goes.
-				s.mu.Lock()
-				err := s.update.Put(d.path, name, state.Stat{Mode: uint32(fs.ModeDir)})
-				s.mu.Unlock()
-				if err != nil {
+				if err := s.cachePut(d.path, name, state.Stat{Mode: uint32(fs.ModeDir)}); err != nil {
 					return err
 				}
 			}
@@ -412,6 +409,35 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 	s.mu.Unlock()
 	return s.childDone(d)
 }
+
+// cachePut records a stat cache entry. A large update is applied in
+// pieces, each after a flush of Dest, so that memory stays bounded and
+// every applied entry's content is durable at Dest. A scan without a Dest
+// records nothing: there is nothing its entries could promise.
+func (s *scanner) cachePut(dir, name string, st state.Stat) error {
+	if s.dst == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.update.Put(dir, name, st); err != nil {
+		return err
+	}
+	if s.update.Size() < maxCacheUpdate {
+		return nil
+	}
+	if err := s.dst.Flush(s.ctx); err != nil {
+		return err
+	}
+	if err := s.update.Commit(); err != nil {
+		return err
+	}
+	s.update = s.cache.Update()
+	return nil
+}
+
+// maxCacheUpdate bounds the stat cache changes held in memory.
+const maxCacheUpdate = 8 << 20
 
 // removeTemp deletes a leftover temporary file, relative to a descriptor
 // of its directory opened without following links.
@@ -534,9 +560,7 @@ func (s *scanner) readFile(sp *chunk.Splitter, job *fileJob) error {
 			job.dir.size.Add(st.Size)
 			st.Ref = ref
 			if !s.racy(st.MTime) {
-				s.mu.Lock()
-				err = s.update.Put(job.dir.path, job.name, st)
-				s.mu.Unlock()
+				err = s.cachePut(job.dir.path, job.name, st)
 			}
 			return err
 		case errors.Is(err, fs.ErrNotExist) || errors.As(err, &changed) && changed.gone:
