@@ -302,43 +302,72 @@ func (db *DB) putBlob(ctx context.Context, ref Ref, data []byte, extra ...[]byte
 	if flags&FlagZstd != 0 {
 		*bp = payload[:0]
 	}
-	return db.writeRecord(ref, false, payload, flags, len(data), extra)
+	_, err := db.writeRecord(ref, false, payload, flags, len(data), extra)
+	return err
 }
 
 var encBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
 
-// PutEncoded stores a blob given in its stored form (as a peer sends it):
+// putEncoded stores a blob given in its stored form (as a peer sends it):
 // it is decoded and verified, then kept as sent, so it is compressed once.
-func (db *DB) putEncoded(ctx context.Context, ref Ref, flags Flags, payload []byte, rawLen int, extra ...[]byte) error {
+// It reports whether the blob was new to the store.
+func (db *DB) putEncoded(ctx context.Context, ref Ref, flags Flags, payload []byte, rawLen int, extra ...[]byte) (bool, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return false, err
 	}
 	if len(payload) > MaxBlobSize {
-		return fmt.Errorf("%w: %d bytes", ErrTooBig, len(payload))
+		return false, fmt.Errorf("%w: %d bytes", ErrTooBig, len(payload))
 	}
-	if _, err := Decode(nil, ref, flags, payload, rawLen); err != nil {
-		return err
-	}
-	db.mu.RLock()
-	exists, err := db.hasBlobLocked(ref)
-	db.mu.RUnlock()
+	bp := decBufs.Get().(*[]byte)
+	_, err := Decode(*bp, ref, flags, payload, rawLen)
+	decBufs.Put(bp)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return db.writeRecord(ref, exists, payload, flags, rawLen, extra)
+	return db.writeRecord(ref, false, payload, flags, rawLen, extra)
 }
 
-func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, rawLen int, extra [][]byte) error {
+var decBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
+
+// getEncoded returns a blob's stored form without decoding it: for
+// serving to a peer, which verifies what it receives.
+func (db *DB) getEncoded(ctx context.Context, ref Ref) (Flags, []byte, int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, nil, 0, err
+	}
+	rec, err := db.get(blobKey(ref))
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return 0, nil, 0, fmt.Errorf("get %s: %w", ref.Short(), ErrNotFound)
+		}
+		return 0, nil, 0, err
+	}
+	loc, err := parseLocation(rec)
+	if err != nil {
+		return 0, nil, 0, fmt.Errorf("get %s: %w", ref.Short(), err)
+	}
+	payload := loc.inline
+	if payload == nil {
+		if payload, err = db.readPacked(ref, loc); err != nil {
+			return 0, nil, 0, err
+		}
+	}
+	return loc.flags, payload, loc.rawLen, nil
+}
+
+// writeRecord stores the blob unless a record exists, plus the extra
+// records, and reports whether the blob was new.
+func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, rawLen int, extra [][]byte) (bool, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.failed != nil {
-		return db.failed
+		return false, db.failed
 	}
 	if !exists {
 		// Another writer may have stored it since we looked.
 		var err error
 		if exists, err = db.hasBlobLocked(ref); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if !exists {
@@ -346,15 +375,15 @@ func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, raw
 		if len(payload) <= InlineMax {
 			loc.inline = payload
 		} else if err := db.appendPackLocked(ref, &loc, payload); err != nil {
-			return db.fail(err)
+			return false, db.fail(err)
 		}
 		if err := db.pending.Set(blobKey(ref), loc.append(nil), nil); err != nil {
-			return err
+			return false, err
 		}
 	}
 	for _, k := range extra {
 		if err := db.pending.Set(k, nil, nil); err != nil {
-			return err
+			return false, err
 		}
 	}
 	// A full pack is sealed: its writeback starts now, its fsync waits
@@ -362,15 +391,15 @@ func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, raw
 	// packs, or a large batch, force a flush to bound what waits.
 	if db.cur != nil && db.cur.size >= packTarget {
 		if err := db.cur.seal(); err != nil {
-			return db.fail(err)
+			return false, db.fail(err)
 		}
 		db.sealed = append(db.sealed, db.cur)
 		db.cur = nil
 	}
 	if len(db.sealed) >= maxSealed || db.pending.Len() >= 4<<20 {
-		return db.flushLocked()
+		return !exists, db.flushLocked()
 	}
-	return nil
+	return !exists, nil
 }
 
 func (db *DB) appendPackLocked(ref Ref, loc *location, payload []byte) error {

@@ -120,9 +120,25 @@ func (n *Namespace) Put(ctx context.Context, ref Ref, data []byte) error {
 }
 
 // PutEncoded stores a blob sent in its stored form (see Encode); it is
-// verified by decoding, and kept as sent.
-func (n *Namespace) PutEncoded(ctx context.Context, ref Ref, flags Flags, payload []byte, rawLen int) error {
+// verified by decoding, and kept as sent. It reports whether the bytes were
+// new to the store (false: a dedup hit, only the ownership was recorded).
+func (n *Namespace) PutEncoded(ctx context.Context, ref Ref, flags Flags, payload []byte, rawLen int) (bool, error) {
 	return n.db.putEncoded(ctx, ref, flags, payload, rawLen, ownKey(n.name, ref))
+}
+
+// GetEncoded returns an owned blob in its stored form, unverified: for a
+// server handing it to a client, which verifies it.
+func (n *Namespace) GetEncoded(ctx context.Context, ref Ref) (Flags, []byte, int, error) {
+	n.db.mu.RLock()
+	owned, err := n.owns(ref)
+	n.db.mu.RUnlock()
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	if !owned {
+		return 0, nil, 0, fmt.Errorf("get %s: %w", ref.Short(), ErrNotFound)
+	}
+	return n.db.getEncoded(ctx, ref)
 }
 
 // Get returns the blob if the namespace owns it.
@@ -154,6 +170,32 @@ func (n *Namespace) List(ctx context.Context, fn func(Ref) error) error {
 		}
 		return fn(Ref(k[len(p):]))
 	})
+}
+
+// ListPage returns up to limit refs the namespace owns, in byte order,
+// after the ref after (the zero Ref: from the start).
+func (n *Namespace) ListPage(ctx context.Context, after Ref, limit int) ([]Ref, error) {
+	if err := n.db.Flush(ctx); err != nil {
+		return nil, err
+	}
+	p := ownPrefix(n.name)
+	it, err := n.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []Ref
+	ok := it.First()
+	if !after.IsZero() {
+		ok = it.SeekGE(append(append([]byte(nil), p...), after[:]...))
+		if ok && Ref(it.Key()[len(p):]) == after {
+			ok = it.Next()
+		}
+	}
+	for ; ok && len(out) < limit; ok = it.Next() {
+		out = append(out, Ref(it.Key()[len(p):]))
+	}
+	return out, it.Error()
 }
 
 // Delete drops the namespace's ownership of refs. The bytes stay until the

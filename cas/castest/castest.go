@@ -25,6 +25,16 @@ type Store interface {
 // own cleanup.
 type Opener func(t *testing.T) Store
 
+// HeadMaker puts into s what a head may point at, distinct per seed, and
+// returns its ref. A plain store takes any blob; a server takes only
+// complete versions, so its suite passes a maker that builds one.
+type HeadMaker func(t *testing.T, s Store, seed string) cas.Ref
+
+// anyBlob is the HeadMaker of plain stores.
+func anyBlob(t *testing.T, s Store, seed string) cas.Ref {
+	return put(t, s, []byte(seed))
+}
+
 func blob(seed uint64, n int) []byte {
 	b := make([]byte, n)
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
@@ -39,7 +49,10 @@ func compressible(n int) []byte {
 }
 
 // Run runs every conformance test against stores made by open.
-func Run(t *testing.T, open Opener) {
+func Run(t *testing.T, open Opener) { RunWith(t, open, anyBlob) }
+
+// RunWith is Run with a HeadMaker for stores that check what heads name.
+func RunWith(t *testing.T, open Opener, mk HeadMaker) {
 	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, open(t)) })
 	t.Run("WrongHash", func(t *testing.T) { testWrongHash(t, open(t)) })
 	t.Run("TooBig", func(t *testing.T) { testTooBig(t, open(t)) })
@@ -47,8 +60,8 @@ func Run(t *testing.T, open Opener) {
 	t.Run("ListDelete", func(t *testing.T) { testListDelete(t, open(t)) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, open(t)) })
 	t.Run("Cancelled", func(t *testing.T) { testCancelled(t, open(t)) })
-	t.Run("Heads", func(t *testing.T) { testHeads(t, open(t)) })
-	t.Run("HeadRace", func(t *testing.T) { testHeadRace(t, open(t)) })
+	t.Run("Heads", func(t *testing.T) { testHeads(t, open(t), mk) })
+	t.Run("HeadRace", func(t *testing.T) { testHeadRace(t, open(t), mk) })
 	t.Run("Tags", func(t *testing.T) { testTags(t, open(t)) })
 }
 
@@ -210,9 +223,9 @@ func testCancelled(t *testing.T, s Store) {
 	}
 }
 
-func testHeads(t *testing.T, s Store) {
+func testHeads(t *testing.T, s Store, mk HeadMaker) {
 	ctx := context.Background()
-	a, b := put(t, s, []byte("version a")), put(t, s, []byte("version b"))
+	a, b := mk(t, s, "version a"), mk(t, s, "version b")
 	if _, err := s.Head(ctx, "docs"); !errors.Is(err, cas.ErrNotFound) {
 		t.Fatalf("Head of a new root = %v, want ErrNotFound", err)
 	}
@@ -252,9 +265,9 @@ func testHeads(t *testing.T, s Store) {
 }
 
 // testHeadRace: many writers swap from the same head; exactly one wins.
-func testHeadRace(t *testing.T, s Store) {
+func testHeadRace(t *testing.T, s Store, mk HeadMaker) {
 	ctx := context.Background()
-	base := put(t, s, []byte("base"))
+	base := mk(t, s, "base")
 	if err := s.SwapHead(ctx, "race", cas.Ref{}, base); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +275,7 @@ func testHeadRace(t *testing.T, s Store) {
 	var wg sync.WaitGroup
 	results := make(chan error, n)
 	for i := range n {
-		next := put(t, s, fmt.Appendf(nil, "next %d", i))
+		next := mk(t, s, fmt.Sprintf("next %d", i))
 		wg.Go(func() { results <- s.SwapHead(ctx, "race", base, next) })
 	}
 	wg.Wait()

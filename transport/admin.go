@@ -1,0 +1,119 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+)
+
+// Clients lists the server's connected clients (admin).
+func (c *Client) Clients(ctx context.Context) ([]ClientInfo, error) {
+	resp, err := c.request(ctx, Request{Op: opAdminClients})
+	return resp.Clients, err
+}
+
+// AdminRoots lists every root the token can see, with its head (admin).
+func (c *Client) AdminRoots(ctx context.Context) ([]RootInfo, error) {
+	resp, err := c.request(ctx, Request{Op: opAdminRoots})
+	return resp.RootsOf, err
+}
+
+// AdminHistory lists the history of a root of any namespace (admin).
+func (c *Client) AdminHistory(ctx context.Context, namespace, root string) ([]cas.HistoryEntry, error) {
+	return c.history(ctx, opAdminHistory, namespace, root)
+}
+
+// CreateToken makes a token (admin). The token is returned only here.
+func (c *Client) CreateToken(ctx context.Context, namespace string, perm Perm, label string) (string, TokenInfo, error) {
+	resp, err := c.request(ctx, Request{Op: opTokenCreate, Namespace: namespace, Perm: string(perm), Label: label})
+	if err != nil {
+		return "", TokenInfo{}, err
+	}
+	if len(resp.Tokens) != 1 || resp.Token == "" {
+		return "", TokenInfo{}, fmt.Errorf("%w: token.create answered without a token", ErrProtocol)
+	}
+	return resp.Token, resp.Tokens[0], nil
+}
+
+// Tokens lists tokens (admin); never the tokens themselves.
+func (c *Client) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	resp, err := c.request(ctx, Request{Op: opTokenList})
+	return resp.Tokens, err
+}
+
+// RevokeToken revokes a token by id (admin); its connections are closed.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	_, err := c.request(ctx, Request{Op: opTokenRevoke, ID: id})
+	return err
+}
+
+// HeadEvent is a head change a subscription reports.
+type HeadEvent struct {
+	Root string
+	Ref  cas.Ref
+	Time time.Time
+}
+
+// Subscribe reports head changes of the given roots (all when none)
+// until ctx ends or the connection fails; the returned function gives the
+// error that ended it. When it returns, the subscription is in place.
+func (c *Client) Subscribe(ctx context.Context, roots []string) (<-chan HeadEvent, func() error, error) {
+	st, err := c.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, nil, c.connErr(err)
+	}
+	if _, err := st.Write([]byte{kindSubscribe}); err != nil {
+		return nil, nil, c.connErr(err)
+	}
+	if err := writeMessage(st, Request{Roots: roots}); err != nil {
+		return nil, nil, c.connErr(err)
+	}
+	var first Response
+	if err := readMessage(st, &first); err != nil {
+		return nil, nil, c.connErr(err)
+	}
+	if err := fromWire(first.Err, "", cas.Ref{}); err != nil {
+		return nil, nil, err
+	}
+	events := make(chan HeadEvent, 16)
+	var end error
+	done := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
+	go func() {
+		defer close(done)
+		defer close(events)
+		defer stop()
+		for {
+			var resp Response
+			if err := readMessage(st, &resp); err != nil {
+				if ctx.Err() != nil {
+					end = ctx.Err()
+				} else {
+					end = c.connErr(err)
+				}
+				return
+			}
+			if resp.Err != nil {
+				end = fromWire(resp.Err, "", cas.Ref{})
+				return
+			}
+			if resp.Event == nil {
+				continue
+			}
+			r, err := refFromWire(resp.Event.Ref)
+			if err != nil {
+				end = err
+				return
+			}
+			select {
+			case events <- HeadEvent{Root: resp.Event.Root, Ref: r, Time: time.Unix(0, resp.Event.Time)}:
+			case <-ctx.Done():
+				end = ctx.Err()
+				return
+			}
+		}
+	}()
+	return events, func() error { <-done; return end }, nil
+}

@@ -1,0 +1,514 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/chunk"
+	"github.com/quic-go/quic-go"
+)
+
+// ClientOptions tune a Client. Token is required.
+type ClientOptions struct {
+	Token string
+	// Fingerprint pins the server's certificate (hex SHA-256). Empty:
+	// FirstUse decides.
+	Fingerprint string
+	// FirstUse is called with the fingerprint of a server seen without a
+	// pin (trust on first use); returning nil accepts it. Nil refuses.
+	FirstUse func(fingerprint string) error
+	// Streams is how many put streams run in parallel (default 8).
+	Streams int
+	// Device and Version describe the client to the server's admins.
+	Device, Version string
+	// QueueBytes bounds the bytes waiting to be sent (default 64 MiB);
+	// Put blocks beyond it.
+	QueueBytes int64
+	Logger     *slog.Logger
+}
+
+// ParseURL splits quic://HOST:PORT/NAMESPACE.
+func ParseURL(raw string) (addr, namespace string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "quic" || u.Host == "" {
+		return "", "", fmt.Errorf("remote %q: want quic://HOST:PORT/NAMESPACE", raw)
+	}
+	if u.Port() == "" {
+		u.Host += ":7443"
+	}
+	return u.Host, strings.Trim(u.Path, "/"), nil
+}
+
+// Client is a connection to a ferry server, scoped to one namespace. It
+// implements cas.Store and cas.Heads, so the engine syncs with a server
+// exactly as with a local store. It is safe for concurrent use.
+type Client struct {
+	conn   *quic.Conn
+	opts   ClientOptions
+	ns     string
+	perm   Perm
+	params chunk.Params
+	server string
+
+	// Has batching: callers queue, one request at a time takes the queue.
+	hasMu      sync.Mutex
+	hasQueue   []*hasCall
+	hasRunning bool
+
+	// Uploads: Put queues, senders stream, Flush waits for acks.
+	sendQ    chan *upItem
+	budget   chan struct{} // one token per 64 KiB queued
+	upMu     sync.Mutex
+	upCond   *sync.Cond
+	inFlight int
+	upErr    error
+	upRefs   map[cas.Ref]int // refs queued or in flight
+	closing  chan struct{}
+	senders  sync.WaitGroup
+
+	// Counters: what crossed the wire.
+	BlobsSent, BytesSent, BlobsFetched, BytesFetched atomic.Int64
+}
+
+var (
+	_ cas.Store = (*Client)(nil)
+	_ cas.Heads = (*Client)(nil)
+)
+
+// Dial connects and authenticates. namespace may be empty for an admin
+// token that works across namespaces.
+func Dial(ctx context.Context, addr, namespace string, opts ClientOptions) (*Client, error) {
+	if opts.Streams <= 0 {
+		opts.Streams = 8
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = 64 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Token == "" {
+		return nil, fmt.Errorf("dial %s: %w: no token (set FERRY_TOKEN or --token-file)", addr, ErrAuth)
+	}
+	if opts.Fingerprint != "" {
+		fp, err := NormalizeFingerprint(opts.Fingerprint)
+		if err != nil {
+			return nil, err
+		}
+		opts.Fingerprint = fp
+	}
+	conn, err := quic.DialAddr(ctx, addr, clientTLS(opts.Fingerprint, opts.FirstUse), QUICConfig())
+	if err != nil {
+		if errors.Is(err, ErrFingerprint) {
+			return nil, fmt.Errorf("dial %s: %w", addr, ErrFingerprint)
+		}
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	c := &Client{conn: conn, opts: opts, closing: make(chan struct{}), upRefs: map[cas.Ref]int{}}
+	c.upCond = sync.NewCond(&c.upMu)
+	if err := c.hello(ctx, namespace); err != nil {
+		conn.CloseWithError(closeOK, "")
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	c.sendQ = make(chan *upItem, 256)
+	c.budget = make(chan struct{}, opts.QueueBytes/budgetUnit)
+	for range opts.Streams {
+		c.senders.Add(1)
+		go c.sender()
+	}
+	return c, nil
+}
+
+func (c *Client) hello(ctx context.Context, namespace string) error {
+	st, err := c.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.CancelRead(0)
+	w := append([]byte{kindHello}, nil...)
+	if _, err := st.Write(w); err != nil {
+		return err
+	}
+	if err := writeMessage(st, Hello{Proto: ProtoVersion, Token: c.opts.Token, Namespace: namespace, Device: c.opts.Device, Client: c.opts.Version}); err != nil {
+		return err
+	}
+	st.Close()
+	var reply HelloReply
+	if err := readMessage(st, &reply); err != nil {
+		return fmt.Errorf("hello: %w", c.connErr(err))
+	}
+	if reply.Err != nil {
+		return fromWire(reply.Err, "", cas.Ref{})
+	}
+	c.ns, c.perm, c.server = reply.Namespace, Perm(reply.Perm), reply.Server
+	if len(reply.Params) > 0 {
+		if err := json.Unmarshal(reply.Params, &c.params); err != nil {
+			return fmt.Errorf("%w: chunk params: %v", ErrProtocol, err)
+		}
+		if err := c.params.Validate(); err != nil {
+			return fmt.Errorf("server chunk params: %w", err)
+		}
+	}
+	return nil
+}
+
+// Params are the namespace's chunk params.
+func (c *Client) Params() chunk.Params { return c.params }
+
+// Namespace is the connection's namespace.
+func (c *Client) Namespace() string { return c.ns }
+
+// Perm is what the token allows.
+func (c *Client) Perm() Perm { return c.perm }
+
+// Close waits for queued uploads to be acknowledged, then closes.
+func (c *Client) Close() error {
+	err := c.Flush(context.Background())
+	close(c.closing)
+	c.senders.Wait()
+	c.conn.CloseWithError(closeOK, "")
+	return err
+}
+
+// request runs one request stream.
+func (c *Client) request(ctx context.Context, req Request) (Response, error) {
+	var resp Response
+	st, err := c.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return resp, c.connErr(err)
+	}
+	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
+	defer stop()
+	if _, err := st.Write([]byte{kindRequest}); err != nil {
+		return resp, c.connErr(err)
+	}
+	if err := writeMessage(st, req); err != nil {
+		return resp, c.connErr(err)
+	}
+	st.Close()
+	if err := readMessage(st, &resp); err != nil {
+		if ctx.Err() != nil {
+			return resp, ctx.Err()
+		}
+		return resp, fmt.Errorf("%s: %w", req.Op, c.connErr(err))
+	}
+	old, _ := optRef(req.Old)
+	if err := fromWire(resp.Err, req.Root, old); err != nil {
+		return resp, err
+	}
+	return resp, nil
+}
+
+// connErr says why the connection is gone, when it is.
+func (c *Client) connErr(err error) error {
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote {
+		switch ae.ErrorCode {
+		case closeAuth:
+			return fmt.Errorf("%w: %s", ErrAuth, ae.ErrorMessage)
+		case closeRevoked:
+			return fmt.Errorf("%w: the token was revoked", ErrAuth)
+		case closeShutdown:
+			return fmt.Errorf("%w: the server is shutting down", ErrUnavailable)
+		}
+	}
+	return err
+}
+
+// Head returns the root's head or cas.ErrNotFound.
+func (c *Client) Head(ctx context.Context, root string) (cas.Ref, error) {
+	resp, err := c.request(ctx, Request{Op: opHead, Root: root})
+	if err != nil {
+		return cas.Ref{}, err
+	}
+	return refFromWire(resp.Ref)
+}
+
+// SwapHead moves the head by compare-and-swap, after Flush: the server
+// checks that the version is complete before it moves.
+func (c *Client) SwapHead(ctx context.Context, root string, old, new cas.Ref) error {
+	if err := c.Flush(ctx); err != nil {
+		return err
+	}
+	req := Request{Op: opSwapHead, Root: root, New: new[:]}
+	if !old.IsZero() {
+		req.Old = old[:]
+	}
+	_, err := c.request(ctx, req)
+	return err
+}
+
+// History lists the root's history, oldest first, page by page.
+func (c *Client) History(ctx context.Context, root string) ([]cas.HistoryEntry, error) {
+	return c.history(ctx, opHistory, "", root)
+}
+
+func (c *Client) history(ctx context.Context, op, ns, root string) ([]cas.HistoryEntry, error) {
+	var out []cas.HistoryEntry
+	var after uint64
+	for {
+		resp, err := c.request(ctx, Request{Op: op, Namespace: ns, Root: root, After: after})
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range resp.History {
+			r, err := refFromWire(h.Ref)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, cas.HistoryEntry{Seq: h.Seq, Time: time.Unix(0, h.Time).UTC(), Ref: r})
+			after = h.Seq
+		}
+		if !resp.More || len(resp.History) == 0 {
+			return out, nil
+		}
+	}
+}
+
+// Roots lists the namespace's roots.
+func (c *Client) Roots(ctx context.Context) ([]string, error) {
+	resp, err := c.request(ctx, Request{Op: opRoots})
+	return resp.Roots, err
+}
+
+// SetTag names ref; the zero Ref removes the tag.
+func (c *Client) SetTag(ctx context.Context, root, tag string, ref cas.Ref) error {
+	req := Request{Op: opSetTag, Root: root, Tag: tag}
+	if !ref.IsZero() {
+		req.New = ref[:]
+	}
+	_, err := c.request(ctx, req)
+	return err
+}
+
+// Tags returns the root's tags.
+func (c *Client) Tags(ctx context.Context, root string) (map[string]cas.Ref, error) {
+	resp, err := c.request(ctx, Request{Op: opTags, Root: root})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]cas.Ref{}
+	for _, t := range resp.Tags {
+		r, err := refFromWire(t.Ref)
+		if err != nil {
+			return nil, err
+		}
+		out[t.Name] = r
+	}
+	return out, nil
+}
+
+// List calls fn for every ref the namespace owns (after uploads in flight
+// are acknowledged).
+func (c *Client) List(ctx context.Context, fn func(cas.Ref) error) error {
+	if err := c.Flush(ctx); err != nil {
+		return err
+	}
+	var after []byte
+	for {
+		resp, err := c.request(ctx, Request{Op: opList, Old: after, Limit: MaxRefs})
+		if err != nil {
+			return err
+		}
+		refs, err := refsFromWire(resp.Refs)
+		if err != nil {
+			return err
+		}
+		for _, r := range refs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if !resp.More || len(refs) == 0 {
+			return nil
+		}
+		last := refs[len(refs)-1]
+		after = last[:]
+	}
+}
+
+// Delete drops the namespace's ownership of refs.
+func (c *Client) Delete(ctx context.Context, refs []cas.Ref) error {
+	if err := c.Flush(ctx); err != nil {
+		return err
+	}
+	for len(refs) > 0 {
+		n := min(len(refs), MaxRefs)
+		if _, err := c.request(ctx, Request{Op: opDelete, Refs: refsToWire(refs[:n])}); err != nil {
+			return err
+		}
+		refs = refs[n:]
+	}
+	return nil
+}
+
+// hasCall is one caller waiting for a has answer.
+type hasCall struct {
+	refs []cas.Ref
+	has  []bool
+	err  error
+	done chan struct{}
+}
+
+// Has asks which refs the namespace has. Concurrent callers are batched
+// into one request while another is in flight, so many uploaders asking
+// about one chunk each cost one round trip, not one each.
+func (c *Client) Has(ctx context.Context, refs []cas.Ref) ([]bool, error) {
+	if len(refs) == 0 {
+		return []bool{}, nil
+	}
+	// Blobs on their way up count as had: they will be stored, or Flush
+	// will report why not.
+	if len(refs) == 1 && c.uploading(refs[0]) {
+		return []bool{true}, nil
+	}
+	if len(refs) > MaxRefs {
+		out := make([]bool, 0, len(refs))
+		for i := 0; i < len(refs); i += MaxRefs {
+			part, err := c.Has(ctx, refs[i:min(i+MaxRefs, len(refs))])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, part...)
+		}
+		return out, nil
+	}
+	call := &hasCall{refs: refs, done: make(chan struct{})}
+	c.hasMu.Lock()
+	c.hasQueue = append(c.hasQueue, call)
+	if !c.hasRunning {
+		c.hasRunning = true
+		go c.runHas()
+	}
+	c.hasMu.Unlock()
+	select {
+	case <-call.done:
+		return call.has, call.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Client) runHas() {
+	for {
+		c.hasMu.Lock()
+		var batch []*hasCall
+		n := 0
+		for len(c.hasQueue) > 0 && n+len(c.hasQueue[0].refs) <= MaxRefs {
+			n += len(c.hasQueue[0].refs)
+			batch = append(batch, c.hasQueue[0])
+			c.hasQueue = c.hasQueue[1:]
+		}
+		if len(batch) == 0 {
+			c.hasRunning = false
+			c.hasMu.Unlock()
+			return
+		}
+		c.hasMu.Unlock()
+		var all []cas.Ref
+		for _, call := range batch {
+			all = append(all, call.refs...)
+		}
+		resp, err := c.request(context.Background(), Request{Op: opHas, Refs: refsToWire(all)})
+		if err == nil && len(resp.Has) != (len(all)+7)/8 {
+			err = fmt.Errorf("%w: has bitmap of %d bytes for %d refs", ErrProtocol, len(resp.Has), len(all))
+		}
+		i := 0
+		for _, call := range batch {
+			call.err = err
+			if err == nil {
+				call.has = make([]bool, len(call.refs))
+				for j, r := range call.refs {
+					call.has[j] = resp.Has[i/8]&(1<<(i%8)) != 0 || c.uploading(r)
+					i++
+				}
+			}
+			close(call.done)
+		}
+	}
+}
+
+// Get fetches one blob and verifies it. A blob still being uploaded is
+// waited for first.
+func (c *Client) Get(ctx context.Context, ref cas.Ref) ([]byte, error) {
+	if c.uploading(ref) {
+		if err := c.Flush(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var out []byte
+	err := c.GetMany(ctx, []cas.Ref{ref}, func(r cas.Ref, b []byte) error {
+		out = append([]byte(nil), b...)
+		return nil
+	})
+	return out, err
+}
+
+// GetMany fetches blobs in one stream, calling fn for each, in order,
+// with its verified raw bytes (valid during the call). An absent blob is
+// cas.ErrNotFound.
+func (c *Client) GetMany(ctx context.Context, refs []cas.Ref, fn func(cas.Ref, []byte) error) error {
+	for len(refs) > MaxRefs {
+		if err := c.GetMany(ctx, refs[:MaxRefs], fn); err != nil {
+			return err
+		}
+		refs = refs[MaxRefs:]
+	}
+	st, err := c.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return c.connErr(err)
+	}
+	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
+	defer stop()
+	defer st.CancelRead(0)
+	if _, err := st.Write([]byte{kindGet}); err != nil {
+		return c.connErr(err)
+	}
+	if err := writeMessage(st, Request{Refs: refsToWire(refs)}); err != nil {
+		return c.connErr(err)
+	}
+	st.Close()
+	var buf, raw []byte
+	for _, want := range refs {
+		h, payload, err := readFrame(st, buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err == io.EOF {
+				err = fmt.Errorf("%w: get stream ended early", ErrProtocol)
+			}
+			return c.connErr(err)
+		}
+		if h.Ref != want {
+			return fmt.Errorf("%w: asked for %s, got %s", ErrProtocol, want.Short(), h.Ref.Short())
+		}
+		if h.NotFound() {
+			return fmt.Errorf("get %s: %w", want.Short(), cas.ErrNotFound)
+		}
+		buf = payload[:0]
+		c.BlobsFetched.Add(1)
+		c.BytesFetched.Add(int64(frameHead + len(payload)))
+		data, err := cas.Decode(raw, want, h.Flags, payload, int(h.RawLen))
+		if err != nil {
+			return fmt.Errorf("from the server: %w", err)
+		}
+		if h.Flags&cas.FlagZstd != 0 {
+			raw = data[:0]
+		}
+		if err := fn(want, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/index"
+)
+
+// Errors a client sees.
+var (
+	// ErrAuth: the token is wrong, revoked, or not for this namespace.
+	ErrAuth = errors.New("transport: not authenticated")
+	// ErrPermission: the token may not do this.
+	ErrPermission = errors.New("transport: permission denied")
+	// ErrFingerprint: the server's certificate is not the pinned one.
+	ErrFingerprint = errors.New("transport: server certificate fingerprint mismatch")
+	// ErrUnavailable: the server cannot accept writes now.
+	ErrUnavailable = errors.New("transport: server unavailable")
+)
+
+// Wire error codes (RELIABILITY.md's vocabulary).
+const (
+	codeInvalidPath = "EINVALPATH"
+	codeHash        = "EHASH"
+	codeTooBig      = "ETOOBIG"
+	codeConflict    = "ECONFLICT"
+	codeNotFound    = "ENOTFOUND"
+	codeAuth        = "EAUTH"
+	codePerm        = "EPERM"
+	codeQuota       = "EQUOTA"
+	codeUnavailable = "EUNAVAIL"
+	codeProtocol    = "EPROTO"
+	codeInternal    = "EINTERNAL"
+)
+
+// RemoteError is an error the server sent. errors.Is matches it against
+// the sentinel of its code (cas.ErrNotFound for ENOTFOUND, and so on).
+type RemoteError struct {
+	Code    string
+	Msg     string
+	Missing []cas.Ref // for ENOTFOUND on a commit
+}
+
+func (e *RemoteError) Error() string {
+	if len(e.Missing) > 0 {
+		return fmt.Sprintf("server: %s: %s (%d missing, first %s)", e.Code, e.Msg, len(e.Missing), e.Missing[0].Short())
+	}
+	return fmt.Sprintf("server: %s: %s", e.Code, e.Msg)
+}
+
+// Is maps codes to the errors callers test.
+func (e *RemoteError) Is(target error) bool {
+	switch e.Code {
+	case codeNotFound:
+		return target == cas.ErrNotFound
+	case codeHash:
+		return target == cas.ErrCorrupt
+	case codeTooBig:
+		return target == cas.ErrTooBig
+	case codeConflict:
+		return target == cas.ErrStale
+	case codeInvalidPath:
+		return target == index.ErrInvalidPath || target == index.ErrMalformed || target == cas.ErrInvalidName
+	case codeAuth:
+		return target == ErrAuth
+	case codePerm:
+		return target == ErrPermission
+	case codeUnavailable:
+		return target == ErrUnavailable
+	case codeProtocol:
+		return target == ErrProtocol
+	}
+	return false
+}
+
+// toWire maps an error to its wire form: the one place errors become codes.
+func toWire(err error) *WireError {
+	if err == nil {
+		return nil
+	}
+	w := &WireError{Code: codeInternal, Msg: err.Error()}
+	var stale *cas.StaleError
+	var missing *missingError
+	switch {
+	case errors.As(err, &stale):
+		w.Code = codeConflict
+		if !stale.Current.IsZero() {
+			w.Current = append([]byte(nil), stale.Current[:]...)
+		}
+	case errors.As(err, &missing):
+		w.Code = codeNotFound
+		w.Missing = refsToWire(missing.refs)
+	case errors.Is(err, cas.ErrNotFound):
+		w.Code = codeNotFound
+	case errors.Is(err, cas.ErrCorrupt):
+		w.Code = codeHash
+	case errors.Is(err, cas.ErrTooBig):
+		w.Code = codeTooBig
+	case errors.Is(err, index.ErrInvalidPath), errors.Is(err, index.ErrMalformed), errors.Is(err, cas.ErrInvalidName):
+		w.Code = codeInvalidPath
+	case errors.Is(err, ErrAuth):
+		w.Code = codeAuth
+	case errors.Is(err, ErrPermission):
+		w.Code = codePerm
+	case errors.Is(err, cas.ErrFailed), errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled):
+		w.Code = codeUnavailable
+	case errors.Is(err, ErrProtocol):
+		w.Code = codeProtocol
+	}
+	return w
+}
+
+// fromWire turns a wire error back into an error; root and old give a
+// conflict its context.
+func fromWire(w *WireError, root string, old cas.Ref) error {
+	if w == nil {
+		return nil
+	}
+	if w.Code == codeConflict {
+		cur, _ := optRef(w.Current)
+		return &cas.StaleError{Root: root, Old: old, Current: cur}
+	}
+	e := &RemoteError{Code: w.Code, Msg: w.Msg}
+	for _, b := range w.Missing {
+		if r, err := refFromWire(b); err == nil {
+			e.Missing = append(e.Missing, r)
+		}
+	}
+	return e
+}
+
+// missingError lists what a commit lacks.
+type missingError struct{ refs []cas.Ref }
+
+func (e *missingError) Error() string {
+	return fmt.Sprintf("the commit references %d blobs the namespace does not have (first %s)", len(e.refs), e.refs[0].Short())
+}

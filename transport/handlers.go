@@ -1,0 +1,465 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/index"
+	"github.com/quic-go/quic-go"
+)
+
+// Request ops.
+const (
+	opHead         = "head"
+	opSwapHead     = "swap-head"
+	opHas          = "has"
+	opHistory      = "history"
+	opRoots        = "roots"
+	opTags         = "tags"
+	opSetTag       = "set-tag"
+	opList         = "list"
+	opDelete       = "delete"
+	opAdminClients = "admin.clients"
+	opAdminRoots   = "admin.roots"
+	opAdminHistory = "admin.history"
+	opTokenCreate  = "token.create"
+	opTokenList    = "token.list"
+	opTokenRevoke  = "token.revoke"
+)
+
+func (s *session) handle(ctx context.Context, req Request) (Response, error) {
+	var resp Response
+	perm := PermRead
+	switch req.Op {
+	case opSwapHead, opSetTag, opDelete:
+		perm = PermWrite
+	case opAdminClients, opAdminRoots, opAdminHistory, opTokenCreate, opTokenList, opTokenRevoke:
+		perm = PermAdmin
+	}
+	if err := s.need(perm); err != nil {
+		return resp, err
+	}
+	switch req.Op {
+	case opHead:
+		ref, err := s.ns.Head(ctx, req.Root)
+		if err != nil {
+			return resp, err
+		}
+		resp.Ref = ref[:]
+	case opSwapHead:
+		old, err := optRef(req.Old)
+		if err != nil {
+			return resp, err
+		}
+		newRef, err := refFromWire(req.New)
+		if err != nil {
+			return resp, err
+		}
+		if err := s.srv.checkCommit(ctx, s.ns, req.Root, old, newRef); err != nil {
+			return resp, err
+		}
+		if err := s.ns.SwapHead(ctx, req.Root, old, newRef); err != nil {
+			return resp, err
+		}
+		s.log.Info("head moved", "root", req.Root, "from", old.Short(), "to", newRef.Short())
+		s.srv.publish(s.ns.Name(), Event{Root: req.Root, Ref: newRef[:], Time: s.srv.opts.Now().UnixNano()})
+	case opHas:
+		if len(req.Refs) > MaxRefs {
+			return resp, fmt.Errorf("%w: %d refs in one has (max %d)", ErrProtocol, len(req.Refs), MaxRefs)
+		}
+		refs, err := refsFromWire(req.Refs)
+		if err != nil {
+			return resp, err
+		}
+		has, err := s.ns.Has(ctx, refs)
+		if err != nil {
+			return resp, err
+		}
+		resp.Has = make([]byte, (len(has)+7)/8)
+		for i, h := range has {
+			if h {
+				resp.Has[i/8] |= 1 << (i % 8)
+			}
+		}
+	case opHistory:
+		return historyPage(ctx, s.ns, req)
+	case opRoots:
+		roots, err := s.ns.Roots(ctx)
+		if err != nil {
+			return resp, err
+		}
+		resp.Roots = roots
+	case opTags:
+		tags, err := s.ns.Tags(ctx, req.Root)
+		if err != nil {
+			return resp, err
+		}
+		for name, r := range tags {
+			resp.Tags = append(resp.Tags, WireTag{Name: name, Ref: append([]byte(nil), r[:]...)})
+		}
+		slices.SortFunc(resp.Tags, func(a, b WireTag) int { return cmpString(a.Name, b.Name) })
+	case opSetTag:
+		ref, err := optRef(req.New)
+		if err != nil {
+			return resp, err
+		}
+		return resp, s.ns.SetTag(ctx, req.Root, req.Tag, ref)
+	case opList:
+		after, err := optRef(req.Old)
+		if err != nil {
+			return resp, err
+		}
+		limit := min(max(req.Limit, 1), MaxRefs)
+		refs, err := s.ns.ListPage(ctx, after, limit+1)
+		if err != nil {
+			return resp, err
+		}
+		resp.More = len(refs) > limit
+		resp.Refs = refsToWire(refs[:min(len(refs), limit)])
+	case opDelete:
+		if len(req.Refs) > MaxRefs {
+			return resp, fmt.Errorf("%w: %d refs in one delete (max %d)", ErrProtocol, len(req.Refs), MaxRefs)
+		}
+		refs, err := refsFromWire(req.Refs)
+		if err != nil {
+			return resp, err
+		}
+		return resp, s.ns.Delete(ctx, refs)
+	case opAdminClients:
+		resp.Clients = s.srv.clients(s)
+	case opAdminRoots:
+		return s.srv.adminRoots(ctx, s)
+	case opAdminHistory:
+		ns, err := s.adminNamespace(req.Namespace)
+		if err != nil {
+			return resp, err
+		}
+		return historyPage(ctx, ns, req)
+	case opTokenCreate:
+		if _, err := s.adminNamespace(req.Namespace); err != nil && req.Namespace != AllNamespaces {
+			return resp, err
+		}
+		if req.Namespace == AllNamespaces && s.tok.Namespace != AllNamespaces {
+			return resp, fmt.Errorf("%w: only a server admin token can make tokens for every namespace", ErrPermission)
+		}
+		perm, err := ParsePerm(req.Perm)
+		if err != nil {
+			return resp, fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		token, info, err := s.srv.tokens.Create(req.Namespace, perm, req.Label)
+		if err != nil {
+			return resp, err
+		}
+		s.log.Info("token created", "id", info.ID, "for", info.Namespace, "perm", info.Perm)
+		resp.Token, resp.Tokens = token, []TokenInfo{info}
+	case opTokenList:
+		all, err := s.srv.tokens.List()
+		if err != nil {
+			return resp, err
+		}
+		for _, t := range all {
+			if s.tok.Namespace == AllNamespaces || t.Namespace == s.tok.Namespace {
+				resp.Tokens = append(resp.Tokens, t)
+			}
+		}
+	case opTokenRevoke:
+		all, err := s.srv.tokens.List()
+		if err != nil {
+			return resp, err
+		}
+		i := slices.IndexFunc(all, func(t TokenInfo) bool { return t.ID == req.ID })
+		if i < 0 || (s.tok.Namespace != AllNamespaces && all[i].Namespace != s.tok.Namespace) {
+			return resp, fmt.Errorf("token %s: %w", req.ID, cas.ErrNotFound)
+		}
+		if err := s.srv.tokens.Revoke(req.ID); err != nil {
+			return resp, err
+		}
+		s.log.Info("token revoked", "id", req.ID)
+		s.srv.closeToken(req.ID)
+	default:
+		return resp, fmt.Errorf("%w: unknown op %q", ErrProtocol, req.Op)
+	}
+	return resp, nil
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// adminNamespace opens a namespace an admin names, within the token's
+// reach.
+func (s *session) adminNamespace(name string) (*cas.Namespace, error) {
+	if s.tok.Namespace != AllNamespaces && name != s.tok.Namespace {
+		return nil, fmt.Errorf("%w: the token is for namespace %q", ErrPermission, s.tok.Namespace)
+	}
+	return s.srv.db.Namespace(name)
+}
+
+func historyPage(ctx context.Context, ns *cas.Namespace, req Request) (Response, error) {
+	var resp Response
+	hist, err := ns.History(ctx, req.Root)
+	if err != nil {
+		return resp, err
+	}
+	limit := req.Limit
+	if limit <= 0 || limit > MaxHistoryPage {
+		limit = MaxHistoryPage
+	}
+	for _, h := range hist {
+		if h.Seq <= req.After {
+			continue
+		}
+		if len(resp.History) == limit {
+			resp.More = true
+			break
+		}
+		resp.History = append(resp.History, WireHistory{Seq: h.Seq, Time: h.Time.UnixNano(), Ref: append([]byte(nil), h.Ref[:]...)})
+	}
+	return resp, nil
+}
+
+// maxMissing bounds the refs a refused commit lists.
+const maxMissing = 100
+
+// checkCommit refuses a head move to a version that is not complete in
+// the namespace. It walks only what the new version adds over the old one
+// (which was checked when it became the head): every new tree must be
+// present and pass the strict decoder (so a bad name is EINVALPATH), and
+// every new file's list and chunks must be present.
+func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string, old, newRef cas.Ref) error {
+	v, err := index.LoadVersion(ctx, ns, newRef)
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", newRef.Short(), err)
+	}
+	var oldRoot cas.Ref
+	if !old.IsZero() {
+		if ov, err := index.LoadVersion(ctx, ns, old); err == nil {
+			oldRoot = ov.Root
+		}
+	}
+	if _, err := index.LoadTree(ctx, ns, v.Root); err != nil {
+		return fmt.Errorf("commit %s: %w", newRef.Short(), err)
+	}
+	var missing []cas.Ref
+	var chunkRefs []cas.Ref
+	flush := func() error {
+		if len(chunkRefs) == 0 {
+			return nil
+		}
+		has, err := ns.Has(ctx, chunkRefs)
+		if err != nil {
+			return err
+		}
+		for i, ok := range has {
+			if !ok && len(missing) < maxMissing {
+				missing = append(missing, chunkRefs[i])
+			}
+		}
+		chunkRefs = chunkRefs[:0]
+		return nil
+	}
+	err = index.Diff(ctx, ns, oldRoot, v.Root, func(c index.Change) error {
+		if c.New == nil || c.New.Kind != index.KindFile || (c.Old != nil && c.Old.Kind == index.KindFile && c.Old.Ref == c.New.Ref) {
+			return nil
+		}
+		chunks, size, err := index.Chunks(ctx, ns, c.New.Ref)
+		switch {
+		case errors.Is(err, cas.ErrNotFound):
+			if len(missing) < maxMissing {
+				missing = append(missing, c.New.Ref)
+			}
+			return nil
+		case err != nil:
+			return fmt.Errorf("%s: %w", c.Path, err)
+		case size != c.New.Size:
+			return fmt.Errorf("%w: %s: the entry says %d bytes, its file object %d", index.ErrMalformed, c.Path, c.New.Size, size)
+		}
+		for _, ch := range chunks {
+			chunkRefs = append(chunkRefs, ch.Ref)
+			if len(chunkRefs) == MaxRefs {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if len(missing) >= maxMissing {
+			return errStopWalk
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopWalk) {
+		if errors.Is(err, cas.ErrNotFound) {
+			return fmt.Errorf("commit %s: a tree is missing: %w", newRef.Short(), err)
+		}
+		return fmt.Errorf("commit %s of %q: %w", newRef.Short(), root, err)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return &missingError{refs: missing}
+	}
+	return nil
+}
+
+var errStopWalk = errors.New("stop")
+
+// clients lists the sessions an admin may see.
+func (s *Server) clients(viewer *session) []ClientInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []ClientInfo
+	for c := range s.sessions {
+		if viewer.tok.Namespace != AllNamespaces && c.nsName() != viewer.tok.Namespace {
+			continue
+		}
+		out = append(out, ClientInfo{
+			Addr: c.conn.RemoteAddr().String(), Namespace: c.nsName(), Device: c.device, Perm: string(c.tok.Perm),
+			TokenID: c.tok.ID, Since: c.since.UnixNano(), BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Version: c.client,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Since < out[j].Since })
+	return out
+}
+
+func (s *Server) adminRoots(ctx context.Context, viewer *session) (Response, error) {
+	var resp Response
+	spaces, err := s.db.Namespaces(ctx)
+	if err != nil {
+		return resp, err
+	}
+	for _, name := range spaces {
+		if viewer.tok.Namespace != AllNamespaces && name != viewer.tok.Namespace {
+			continue
+		}
+		ns, err := s.db.Namespace(name)
+		if err != nil {
+			return resp, err
+		}
+		roots, err := ns.Roots(ctx)
+		if err != nil {
+			return resp, err
+		}
+		for _, root := range roots {
+			head, err := ns.Head(ctx, root)
+			if err != nil {
+				return resp, err
+			}
+			hist, err := ns.History(ctx, root)
+			if err != nil {
+				return resp, err
+			}
+			info := RootInfo{Namespace: name, Root: root, Head: head[:], Versions: len(hist)}
+			if len(hist) > 0 {
+				info.Updated = hist[len(hist)-1].Time.UnixNano()
+			}
+			resp.RootsOf = append(resp.RootsOf, info)
+		}
+	}
+	return resp, nil
+}
+
+// closeToken closes every connection the revoked token opened.
+func (s *Server) closeToken(id string) {
+	s.mu.Lock()
+	var victims []*quic.Conn
+	for c := range s.sessions {
+		if c.tok.ID == id {
+			victims = append(victims, c.conn)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range victims {
+		c.CloseWithError(closeRevoked, "token revoked")
+	}
+}
+
+// subscriber is one subscribe stream's queue. The queue is bounded: a
+// subscriber that does not keep up is cut off (and resyncs on
+// reconnect), rather than growing the server's memory.
+type subscriber struct {
+	roots  map[string]bool // empty: all
+	events chan Event
+	over   chan struct{}
+}
+
+func (s *Server) publish(ns string, e Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sub := range s.subs[ns] {
+		if len(sub.roots) > 0 && !sub.roots[e.Root] {
+			continue
+		}
+		select {
+		case sub.events <- e:
+		default:
+			select {
+			case <-sub.over:
+			default:
+				close(sub.over)
+			}
+		}
+	}
+}
+
+func (s *session) serveSubscribe(st *quic.Stream) {
+	var req Request
+	err := readMessage(st, &req)
+	if err == nil {
+		err = s.need(PermRead)
+	}
+	if err != nil {
+		_ = writeMessage(st, Response{Err: toWire(err)})
+		st.CancelRead(resetError)
+		st.Close()
+		return
+	}
+	sub := &subscriber{roots: map[string]bool{}, events: make(chan Event, 64), over: make(chan struct{})}
+	for _, r := range req.Roots {
+		sub.roots[r] = true
+	}
+	name := s.ns.Name()
+	s.srv.mu.Lock()
+	if s.srv.subs[name] == nil {
+		s.srv.subs[name] = map[*subscriber]struct{}{}
+	}
+	s.srv.subs[name][sub] = struct{}{}
+	s.srv.mu.Unlock()
+	defer func() {
+		s.srv.mu.Lock()
+		delete(s.srv.subs[name], sub)
+		s.srv.mu.Unlock()
+	}()
+	// The first message says the subscription is in place.
+	if err := writeMessage(st, Response{}); err != nil {
+		return
+	}
+	_ = st.SetReadDeadline(time.Time{})
+	ctx := st.Context()
+	for {
+		select {
+		case e := <-sub.events:
+			_ = st.SetWriteDeadline(time.Now().Add(s.srv.opts.StreamIdle))
+			if err := writeMessage(st, Response{Event: &e}); err != nil {
+				return
+			}
+		case <-sub.over:
+			_ = writeMessage(st, Response{Err: &WireError{Code: codeUnavailable, Msg: "subscription fell behind; resubscribe and resync"}})
+			st.Close()
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}

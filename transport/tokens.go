@@ -1,0 +1,184 @@
+package transport
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+)
+
+// Perm is what a token allows.
+type Perm string
+
+// Permissions, each including the ones before it.
+const (
+	PermRead  Perm = "read"
+	PermWrite Perm = "write"
+	PermAdmin Perm = "admin"
+)
+
+// AllNamespaces is the namespace of an admin token that may act on every
+// namespace.
+const AllNamespaces = "*"
+
+func (p Perm) rank() int {
+	switch p {
+	case PermRead:
+		return 1
+	case PermWrite:
+		return 2
+	case PermAdmin:
+		return 3
+	}
+	return 0
+}
+
+// Allows reports whether p includes q.
+func (p Perm) Allows(q Perm) bool { return p.rank() >= q.rank() && q.rank() > 0 }
+
+// ParsePerm checks a permission name.
+func ParsePerm(s string) (Perm, error) {
+	p := Perm(s)
+	if p.rank() == 0 {
+		return "", fmt.Errorf("permission %q: want read, write or admin", s)
+	}
+	return p, nil
+}
+
+// Tokens keeps bearer tokens, hashed, in a store's KV space: the store
+// never holds a token itself, only its SHA-256.
+type Tokens struct {
+	kv  *cas.KV
+	now func() time.Time
+}
+
+// tokenRecord is the stored form.
+type tokenRecord struct {
+	ID        string    `json:"id"`
+	Namespace string    `json:"namespace"`
+	Perm      Perm      `json:"perm"`
+	Created   time.Time `json:"created"`
+	Label     string    `json:"label,omitempty"`
+}
+
+// NewTokens returns the token store of db.
+func NewTokens(db *cas.DB, now func() time.Time) (*Tokens, error) {
+	kv, err := db.KV("tokens")
+	if err != nil {
+		return nil, err
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Tokens{kv: kv, now: now}, nil
+}
+
+const tokenPrefix = "ferry_"
+
+func tokenHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// Create makes a token for namespace (AllNamespaces with admin) and
+// returns it: the only time it is ever seen.
+func (t *Tokens) Create(namespace string, perm Perm, label string) (string, TokenInfo, error) {
+	if perm.rank() == 0 {
+		return "", TokenInfo{}, fmt.Errorf("permission %q: want read, write or admin", perm)
+	}
+	if namespace != AllNamespaces || perm != PermAdmin {
+		if err := cas.ValidName(namespace); err != nil {
+			return "", TokenInfo{}, fmt.Errorf("namespace: %w", err)
+		}
+	}
+	var b [20]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", TokenInfo{}, err
+	}
+	token := tokenPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+	h := tokenHash(token)
+	rec := tokenRecord{ID: hex.EncodeToString(h[:6]), Namespace: namespace, Perm: perm, Created: t.now().UTC(), Label: label}
+	v, _ := json.Marshal(rec)
+	batch := t.kv.Batch()
+	if err := batch.Set(h, v); err != nil {
+		batch.Close()
+		return "", TokenInfo{}, err
+	}
+	if err := batch.Commit(true); err != nil {
+		return "", TokenInfo{}, err
+	}
+	return token, rec.info(), nil
+}
+
+func (r tokenRecord) info() TokenInfo {
+	return TokenInfo{ID: r.ID, Namespace: r.Namespace, Perm: string(r.Perm), Created: r.Created.UnixNano(), Label: r.Label}
+}
+
+// Lookup returns the record of a presented token, or ErrAuth.
+func (t *Tokens) Lookup(token string) (tokenRecord, error) {
+	if !strings.HasPrefix(token, tokenPrefix) || len(token) > 128 {
+		return tokenRecord{}, fmt.Errorf("%w: malformed token", ErrAuth)
+	}
+	v, err := t.kv.Get(tokenHash(token))
+	if errors.Is(err, cas.ErrNotFound) {
+		return tokenRecord{}, fmt.Errorf("%w: unknown or revoked token", ErrAuth)
+	}
+	if err != nil {
+		return tokenRecord{}, err
+	}
+	var rec tokenRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return tokenRecord{}, fmt.Errorf("%w: token record: %v", cas.ErrCorrupt, err)
+	}
+	return rec, nil
+}
+
+// List returns every token's record, sorted by namespace and id.
+func (t *Tokens) List() ([]TokenInfo, error) {
+	var out []TokenInfo
+	err := t.kv.Scan(nil, func(_, v []byte) error {
+		var rec tokenRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("%w: token record: %v", cas.ErrCorrupt, err)
+		}
+		out = append(out, rec.info())
+		return nil
+	})
+	slices.SortFunc(out, func(a, b TokenInfo) int {
+		return strings.Compare(a.Namespace+"/"+a.ID, b.Namespace+"/"+b.ID)
+	})
+	return out, err
+}
+
+// Revoke removes the token with the given id; connections it
+// authenticated are closed by the server.
+func (t *Tokens) Revoke(id string) error {
+	var key []byte
+	err := t.kv.Scan(nil, func(k, v []byte) error {
+		var rec tokenRecord
+		if json.Unmarshal(v, &rec) == nil && rec.ID == id {
+			key = append([]byte(nil), k...)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if key == nil {
+		return fmt.Errorf("token %s: %w", id, cas.ErrNotFound)
+	}
+	batch := t.kv.Batch()
+	if err := batch.Delete(key); err != nil {
+		batch.Close()
+		return err
+	}
+	return batch.Commit(true)
+}

@@ -1,0 +1,233 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/quic-go/quic-go"
+)
+
+// upItem is one blob on its way to the server, in its stored form.
+type upItem struct {
+	ref     cas.Ref
+	flags   cas.Flags
+	rawLen  int
+	payload []byte
+	units   int // budget units it holds
+}
+
+const (
+	budgetUnit = 64 << 10
+	// streamBytes is how much one put stream carries before it is closed
+	// and acknowledged; acknowledgements are the durability points.
+	streamBytes = 32 << 20
+	// streamIdle closes a put stream that has had nothing to send for a
+	// moment, so a trickle of small puts is not held back.
+	streamIdle = 2 * time.Millisecond
+)
+
+// Put queues a blob for upload and returns; the blob is durable once
+// Flush returns without error. The bytes are checked against ref first,
+// compressed once (the stored form is what travels), and copied, so the
+// caller may reuse data.
+func (c *Client) Put(ctx context.Context, ref cas.Ref, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(data) > cas.MaxBlobSize {
+		return fmt.Errorf("%w: %d bytes", cas.ErrTooBig, len(data))
+	}
+	if got := cas.Sum(data); got != ref {
+		return fmt.Errorf("%w: put %s: bytes hash to %s", cas.ErrCorrupt, ref.Short(), got.Short())
+	}
+	if err := c.stickyErr(); err != nil {
+		return err
+	}
+	if c.uploading(ref) {
+		return nil // already on its way
+	}
+	payload, flags := cas.Encode(nil, data)
+	if flags == 0 {
+		payload = append([]byte(nil), data...)
+	}
+	it := &upItem{ref: ref, flags: flags, rawLen: len(data), payload: payload, units: (len(payload) + frameHead + budgetUnit - 1) / budgetUnit}
+	if it.units > cap(c.budget) {
+		it.units = cap(c.budget)
+	}
+	for range it.units {
+		select {
+		case c.budget <- struct{}{}:
+		case <-ctx.Done():
+			c.release(it.units)
+			return ctx.Err()
+		}
+	}
+	c.upMu.Lock()
+	c.inFlight++
+	c.upRefs[ref]++
+	c.upMu.Unlock()
+	select {
+	case c.sendQ <- it:
+		return nil
+	case <-ctx.Done():
+		c.finish([]*upItem{it}, ctx.Err())
+		return ctx.Err()
+	}
+}
+
+func (c *Client) release(units int) {
+	for range units {
+		select {
+		case <-c.budget:
+		default:
+		}
+	}
+}
+
+// uploading reports whether ref is queued or in flight.
+func (c *Client) uploading(ref cas.Ref) bool {
+	c.upMu.Lock()
+	defer c.upMu.Unlock()
+	return c.upRefs[ref] > 0
+}
+
+func (c *Client) stickyErr() error {
+	c.upMu.Lock()
+	defer c.upMu.Unlock()
+	return c.upErr
+}
+
+// finish settles items: they are acknowledged (err nil) or failed.
+func (c *Client) finish(items []*upItem, err error) {
+	units := 0
+	for _, it := range items {
+		units += it.units
+	}
+	c.release(units)
+	c.upMu.Lock()
+	c.inFlight -= len(items)
+	for _, it := range items {
+		if c.upRefs[it.ref]--; c.upRefs[it.ref] <= 0 {
+			delete(c.upRefs, it.ref)
+		}
+	}
+	if err != nil && c.upErr == nil {
+		c.upErr = err
+	}
+	c.upCond.Broadcast()
+	c.upMu.Unlock()
+}
+
+// Flush waits until every blob put so far is acknowledged (stored
+// durably), and reports the first upload error. After an error the client
+// takes no more puts; a new client (a rerun) resumes, sending only what
+// the server lacks.
+func (c *Client) Flush(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		c.upMu.Lock()
+		c.upCond.Broadcast()
+		c.upMu.Unlock()
+	})
+	defer stop()
+	c.upMu.Lock()
+	defer c.upMu.Unlock()
+	for c.inFlight > 0 && c.upErr == nil && ctx.Err() == nil {
+		c.upCond.Wait()
+	}
+	if c.upErr != nil {
+		return c.upErr
+	}
+	return ctx.Err()
+}
+
+// putStream is one open put stream and the items written to it.
+type putStream struct {
+	st    *quic.Stream
+	items []*upItem
+	bytes int
+}
+
+// sender owns one put stream at a time: it writes queued blobs into it
+// and closes it after streamBytes, or when the queue has been empty for
+// streamIdle, then waits for the server's acknowledgement.
+func (c *Client) sender() {
+	defer c.senders.Done()
+	var ps *putStream
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	head := make([]byte, 0, frameHead)
+	for {
+		var it *upItem
+		if ps == nil {
+			select {
+			case it = <-c.sendQ:
+			case <-c.closing:
+				return
+			}
+		} else {
+			select {
+			case it = <-c.sendQ:
+			case <-idle.C:
+				c.closeStream(ps)
+				ps = nil
+				continue
+			}
+		}
+		if err := c.stickyErr(); err != nil {
+			c.finish([]*upItem{it}, err)
+			continue
+		}
+		if ps == nil {
+			st, err := c.conn.OpenStreamSync(context.Background())
+			if err == nil {
+				_, err = st.Write([]byte{kindPut})
+			}
+			if err != nil {
+				c.finish([]*upItem{it}, fmt.Errorf("put: %w", c.connErr(err)))
+				continue
+			}
+			ps = &putStream{st: st}
+		}
+		head = AppendFrameHeader(head[:0], FrameHeader{Ref: it.ref, Flags: it.flags, RawLen: uint32(it.rawLen), StoredLen: uint32(len(it.payload))})
+		_, err := ps.st.Write(head)
+		if err == nil {
+			_, err = ps.st.Write(it.payload)
+		}
+		ps.items = append(ps.items, it)
+		if err != nil {
+			// The server ended the stream (it refused a frame): its
+			// answer says why.
+			c.closeStream(ps)
+			ps = nil
+			continue
+		}
+		n := frameHead + len(it.payload)
+		ps.bytes += n
+		c.BlobsSent.Add(1)
+		c.BytesSent.Add(int64(n))
+		it.payload = nil // sent; the memory can go
+		if ps.bytes >= streamBytes {
+			c.closeStream(ps)
+			ps = nil
+			continue
+		}
+		idle.Reset(streamIdle)
+	}
+}
+
+// closeStream ends a put stream and waits for its acknowledgement.
+func (c *Client) closeStream(ps *putStream) {
+	ps.st.Close()
+	var resp Response
+	err := readMessage(ps.st, &resp)
+	if err == nil && resp.Err != nil {
+		err = fromWire(resp.Err, "", cas.Ref{})
+	}
+	if err != nil {
+		err = fmt.Errorf("put: %w", c.connErr(err))
+	}
+	ps.st.CancelRead(0)
+	c.finish(ps.items, err)
+}
