@@ -283,6 +283,9 @@ func (c *Client) Roots(ctx context.Context) ([]string, error) {
 
 // SetTag names ref; the zero Ref removes the tag.
 func (c *Client) SetTag(ctx context.Context, root, tag string, ref cas.Ref) error {
+	if err := c.Flush(ctx); err != nil {
+		return err
+	}
 	req := Request{Op: opSetTag, Root: root, Tag: tag}
 	if !ref.IsZero() {
 		req.New = ref[:]

@@ -29,10 +29,10 @@ type Metrics interface {
 
 type noMetrics struct{}
 
-func (noMetrics) Conn(int)                               {}
-func (noMetrics) BytesIn(int)                            {}
-func (noMetrics) BytesOut(int)                           {}
-func (noMetrics) Blob(bool)                              {}
+func (noMetrics) Conn(int)                             {}
+func (noMetrics) BytesIn(int)                          {}
+func (noMetrics) BytesOut(int)                         {}
+func (noMetrics) Blob(bool)                            {}
 func (noMetrics) Request(string, time.Duration, error) {}
 
 // ServerOptions tune a Server. The zero value works.

@@ -34,8 +34,8 @@ const (
 	MaxRefs = 4096
 	// MaxHistoryPage bounds the entries of one history response.
 	MaxHistoryPage = 1000
-	frameHead       = 32 + 1 + 4 + 4
-	notFoundLen     = 0xFFFFFFFF
+	frameHead      = 32 + 1 + 4 + 4
+	notFoundLen    = 0xFFFFFFFF
 )
 
 // ErrProtocol is a peer that broke the protocol.
@@ -78,21 +78,21 @@ type Request struct {
 
 // Response answers a request, or ends a put stream.
 type Response struct {
-	Err     *WireError     `cbor:"1,keyasint,omitempty"`
-	Ref     []byte         `cbor:"2,keyasint,omitempty"`
-	Has     []byte         `cbor:"3,keyasint,omitempty"` // bitmap, bit i for refs[i]
-	History []WireHistory  `cbor:"4,keyasint,omitempty"`
-	Roots   []string       `cbor:"5,keyasint,omitempty"`
-	Tags    []WireTag      `cbor:"6,keyasint,omitempty"`
-	Stored  int            `cbor:"7,keyasint,omitempty"`
-	Dedup   int            `cbor:"8,keyasint,omitempty"`
-	Clients []ClientInfo   `cbor:"9,keyasint,omitempty"`
-	RootsOf []RootInfo     `cbor:"10,keyasint,omitempty"`
-	Tokens  []TokenInfo    `cbor:"11,keyasint,omitempty"`
-	Token   string         `cbor:"12,keyasint,omitempty"`
-	More    bool           `cbor:"13,keyasint,omitempty"`
-	Refs    [][]byte       `cbor:"14,keyasint,omitempty"`
-	Event   *Event         `cbor:"15,keyasint,omitempty"`
+	Err     *WireError    `cbor:"1,keyasint,omitempty"`
+	Ref     []byte        `cbor:"2,keyasint,omitempty"`
+	Has     []byte        `cbor:"3,keyasint,omitempty"` // bitmap, bit i for refs[i]
+	History []WireHistory `cbor:"4,keyasint,omitempty"`
+	Roots   []string      `cbor:"5,keyasint,omitempty"`
+	Tags    []WireTag     `cbor:"6,keyasint,omitempty"`
+	Stored  int           `cbor:"7,keyasint,omitempty"`
+	Dedup   int           `cbor:"8,keyasint,omitempty"`
+	Clients []ClientInfo  `cbor:"9,keyasint,omitempty"`
+	RootsOf []RootInfo    `cbor:"10,keyasint,omitempty"`
+	Tokens  []TokenInfo   `cbor:"11,keyasint,omitempty"`
+	Token   string        `cbor:"12,keyasint,omitempty"`
+	More    bool          `cbor:"13,keyasint,omitempty"`
+	Refs    [][]byte      `cbor:"14,keyasint,omitempty"`
+	Event   *Event        `cbor:"15,keyasint,omitempty"`
 }
 
 // WireError is an error on the wire; see RemoteError.
