@@ -26,9 +26,11 @@ func TestImportGraph(t *testing.T) {
 		"state":              {"cas", "index"},
 		"scan":               {"cas", "chunk", "index", "state"},
 		"restore":            {"cas", "index", "state", "internal/failpoint"},
-		"engine":             {"cas", "chunk", "index", "state", "scan", "restore"},
+		"engine":             {"cas", "chunk", "index", "state", "scan", "restore", "transport"},
 		"bench":              {},
-		"cmd/ferry":          {"engine", "state", "bench"},
+		"cmd/ferry":          {"engine", "state", "bench", "internal/server"},
+		"internal/server":    {"cas", "state", "transport"},
+		"transport":          {"cas", "chunk", "index", "internal/failpoint"},
 		"":                   {},
 	}
 	external := map[string][]string{ // third-party imports reserved to one package

@@ -21,6 +21,7 @@ import (
 	"github.com/ferry-sync/ferry/index"
 	"github.com/ferry-sync/ferry/scan"
 	"github.com/ferry-sync/ferry/state"
+	"github.com/ferry-sync/ferry/transport"
 )
 
 // Sentinel errors callers map to messages and exit codes.
@@ -59,13 +60,51 @@ func (l *localRemote) Close() error         { return l.db.Close() }
 // IsLocal reports whether a remote URL names a store directory.
 func IsLocal(url string) bool { return !strings.Contains(url, "://") }
 
-// OpenRemote opens the remote at url. A local store is made when create
-// is set and it does not exist; its namespace gets fresh chunk params.
-func OpenRemote(ctx context.Context, url, namespace string, create bool) (Remote, error) {
+// Credentials reach a server: a bearer token and the pinned fingerprint
+// of its certificate. Empty fields fall back to what the folder keeps.
+type Credentials struct {
+	Token       string
+	Fingerprint string
+	// IdleTimeout is how long a silent server counts as alive (default
+	// the transport's).
+	IdleTimeout time.Duration
+}
+
+// RemoteOptions say how to open a remote.
+type RemoteOptions struct {
+	Credentials
+	// Create makes a local store that does not exist.
+	Create bool
+	// FirstUse is called when a server is seen with no pinned
+	// fingerprint; nil refuses such a server.
+	FirstUse func(fingerprint string) error
+	Device   string
+	Logger   *slog.Logger
+}
+
+// OpenRemote opens the remote at url: a store directory, or
+// quic://HOST:PORT/NAMESPACE. A local store is made when o.Create is set
+// and it does not exist; its namespace gets fresh chunk params.
+func OpenRemote(ctx context.Context, url, namespace string, o RemoteOptions) (Remote, error) {
 	if !IsLocal(url) {
-		return nil, fmt.Errorf("remote %s: only local store directories are supported by this build", url)
+		addr, ns, err := transport.ParseURL(url)
+		if err != nil {
+			return nil, err
+		}
+		c, err := transport.Dial(ctx, addr, ns, transport.ClientOptions{
+			Token: o.Token, Fingerprint: o.Fingerprint, FirstUse: o.FirstUse, IdleTimeout: o.IdleTimeout,
+			Device: o.Device, Version: "ferry", Logger: o.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("remote %s: %w", url, err)
+		}
+		if c.Params().Validate() != nil && c.Perm().Allows(transport.PermWrite) {
+			c.Close()
+			return nil, fmt.Errorf("remote %s: the server sent no chunk params", url)
+		}
+		return c, nil
 	}
-	db, err := cas.Open(url, cas.Options{Create: create})
+	db, err := cas.Open(url, cas.Options{Create: o.Create})
 	if err != nil {
 		return nil, fmt.Errorf("remote %s: %w", url, err)
 	}
@@ -77,7 +116,7 @@ func OpenRemote(ctx context.Context, url, namespace string, create bool) (Remote
 		db.Close()
 		return nil, err
 	}
-	params, err := namespaceParams(ctx, ns, create)
+	params, err := namespaceParams(ctx, ns, o.Create)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("remote %s: %w", url, err)
@@ -113,6 +152,9 @@ type Options struct {
 	Logger   *slog.Logger
 	// Now is the clock for version times (default time.Now).
 	Now func() time.Time
+	// Credentials for a server (FERRY_TOKEN, FERRY_FINGERPRINT); empty
+	// fields fall back to the folder's own.
+	Credentials Credentials
 }
 
 // Progress is a progress event: counts to add to running totals.
@@ -134,9 +176,10 @@ func (o *Options) applyDefaults() {
 
 // session is an open folder and its remote.
 type session struct {
-	f      *state.Folder
-	remote Remote
-	opts   Options
+	f        *state.Folder
+	remote   Remote
+	opts     Options
+	warnings []string // said once, with the result
 }
 
 func open(ctx context.Context, dir string, opts Options) (*session, error) {
@@ -145,12 +188,30 @@ func open(ctx context.Context, dir string, opts Options) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := OpenRemote(ctx, f.Config.Remote, f.Config.Namespace, false)
+	s := &session{f: f, opts: opts}
+	ro := RemoteOptions{Credentials: opts.Credentials, Device: f.Config.Device, Logger: opts.Logger}
+	if ro.Token == "" {
+		ro.Token = f.Token()
+	}
+	if ro.Fingerprint == "" {
+		ro.Fingerprint = f.Config.Fingerprint
+	}
+	if f.Config.Fingerprint == "" {
+		// The folder has never pinned this server: trust it now, keep the
+		// pin, and say so.
+		ro.FirstUse = func(fp string) error {
+			f.Config.Fingerprint = fp
+			s.warnings = append(s.warnings, fmt.Sprintf("trusting server certificate %s on first use; it is now pinned in %s", fp, filepath.Join(f.Dir, index.StateDir, "config")))
+			return f.SaveConfig()
+		}
+	}
+	r, err := OpenRemote(ctx, f.Config.Remote, f.Config.Namespace, ro)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	return &session{f: f, remote: r, opts: opts}, nil
+	s.remote = r
+	return s, nil
 }
 
 func (s *session) close() error {
@@ -201,6 +262,15 @@ func (c *cachingGetter) Get(ctx context.Context, ref cas.Ref) ([]byte, error) {
 	return b, nil
 }
 
+// restoreWorkers is how many files a restore writes at once: one per core
+// from a local store; more from a server, where each waits on the network.
+func (s *session) restoreWorkers() int {
+	if s.local() {
+		return 0
+	}
+	return 32
+}
+
 // versionRoot returns the root tree of version v (the zero ref for none).
 func (s *session) versionRoot(ctx context.Context, v cas.Ref) (cas.Ref, error) {
 	if v.IsZero() {
@@ -222,10 +292,17 @@ func (s *session) scan(ctx context.Context, dst scan.Dest) (*scan.Result, error)
 	if s.local() && dst != nil {
 		objects = nil
 	}
+	uploaders := 0 // one per core
+	if !s.local() {
+		// Over a network, uploaders wait on has-many round trips; more of
+		// them (batched into one request by the client) keep the link full.
+		uploaders = 16
+	}
 	return scan.Scan(ctx, s.f.Dir, s.f.StatCache(), dst, scan.Options{
 		Params:      s.remote.Params(),
 		Objects:     objects,
 		PutObjects:  s.local(),
+		Uploaders:   uploaders,
 		RemoveTemps: true,
 		Logger:      s.opts.Logger,
 		Progress: func(e scan.Event) {
@@ -261,19 +338,27 @@ type InitOptions struct {
 	Remote    string
 	Namespace string
 	Root      string // default: the folder's base name
+	// Credentials for a server: the token is kept in .ferry/token (mode
+	// 0600), the fingerprint pinned in .ferry/config. Without a
+	// fingerprint, the server's is trusted on first use, with a warning.
+	Credentials
+	Logger *slog.Logger
 }
 
 // InitResult describes a new folder.
 type InitResult struct {
-	Dir    string `json:"dir"`
-	Remote string `json:"remote"`
-	Root   string `json:"root"`
-	Device string `json:"device"`
-	Head   string `json:"head,omitempty"`
+	Dir         string   `json:"dir"`
+	Remote      string   `json:"remote"`
+	Root        string   `json:"root"`
+	Device      string   `json:"device"`
+	Head        string   `json:"head,omitempty"`
+	Fingerprint string   `json:"fingerprint,omitempty"`
+	Warnings    []string `json:"warnings,omitempty"`
 }
 
 // Init makes dir a synced folder of the remote, making the folder and (for
-// a local store) the store when they do not exist.
+// a local store) the store when they do not exist. A server is contacted
+// first, so a wrong token or fingerprint fails here.
 func Init(ctx context.Context, dir string, o InitOptions) (*InitResult, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -286,6 +371,8 @@ func Init(ctx context.Context, dir string, o InitOptions) (*InitResult, error) {
 		return nil, fmt.Errorf("init: root %w", err)
 	}
 	remoteURL := o.Remote
+	res := &InitResult{Dir: abs, Root: o.Root}
+	ro := RemoteOptions{Credentials: o.Credentials, Create: true, Logger: o.Logger}
 	if IsLocal(remoteURL) {
 		if remoteURL, err = filepath.Abs(remoteURL); err != nil {
 			return nil, err
@@ -293,18 +380,35 @@ func Init(ctx context.Context, dir string, o InitOptions) (*InitResult, error) {
 		if rel, err := filepath.Rel(abs, remoteURL); err == nil && !strings.HasPrefix(rel, "..") {
 			return nil, fmt.Errorf("init: the store %s is inside the folder %s; put it outside", remoteURL, abs)
 		}
+	} else {
+		ro.FirstUse = func(fp string) error {
+			res.Fingerprint = fp
+			res.Warnings = append(res.Warnings, fmt.Sprintf("trusting server certificate %s on first use; compare it with what 'ferry serve' printed", fp))
+			return nil
+		}
+		if o.Fingerprint != "" {
+			if res.Fingerprint, err = transport.NormalizeFingerprint(o.Fingerprint); err != nil {
+				return nil, err
+			}
+		}
 	}
-	r, err := OpenRemote(ctx, remoteURL, o.Namespace, true)
+	res.Remote = remoteURL
+	r, err := OpenRemote(ctx, remoteURL, o.Namespace, ro)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	f, err := state.Init(abs, state.Config{Remote: remoteURL, Namespace: o.Namespace, Root: o.Root})
+	f, err := state.Init(abs, state.Config{Remote: remoteURL, Namespace: o.Namespace, Root: o.Root, Fingerprint: res.Fingerprint})
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	res := &InitResult{Dir: abs, Remote: remoteURL, Root: o.Root, Device: f.Config.Device}
+	if o.Token != "" && !IsLocal(remoteURL) {
+		if err := f.SetToken(o.Token); err != nil {
+			return nil, err
+		}
+	}
+	res.Device = f.Config.Device
 	if h, err := r.Head(ctx, o.Root); err == nil {
 		res.Head = h.String()
 	}

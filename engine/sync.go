@@ -10,6 +10,7 @@ import (
 	"github.com/ferry-sync/ferry/index"
 	"github.com/ferry-sync/ferry/restore"
 	"github.com/ferry-sync/ferry/scan"
+	"github.com/ferry-sync/ferry/transport"
 )
 
 // PushOptions tune a push.
@@ -49,6 +50,7 @@ func Push(ctx context.Context, dir string, o PushOptions) (*PushResult, error) {
 		return nil, fmt.Errorf("push %s: %w", s.f.Dir, err)
 	}
 	res.DurationMS = durationMS(start)
+	res.Warnings = append(s.warnings, res.Warnings...)
 	return res, nil
 }
 
@@ -61,15 +63,18 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 	if err != nil {
 		return nil, err
 	}
+	res := &PushResult{}
+	if c, ok := s.remote.(*transport.Client); ok {
+		// Over the network, what was sent is what crossed the wire.
+		defer func(before int64) { res.BytesSent = c.BytesSent.Load() - before }(c.BytesSent.Load())
+	}
 	sc, err := s.scan(ctx, s.remote)
 	if err != nil {
 		return nil, err
 	}
 	defer sc.CacheUpdate.Discard()
-	res := &PushResult{
-		FilesScanned: sc.Summary.Files, FilesRead: sc.FilesRead, BytesScanned: sc.BytesRead,
-		ChunksSent: sc.ChunksSent, ObjectsSent: sc.ObjectsSent, BytesSent: sc.BytesSent, Warnings: sc.Warnings,
-	}
+	res.FilesScanned, res.FilesRead, res.BytesScanned = sc.Summary.Files, sc.FilesRead, sc.BytesRead
+	res.ChunksSent, res.ObjectsSent, res.BytesSent, res.Warnings = sc.ChunksSent, sc.ObjectsSent, sc.BytesSent, sc.Warnings
 	baseRoot, err := s.versionRoot(ctx, base)
 	if err != nil {
 		return nil, err
@@ -83,6 +88,15 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 		return res, s.commitCache(ctx, sc)
 	}
 	if head != base {
+		// The head may be this very state: a push whose answer was lost
+		// (the server or the connection died after the head moved).
+		if headRoot, err := s.versionRoot(ctx, head); err == nil && sameTree(headRoot, sc.Root) {
+			res.UpToDate, res.Version = true, head.String()
+			if err := s.commitCache(ctx, sc); err != nil {
+				return nil, err
+			}
+			return res, s.f.SetBase(head)
+		}
 		return nil, fmt.Errorf("%w (head %s, folder at %s): pull first", ErrRemoteMoved, head.Short(), shortOrNone(base))
 	}
 	if res.FilesChanged, err = s.countChanges(ctx, baseRoot, sc.Root); err != nil {
@@ -153,6 +167,7 @@ type PullResult struct {
 	FilesWritten  int64    `json:"files_written"`
 	Removed       int64    `json:"removed"`
 	ChunksFetched int64    `json:"chunks_fetched"`
+	ChunksLocal   int64    `json:"chunks_from_local_files"`
 	BytesFetched  int64    `json:"bytes_fetched"`
 	BytesWritten  int64    `json:"bytes_written"`
 	BytesScanned  int64    `json:"bytes_scanned"`
@@ -174,6 +189,7 @@ func Pull(ctx context.Context, dir string, o Options) (*PullResult, error) {
 		return nil, fmt.Errorf("pull %s: %w", s.f.Dir, err)
 	}
 	res.DurationMS = durationMS(start)
+	res.Warnings = append(s.warnings, res.Warnings...)
 	return res, nil
 }
 
@@ -225,9 +241,11 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 	}
 	fetch := &countingGetter{g: s.remote}
 	rr, err := restore.Apply(ctx, s.f.Dir, s.objects(), from, headRoot, restore.Options{
-		Chunks: fetch,
-		Cache:  s.f.StatCache(),
-		Logger: s.opts.Logger,
+		Chunks:  fetch,
+		Cache:   s.f.StatCache(),
+		Seeds:   &seeds{s: s, root: baseRoot},
+		Workers: s.restoreWorkers(),
+		Logger:  s.opts.Logger,
 		Progress: func(e restore.Event) {
 			if s.opts.Progress != nil {
 				s.opts.Progress(Progress{Phase: "download", Files: e.Files, Bytes: e.Bytes, Path: e.Path})
@@ -239,6 +257,10 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 	}
 	res.FilesWritten, res.Removed, res.BytesWritten = rr.FilesWritten, rr.Removed, rr.BytesWritten
 	res.ChunksFetched, res.BytesFetched = fetch.n.Load(), fetch.bytes.Load()
+	if c, ok := s.remote.(*transport.Client); ok {
+		res.BytesFetched = c.BytesFetched.Load() // what crossed the wire
+	}
+	res.ChunksLocal = rr.ChunksSeeded
 	res.Warnings = append(res.Warnings, rr.Warnings...)
 	if err := s.f.SetBase(head); err != nil {
 		return nil, err
@@ -316,6 +338,31 @@ func Sync(ctx context.Context, dir string, o PushOptions) (*SyncResult, error) {
 type countingGetter struct {
 	g        cas.Getter
 	n, bytes atomicInt
+}
+
+// GetMany fetches in batches when the remote can.
+func (c *countingGetter) GetMany(ctx context.Context, refs []cas.Ref, fn func(cas.Ref, []byte) error) error {
+	type batchGetter interface {
+		GetMany(context.Context, []cas.Ref, func(cas.Ref, []byte) error) error
+	}
+	count := func(r cas.Ref, b []byte) error {
+		c.n.Add(1)
+		c.bytes.Add(int64(len(b)))
+		return fn(r, b)
+	}
+	if bg, ok := c.g.(batchGetter); ok {
+		return bg.GetMany(ctx, refs, count)
+	}
+	for _, r := range refs {
+		b, err := c.g.Get(ctx, r)
+		if err != nil {
+			return err
+		}
+		if err := count(r, b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *countingGetter) Get(ctx context.Context, ref cas.Ref) ([]byte, error) {

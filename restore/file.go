@@ -13,12 +13,14 @@ import (
 )
 
 // writeFile writes the file e at p: a temporary file in the final
-// directory, every chunk verified as it is read, fsync, mode and mtime
-// through the descriptor, then a rename over whatever had the name.
+// directory, every chunk verified, fsync, mode and mtime through the
+// descriptor, then a rename over whatever had the name.
 //
-// When the file replaces an old version of itself that is still on disk
-// as the stat cache last saw it, chunks the two share are copied from the
-// old file (and verified) instead of fetched.
+// Chunks come from the cheapest place that has them, each checked against
+// its ref: the temporary file a killed restore of the same content left
+// (so a rerun resumes mid-file), the old copy of this file when the stat
+// cache vouches for it, other files of the folder (Options.Seeds), and only
+// then the chunk getter, in batches when it can.
 func (w *writer) writeFile(ctx context.Context, g, chunkSrc cas.Getter, p string, e *index.Entry, old *index.Entry) error {
 	chunks, size, err := index.Chunks(ctx, g, e.Ref)
 	if err != nil {
@@ -33,39 +35,54 @@ func (w *writer) writeFile(ctx context.Context, g, chunkSrc cas.Getter, p string
 		return err
 	}
 	defer release()
-	tmp := tmpName()
-	fd, err := unix.Openat(pfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	tmp := resumeName(name, e.Ref)
+	fd, err := unix.Openat(pfd, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("restore %q: create: %w", p, err)
 	}
 	f := os.NewFile(uintptr(fd), tmp)
-	local := w.localChunks(ctx, g, pfd, d, name, old)
-	defer local.close()
 	done := false
 	defer func() {
 		if !done {
 			f.Close()
-			unix.Unlinkat(pfd, tmp, 0)
+			// A partial file stays for a rerun to resume from, unless the
+			// restore was refused for its content.
+			if ctx.Err() == nil {
+				unix.Unlinkat(pfd, tmp, 0)
+			}
 		}
 	}()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("restore %q: temporary file is not a regular file", p)
+	}
+	have := st.Size // bytes a killed run left; checked chunk by chunk
+	local := w.localChunks(ctx, g, pfd, d, name, old)
+	defer local.close()
+
+	var off int64
+	var fetch []index.ChunkRef
+	var fetchOff []int64
 	for _, c := range chunks {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		data, ok := local.get(c)
-		if !ok {
-			data, err = chunkSrc.Get(ctx, c.Ref)
+		n := int64(c.Len)
+		switch {
+		case off+n <= have && w.verifyAt(f, c, off):
+			// Already there from the killed run.
+		case w.copyLocal(f, local, c, off), w.copySeed(ctx, f, c, off):
+		default:
+			fetch = append(fetch, c)
+			fetchOff = append(fetchOff, off)
 		}
-		if err != nil {
-			return fmt.Errorf("restore %q: chunk %s: %w", p, c.Ref.Short(), err)
-		}
-		if len(data) != int(c.Len) {
-			return fmt.Errorf("restore %q: %w: chunk %s is %d bytes, listed as %d", p, cas.ErrCorrupt, c.Ref.Short(), len(data), c.Len)
-		}
-		if _, err := f.Write(data); err != nil {
-			return fmt.Errorf("restore %q: write: %w", p, err)
-		}
-		failpoint.Hit("restore-chunk-written")
+		off += n
+	}
+	if err := fetchInto(ctx, chunkSrc, f, fetch, fetchOff); err != nil {
+		return fmt.Errorf("restore %q: %w", p, err)
+	}
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("restore %q: %w", p, err)
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("restore %q: fsync: %w", p, err)
@@ -81,10 +98,122 @@ func (w *writer) writeFile(ctx context.Context, g, chunkSrc cas.Getter, p string
 	w.markDirty(d)
 	atomic.AddInt64(&w.res.FilesWritten, 1)
 	atomic.AddInt64(&w.res.BytesWritten, size)
+	atomic.AddInt64(&w.res.ChunksFetched, int64(len(fetch)))
 	if w.opts.Progress != nil {
 		w.opts.Progress(Event{Files: 1, Bytes: size, Path: p})
 	}
 	return w.cachePut(fd, d, name, e.Ref)
+}
+
+// resumeName is the temporary name for writing content ref under name: the
+// same across runs, so a rerun finds what a killed run wrote.
+func resumeName(name string, ref cas.Ref) string {
+	h := cas.Sum(append([]byte(name+"\x00"), ref[:]...))
+	return index.TempPrefix + h.String()[:24]
+}
+
+// verifyAt reports whether f holds chunk c at off.
+func (w *writer) verifyAt(f *os.File, c index.ChunkRef, off int64) bool {
+	buf := make([]byte, c.Len)
+	_, err := f.ReadAt(buf, off)
+	return err == nil && cas.Sum(buf) == c.Ref
+}
+
+func (w *writer) copyLocal(f *os.File, local *localSource, c index.ChunkRef, off int64) bool {
+	data, ok := local.get(c)
+	if !ok {
+		return false
+	}
+	_, err := f.WriteAt(data, off)
+	return err == nil
+}
+
+// copySeed copies chunk c from another file of the folder that has it.
+func (w *writer) copySeed(ctx context.Context, f *os.File, c index.ChunkRef, off int64) bool {
+	if w.opts.Seeds == nil {
+		return false
+	}
+	path, at, ok := w.opts.Seeds.Find(ctx, c.Ref)
+	if !ok {
+		return false
+	}
+	d, name := split(path)
+	pfd, release, err := w.dir(d, false)
+	if err != nil {
+		return false
+	}
+	defer release()
+	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false
+	}
+	buf := make([]byte, c.Len)
+	if n, err := unix.Pread(fd, buf, at); err != nil || n != len(buf) || cas.Sum(buf) != c.Ref {
+		return false
+	}
+	if _, err := f.WriteAt(buf, off); err != nil {
+		return false
+	}
+	atomic.AddInt64(&w.res.ChunksSeeded, 1)
+	return true
+}
+
+// batchGetter fetches many blobs in one exchange (the QUIC client).
+type batchGetter interface {
+	GetMany(ctx context.Context, refs []cas.Ref, fn func(cas.Ref, []byte) error) error
+}
+
+// fetchInto fetches chunks and writes each at its offset, in batches of at
+// most 32 MiB when src can batch.
+func fetchInto(ctx context.Context, src cas.Getter, f *os.File, chunks []index.ChunkRef, offs []int64) error {
+	bg, batches := src.(batchGetter)
+	for i := 0; i < len(chunks); {
+		j, bytes := i, 0
+		for j < len(chunks) && (j == i || (batches && bytes+int(chunks[j].Len) <= 32<<20 && j-i < 256)) {
+			bytes += int(chunks[j].Len)
+			j++
+		}
+		write := func(k int, data []byte) error {
+			c := chunks[k]
+			if len(data) != int(c.Len) {
+				return fmt.Errorf("%w: chunk %s is %d bytes, listed as %d", cas.ErrCorrupt, c.Ref.Short(), len(data), c.Len)
+			}
+			if _, err := f.WriteAt(data, offs[k]); err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
+			failpoint.Hit("restore-chunk-written")
+			return nil
+		}
+		if batches {
+			refs := make([]cas.Ref, j-i)
+			for k := range refs {
+				refs[k] = chunks[i+k].Ref
+			}
+			k := i
+			if err := bg.GetMany(ctx, refs, func(_ cas.Ref, data []byte) error {
+				err := write(k, data)
+				k++
+				return err
+			}); err != nil {
+				return fmt.Errorf("chunk: %w", err)
+			}
+		} else {
+			data, err := src.Get(ctx, chunks[i].Ref)
+			if err != nil {
+				return fmt.Errorf("chunk %s: %w", chunks[i].Ref.Short(), err)
+			}
+			if err := write(i, data); err != nil {
+				return err
+			}
+		}
+		i = j
+	}
+	return nil
 }
 
 // localSource serves chunks from a file already on disk.

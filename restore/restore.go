@@ -41,6 +41,8 @@ type Options struct {
 	// lists) are read through the getter passed to Apply. A folder passes
 	// its object cache there and the remote here.
 	Chunks cas.Getter
+	// Seeds, if set, offers chunks from other files of the folder.
+	Seeds Seeds
 	// Progress, if set, is called from many goroutines as files are done.
 	Progress func(Event)
 	Logger   *slog.Logger
@@ -66,7 +68,17 @@ type Event struct {
 type Result struct {
 	FilesWritten, BytesWritten int64
 	DirsMade, Removed          int64
-	Warnings                   []string
+	// ChunksFetched came from the chunk getter; ChunksSeeded from other
+	// files of the folder.
+	ChunksFetched, ChunksSeeded int64
+	Warnings                    []string
+}
+
+// Seeds finds chunks in files already in the folder. Paths must come from
+// the folder's own walk (the stat cache), never from a peer: the restorer
+// opens them without following links and checks every chunk's hash.
+type Seeds interface {
+	Find(ctx context.Context, ref cas.Ref) (path string, off int64, ok bool)
 }
 
 // Apply changes the folder at dir from tree from (the zero Ref: nothing is

@@ -68,7 +68,9 @@ type Options struct {
 	// sub-second part (FAT, ext3 and their like).
 	Now        func() time.Time
 	RacyWindow time.Duration // default 100ms
-	// RemoveTemps deletes temporary files a killed restore left behind.
+	// RemoveTemps deletes temporary files a killed restore left behind
+	// more than TempMaxAge ago; younger ones are kept for a rerun to
+	// resume from (as Syncthing keeps its temporary files for a day).
 	// Only a caller that holds the folder's lock may set it.
 	RemoveTemps bool
 	// Progress, if set, is called from many goroutines as work is done.
@@ -306,7 +308,9 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 		}
 		if strings.HasPrefix(name, index.TempPrefix) {
 			if s.opts.RemoveTemps && !de.IsDir() {
-				s.removeTemp(abs, p)
+				if fi, err := de.Info(); err == nil && s.start.Sub(fi.ModTime()) > TempMaxAge {
+					s.removeTemp(abs, p)
+				}
 			}
 			continue
 		}
@@ -438,6 +442,9 @@ func (s *scanner) cachePut(dir, name string, st state.Stat) error {
 
 // maxCacheUpdate bounds the stat cache changes held in memory.
 const maxCacheUpdate = 8 << 20
+
+// TempMaxAge is how long a leftover temporary file is kept.
+const TempMaxAge = 24 * time.Hour
 
 // removeTemp deletes a leftover temporary file, relative to a descriptor
 // of its directory opened without following links.

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ferry-sync/ferry/cas"
@@ -157,6 +158,20 @@ func (f *Folder) SaveConfig() error {
 		return err
 	}
 	return WriteFileAtomic(filepath.Join(stateDir(f.Dir), "config"), append(b, '\n'), 0o600)
+}
+
+// Token returns the token kept in .ferry/token, or "".
+func (f *Folder) Token() string {
+	b, err := os.ReadFile(filepath.Join(stateDir(f.Dir), "token"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// SetToken keeps the folder's server token in .ferry/token (mode 0600).
+func (f *Folder) SetToken(token string) error {
+	return WriteFileAtomic(filepath.Join(stateDir(f.Dir), "token"), []byte(token+"\n"), 0o600)
 }
 
 // Close releases the folder's store.

@@ -34,7 +34,10 @@ type ClientOptions struct {
 	// QueueBytes bounds the bytes waiting to be sent (default 64 MiB);
 	// Put blocks beyond it.
 	QueueBytes int64
-	Logger     *slog.Logger
+	// IdleTimeout is how long a silent server counts as alive (default
+	// QUICConfig's).
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
 }
 
 // ParseURL splits quic://HOST:PORT/NAMESPACE.
@@ -107,7 +110,12 @@ func Dial(ctx context.Context, addr, namespace string, opts ClientOptions) (*Cli
 		}
 		opts.Fingerprint = fp
 	}
-	conn, err := quic.DialAddr(ctx, addr, clientTLS(opts.Fingerprint, opts.FirstUse), QUICConfig())
+	qc := QUICConfig()
+	if opts.IdleTimeout > 0 {
+		qc.MaxIdleTimeout = opts.IdleTimeout
+		qc.KeepAlivePeriod = opts.IdleTimeout / 3
+	}
+	conn, err := quic.DialAddr(ctx, addr, clientTLS(opts.Fingerprint, opts.FirstUse), qc)
 	if err != nil {
 		if errors.Is(err, ErrFingerprint) {
 			return nil, fmt.Errorf("dial %s: %w", addr, ErrFingerprint)

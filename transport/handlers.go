@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/internal/failpoint"
 	"github.com/quic-go/quic-go"
 )
 
@@ -66,6 +67,7 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		if err := s.ns.SwapHead(ctx, req.Root, old, newRef); err != nil {
 			return resp, err
 		}
+		failpoint.Hit("server-head-moved")
 		s.log.Info("head moved", "root", req.Root, "from", old.Short(), "to", newRef.Short())
 		s.srv.publish(s.ns.Name(), Event{Root: req.Root, Ref: newRef[:], Time: s.srv.opts.Now().UnixNano()})
 	case opHas:

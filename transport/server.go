@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/chunk"
+	"github.com/ferry-sync/ferry/internal/failpoint"
 	"github.com/quic-go/quic-go"
 )
 
@@ -85,8 +86,8 @@ func NewServer(db *cas.DB, tokens *Tokens, opts ServerOptions) *Server {
 func QUICConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout:           10 * time.Second,
-		MaxIdleTimeout:                 60 * time.Second,
-		KeepAlivePeriod:                15 * time.Second,
+		MaxIdleTimeout:                 30 * time.Second,
+		KeepAlivePeriod:                10 * time.Second,
 		InitialStreamReceiveWindow:     2 << 20,
 		MaxStreamReceiveWindow:         32 << 20,
 		InitialConnectionReceiveWindow: 4 << 20,
@@ -98,11 +99,11 @@ func QUICConfig() *quic.Config {
 }
 
 // Serve accepts connections until ctx is done or the listener closes.
-func (s *Server) Serve(ctx context.Context, ln *quic.Listener) error {
+func (s *Server) Serve(ctx context.Context, l *Listener) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		conn, err := ln.Accept(ctx)
+		conn, err := l.ln.Accept(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, quic.ErrServerClosed) {
 				return nil
@@ -381,6 +382,7 @@ func (s *session) servePut(st *quic.Stream) {
 			return
 		}
 		s.srv.opts.Metrics.Blob(stored)
+		failpoint.Hit("server-blob-stored")
 		if stored {
 			resp.Stored++
 		} else {

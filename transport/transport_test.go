@@ -50,7 +50,7 @@ func startServer(t testing.TB) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := quic.ListenAddr("127.0.0.1:0", ServerTLS(cert), QUICConfig())
+	ln, err := Listen("127.0.0.1:0", cert, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

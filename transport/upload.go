@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/internal/failpoint"
 	"github.com/quic-go/quic-go"
 )
 
@@ -207,6 +208,7 @@ func (c *Client) sender() {
 		ps.bytes += n
 		c.BlobsSent.Add(1)
 		c.BytesSent.Add(int64(n))
+		failpoint.Hit("client-blob-sent")
 		it.payload = nil // sent; the memory can go
 		if ps.bytes >= streamBytes {
 			c.closeStream(ps)

@@ -26,11 +26,16 @@ devices with the same root sync with each other.`,
 			if o.Remote == "" {
 				return usageError{fmt.Errorf("init: --remote is required (or FERRY_REMOTE)")}
 			}
+			o.Credentials = g.credentials()
+			if g.tokenFile != "" && o.Token == "" {
+				return usageError{fmt.Errorf("init: --token-file %s could not be read", g.tokenFile)}
+			}
 			res, err := engine.Init(c.Context(), a[0], o)
 			if err != nil {
 				return err
 			}
 			return g.print(res, func(w io.Writer) {
+				printWarnings(w, res.Warnings)
 				fmt.Fprintf(w, "initialized %s\n  remote %s\n  root   %s\n  device %s\n", res.Dir, res.Remote, res.Root, res.Device)
 				if res.Head != "" {
 					fmt.Fprintf(w, "the root has versions: run 'ferry pull' to fetch head %s\n", res.Head[:12])

@@ -16,6 +16,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/spf13/cobra"
@@ -32,17 +33,44 @@ const (
 
 // globals are the flags every command takes.
 type globals struct {
-	json    bool
-	quiet   bool
-	verbose bool
-	stdout  io.Writer
-	stderr  io.Writer
+	json        bool
+	quiet       bool
+	verbose     bool
+	tokenFile   string
+	fingerprint string
+	stdout      io.Writer
+	stderr      io.Writer
 }
+
+// credentials reads what reaches a server: --token-file or FERRY_TOKEN,
+// --fingerprint or FERRY_FINGERPRINT.
+func (g *globals) credentials() engine.Credentials {
+	c := engine.Credentials{Token: getenv("FERRY_TOKEN"), Fingerprint: g.fingerprint}
+	// FERRY_IDLE_TIMEOUT: how soon a silent server counts as gone.
+	if d, err := time.ParseDuration(getenv("FERRY_IDLE_TIMEOUT")); err == nil {
+		c.IdleTimeout = d
+	}
+	if g.tokenFile != "" {
+		if b, err := os.ReadFile(g.tokenFile); err == nil {
+			c.Token = strings.TrimSpace(string(b))
+		}
+	}
+	if c.Fingerprint == "" {
+		c.Fingerprint = getenv("FERRY_FINGERPRINT")
+	}
+	return c
+}
+
+var getenv = os.Getenv
 
 // usageError marks errors in how ferry was called.
 type usageError struct{ error }
 
-func main() {
+func main() { os.Exit(mainCode()) }
+
+// mainCode is main without the exit, so tests can run ferry as a process
+// from the test binary.
+func mainCode() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// FERRY_CPUPROFILE=FILE writes a CPU profile of the run, for tuning.
 	if path := os.Getenv("FERRY_CPUPROFILE"); path != "" {
@@ -54,6 +82,7 @@ func main() {
 	}
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	pprof.StopCPUProfile()
+	stop()
 	// FERRY_MEMPROFILE=FILE writes a heap profile at exit.
 	if path := os.Getenv("FERRY_MEMPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {
@@ -61,8 +90,7 @@ func main() {
 			f.Close()
 		}
 	}
-	stop()
-	os.Exit(code)
+	return code
 }
 
 // run executes one command line and returns the exit code.
@@ -122,13 +150,15 @@ diff and restore any version.`,
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log what happens")
+	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", "", "file holding the server token (default env FERRY_TOKEN, then the folder's)")
+	root.PersistentFlags().StringVar(&g.fingerprint, "fingerprint", "", "the server certificate's SHA-256 to pin (env FERRY_FINGERPRINT)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
 	})
 	root.AddCommand(
 		newInit(g), newPush(g), newPull(g), newSync(g), newStatus(g),
 		newLog(g), newDiff(g), newLs(g), newRestore(g), newTag(g), newCheck(g),
-		newBench(g),
+		newBench(g), newServe(g), newToken(g), newAdmin(g),
 	)
 	return root
 }
@@ -176,7 +206,7 @@ func (g *globals) logger() *slog.Logger {
 // options builds the engine options: a logger, and a progress bar when
 // stderr is a terminal and output is for people.
 func (g *globals) options(what string) (engine.Options, func()) {
-	o := engine.Options{Logger: g.logger()}
+	o := engine.Options{Logger: g.logger(), Credentials: g.credentials()}
 	if g.json || g.quiet {
 		return o, func() {}
 	}

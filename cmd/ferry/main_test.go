@@ -17,9 +17,7 @@ import (
 )
 
 // ferryMain runs the CLI as a process would.
-func ferryMain() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
-}
+func ferryMain() { os.Exit(mainCode()) }
 
 func TestMain(m *testing.M) {
 	// The kill tests re-execute this binary as ferry itself.
@@ -118,7 +116,7 @@ func TestPushSummaryJSON(t *testing.T) {
 // ferryCmd runs this test binary as ferry, as a real process.
 func ferryCmd(env []string, args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), "FERRY_TEST_AS_FERRY=1"), env...)
+	cmd.Env = append(append(os.Environ(), "FERRY_TEST_AS_FERRY=1", "FERRY_IDLE_TIMEOUT=3s"), env...)
 	return cmd
 }
 

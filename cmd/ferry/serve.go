@@ -1,0 +1,61 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+
+	"github.com/ferry-sync/ferry/internal/server"
+	"github.com/spf13/cobra"
+)
+
+func newServe(g *globals) *cobra.Command {
+	var cfg server.Config
+	c := &cobra.Command{
+		Use:   "serve --data DIR [--listen 127.0.0.1:7443] [--metrics ADDR]",
+		Short: "Run the server daemon: many devices and users, each in their own namespace",
+		Long: `Serve the store in DATA over QUIC. On first start it makes a self-signed
+certificate (kept in DATA; its SHA-256 fingerprint is printed: give it to clients
+with --fingerprint) and an admin token in DATA/admin.token (mode 0600): use it to
+make tokens for namespaces with 'ferry token create'. Stops cleanly on SIGTERM.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if cfg.Data == "" {
+				return usageError{fmt.Errorf("serve: --data DIR is required")}
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: logLevel(g)}))
+			cfg.Version = buildVersion()
+			cfg.Ready = func(info server.Info) {
+				if g.json {
+					b, _ := json.Marshal(info)
+					fmt.Fprintln(g.stdout, string(b))
+					return
+				}
+				fmt.Fprintf(g.stdout, "ferry serve: listening on %s\n  fingerprint %s\n", info.Addr, info.Fingerprint)
+				if info.MetricsAddr != "" {
+					fmt.Fprintf(g.stdout, "  metrics     http://%s/metrics\n", info.MetricsAddr)
+				}
+				if info.NewAdminToken {
+					fmt.Fprintf(g.stdout, "  admin token %s (new)\n", info.AdminToken)
+				} else {
+					fmt.Fprintf(g.stdout, "  admin token %s\n", info.AdminToken)
+				}
+			}
+			return server.Run(c.Context(), cfg)
+		},
+	}
+	c.Flags().StringVar(&cfg.Data, "data", "", "the server's data directory (required)")
+	c.Flags().StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "UDP address to listen on")
+	c.Flags().StringVar(&cfg.Metrics, "metrics", "", "TCP address for /metrics and /healthz (off when empty)")
+	return c
+}
+
+func logLevel(g *globals) slog.Level {
+	switch {
+	case g.verbose:
+		return slog.LevelDebug
+	case g.quiet:
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
+}

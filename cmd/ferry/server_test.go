@@ -1,0 +1,361 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// serverProc is a real `ferry serve` process on 127.0.0.1.
+type serverProc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	data string
+	addr string
+	fp   string
+	done chan error
+	logs *bytes.Buffer
+}
+
+// startServe starts `ferry serve` on data and waits for the line it
+// prints when it listens (no sleeping: the process says when it is ready).
+func startServe(t *testing.T, data string, env ...string) *serverProc {
+	t.Helper()
+	cmd := ferryCmd(append(env, "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"), "--json", "serve", "--data", data, "--listen", "127.0.0.1:0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &bytes.Buffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &serverProc{t: t, cmd: cmd, data: data, done: make(chan error, 1), logs: logs}
+	lines := bufio.NewScanner(out)
+	ready := make(chan bool, 1)
+	go func() {
+		ok := false
+		if lines.Scan() {
+			var info struct {
+				Addr        string `json:"addr"`
+				Fingerprint string `json:"fingerprint"`
+			}
+			if json.Unmarshal(lines.Bytes(), &info) == nil {
+				p.addr, p.fp, ok = info.Addr, info.Fingerprint, true
+			}
+		}
+		ready <- ok
+		for lines.Scan() {
+		}
+		p.done <- cmd.Wait()
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("ferry serve did not start:\n%s", logs)
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("ferry serve did not start in 30s:\n%s", logs)
+	}
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+func (p *serverProc) kill() {
+	if p.cmd.ProcessState == nil {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+func (p *serverProc) url(ns string) string { return "quic://" + p.addr + "/" + ns }
+
+// token makes a token with the admin token from the data directory.
+func (p *serverProc) token(ns, perm string) string {
+	p.t.Helper()
+	code, out, errs := runCLI(p.t, "token", "create", "--data", p.data, "--namespace", ns, "--perm", perm)
+	if code != 0 {
+		p.t.Fatalf("token create: %s", errs)
+	}
+	return strings.TrimSpace(strings.SplitN(out, "\n", 2)[0])
+}
+
+func ferryRun(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	out, err := ferryCmd(env, args...).CombinedOutput()
+	return string(out), err
+}
+
+func randomFile(t *testing.T, path string, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	rand.Read(b)
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(path, old, old)
+	return b
+}
+
+// TestServeEndToEnd: two folders sync through a real server process;
+// admin views work; a wrong token and a wrong fingerprint are refused.
+func TestServeEndToEnd(t *testing.T) {
+	tmp := t.TempDir()
+	srv := startServe(t, filepath.Join(tmp, "data"))
+	tok := srv.token("team", "write")
+	env := []string{"FERRY_TOKEN=" + tok, "FERRY_FINGERPRINT=" + srv.fp}
+	a, b := filepath.Join(tmp, "a"), filepath.Join(tmp, "b")
+	content := randomFile(t, filepath.Join(a, "data.bin"), 5<<20)
+	os.WriteFile(filepath.Join(a, "note.txt"), []byte("hello"), 0o644)
+	for _, args := range [][]string{
+		{"init", a, "--remote", srv.url("team"), "--root", "docs"},
+		{"push", a},
+		{"init", b, "--remote", srv.url("team"), "--root", "docs"},
+		{"pull", b},
+	} {
+		if out, err := ferryRun(t, env, args...); err != nil {
+			t.Fatalf("ferry %v: %v\n%s", args, err, out)
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(b, "data.bin")); !bytes.Equal(got, content) {
+		t.Fatal("b did not get a's data")
+	}
+	// The folders keep the token and the pin: no environment needed now.
+	os.WriteFile(filepath.Join(b, "note.txt"), []byte("hello from b"), 0o644)
+	if out, err := ferryRun(t, nil, "push", b); err != nil {
+		t.Fatalf("push from b without env: %v\n%s", err, out)
+	}
+	if out, err := ferryRun(t, nil, "pull", a); err != nil {
+		t.Fatalf("pull into a: %v\n%s", err, out)
+	}
+	if got, _ := os.ReadFile(filepath.Join(a, "note.txt")); string(got) != "hello from b" {
+		t.Errorf("a has %q", got)
+	}
+	out, err := ferryRun(t, nil, "--json", "admin", "roots", "--data", srv.data)
+	if err != nil || !strings.Contains(out, `"root":"docs"`) || !strings.Contains(out, `"versions":2`) {
+		t.Errorf("admin roots: %v %s", err, out)
+	}
+	if out, err := ferryRun(t, nil, "admin", "history", "--data", srv.data, "team/docs"); err != nil || strings.Count(out, "\n") != 2 {
+		t.Errorf("admin history: %v %s", err, out)
+	}
+
+	// Wrong token: refused, non-zero exit, says so.
+	c := filepath.Join(tmp, "c")
+	out, err = ferryRun(t, []string{"FERRY_TOKEN=ferry_wrongwrongwrongwrongwrongwrong", "FERRY_FINGERPRINT=" + srv.fp}, "init", c, "--remote", srv.url("team"))
+	if err == nil || !strings.Contains(out, "not authenticated") {
+		t.Errorf("wrong token: %v\n%s", err, out)
+	}
+	// Changed fingerprint: refused.
+	out, err = ferryRun(t, []string{"FERRY_TOKEN=" + tok, "FERRY_FINGERPRINT=" + strings.Repeat("ab", 32)}, "init", c, "--remote", srv.url("team"))
+	if err == nil || !strings.Contains(out, "fingerprint mismatch") {
+		t.Errorf("wrong fingerprint: %v\n%s", err, out)
+	}
+	// A read token cannot push.
+	ro := srv.token("team", "read")
+	d := filepath.Join(tmp, "d")
+	if out, err := ferryRun(t, []string{"FERRY_TOKEN=" + ro, "FERRY_FINGERPRINT=" + srv.fp}, "init", d, "--remote", srv.url("team"), "--root", "docs"); err != nil {
+		t.Fatalf("init with a read token: %v\n%s", err, out)
+	}
+	if out, err := ferryRun(t, nil, "pull", d); err != nil {
+		t.Fatalf("pull with a read token: %v\n%s", err, out)
+	}
+	os.WriteFile(filepath.Join(d, "new.txt"), []byte("x"), 0o644)
+	if out, err := ferryRun(t, nil, "push", d); err == nil || !strings.Contains(out, "permission denied") {
+		t.Errorf("push with a read token: %v\n%s", err, out)
+	}
+}
+
+// TestSecondServerLocked is catalogue row F7.
+func TestSecondServerLocked(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	startServe(t, data)
+	out, err := ferryRun(t, nil, "serve", "--data", data, "--listen", "127.0.0.1:0")
+	if err == nil || !strings.Contains(out, "locked") {
+		t.Errorf("second server: %v\n%s", err, out)
+	}
+}
+
+// TestServerGracefulStop: SIGTERM stops the server with exit 0 and a store
+// that checks clean.
+func TestServerGracefulStop(t *testing.T) {
+	tmp := t.TempDir()
+	srv := startServe(t, filepath.Join(tmp, "data"))
+	tok := srv.token("n", "write")
+	a := filepath.Join(tmp, "a")
+	randomFile(t, filepath.Join(a, "f"), 1<<20)
+	env := []string{"FERRY_TOKEN=" + tok, "FERRY_FINGERPRINT=" + srv.fp}
+	if out, err := ferryRun(t, env, "init", a, "--remote", srv.url("n")); err != nil {
+		t.Fatal(out)
+	}
+	if out, err := ferryRun(t, nil, "push", a); err != nil {
+		t.Fatal(out)
+	}
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-srv.done; err != nil {
+		t.Errorf("server exit after SIGTERM: %v\n%s", err, srv.logs)
+	}
+	if out, err := ferryRun(t, nil, "check", "--remote", filepath.Join(srv.data, "store"), "--read-data"); err != nil {
+		t.Errorf("check after stop: %v\n%s", err, out)
+	}
+}
+
+type pushSummary struct {
+	Version   string `json:"version"`
+	BytesSent int64  `json:"bytes_sent"`
+	UpToDate  bool   `json:"up_to_date"`
+}
+
+func pushJSON(t *testing.T, dir string) (pushSummary, error) {
+	t.Helper()
+	out, err := ferryCmd(nil, "--json", "push", dir).Output()
+	var s pushSummary
+	if err == nil {
+		err = json.Unmarshal(out, &s)
+	}
+	return s, err
+}
+
+// TestKillServerMidPush is catalogue row F1: the server dies (kill -9) in
+// the middle of a push. After a restart the store checks clean, the head
+// is the old version, and the rerun push sends only what did not arrive.
+func TestKillServerMidPush(t *testing.T) {
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	srv := startServe(t, data)
+	tok := srv.token("n", "write")
+	a := filepath.Join(tmp, "a")
+	for i := range 8 {
+		randomFile(t, filepath.Join(a, "f"+string(rune('0'+i))), 3<<20)
+	}
+	env := []string{"FERRY_TOKEN=" + tok, "FERRY_FINGERPRINT=" + srv.fp}
+	if out, err := ferryRun(t, env, "init", a, "--remote", srv.url("n")); err != nil {
+		t.Fatal(out)
+	}
+	srv.kill()
+
+	// The restarted server dies after storing its 12th blob.
+	srv = startServe(t, data, "FERRY_FAILPOINT=server-blob-stored=12")
+	setRemote(t, a, srv.url("n"))
+	if _, err := pushJSON(t, a); err == nil {
+		t.Fatal("push succeeded though the server died")
+	}
+	if err := <-srv.done; err == nil {
+		t.Fatal("the server was not killed")
+	}
+	if out, err := ferryRun(t, nil, "check", "--remote", filepath.Join(data, "store"), "--read-data"); err != nil {
+		t.Fatalf("check after the crash: %v\n%s", err, out)
+	}
+	srv = startServe(t, data)
+	setRemote(t, a, srv.url("n"))
+	res, err := pushJSON(t, a)
+	if err != nil {
+		t.Fatalf("rerun push: %v", err)
+	}
+	total := int64(8 * 3 << 20)
+	if res.BytesSent <= 0 || res.BytesSent >= total {
+		t.Errorf("the rerun sent %d bytes of %d: it should send only what did not arrive", res.BytesSent, total)
+	}
+	srv.kill()
+	if out, err := ferryRun(t, nil, "check", "--remote", filepath.Join(data, "store"), "--read-data"); err != nil {
+		t.Fatalf("check after the rerun: %v\n%s", err, out)
+	}
+}
+
+// TestKillServerAfterHeadMoved: the server dies right after moving the
+// head, before it answers. The head is the new version; the rerun push
+// finds its own version there and is done.
+func TestKillServerAfterHeadMoved(t *testing.T) {
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	srv := startServe(t, data)
+	tok := srv.token("n", "write")
+	a := filepath.Join(tmp, "a")
+	randomFile(t, filepath.Join(a, "f"), 1<<20)
+	if out, err := ferryRun(t, []string{"FERRY_TOKEN=" + tok, "FERRY_FINGERPRINT=" + srv.fp}, "init", a, "--remote", srv.url("n")); err != nil {
+		t.Fatal(out)
+	}
+	srv.kill()
+	srv = startServe(t, data, "FERRY_FAILPOINT=server-head-moved=1")
+	setRemote(t, a, srv.url("n"))
+	if _, err := pushJSON(t, a); err == nil {
+		t.Fatal("push succeeded though the server died")
+	}
+	<-srv.done
+	srv = startServe(t, data)
+	setRemote(t, a, srv.url("n"))
+	res, err := pushJSON(t, a)
+	if err != nil || !res.UpToDate || res.BytesSent > 1<<10 {
+		t.Errorf("rerun after the head moved: %+v, %v; want up to date, nothing resent", res, err)
+	}
+}
+
+// TestKillClientMidPush is catalogue row F6 for push: the client dies
+// (kill -9) mid-upload; the rerun sends only the rest.
+func TestKillClientMidPush(t *testing.T) {
+	tmp := t.TempDir()
+	srv := startServe(t, filepath.Join(tmp, "data"))
+	tok := srv.token("n", "write")
+	a := filepath.Join(tmp, "a")
+	for i := range 8 {
+		randomFile(t, filepath.Join(a, "f"+string(rune('0'+i))), 3<<20)
+	}
+	if out, err := ferryRun(t, []string{"FERRY_TOKEN=" + tok, "FERRY_FINGERPRINT=" + srv.fp}, "init", a, "--remote", srv.url("n")); err != nil {
+		t.Fatal(out)
+	}
+	cmd := ferryCmd([]string{"FERRY_FAILPOINT=client-blob-sent=20"}, "push", a)
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("the client was not killed: %v", err)
+	}
+	res, err := pushJSON(t, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := int64(8 * 3 << 20)
+	if res.BytesSent >= total*9/10 {
+		t.Errorf("the rerun sent %d of %d bytes: it resent what had arrived", res.BytesSent, total)
+	}
+	b := filepath.Join(tmp, "b")
+	if out, err := ferryRun(t, []string{"FERRY_TOKEN=" + tok, "FERRY_FINGERPRINT=" + srv.fp}, "init", b, "--remote", srv.url("n"), "--root", "a"); err != nil {
+		t.Fatal(out)
+	}
+	if out, err := ferryRun(t, nil, "pull", b); err != nil {
+		t.Fatal(out)
+	}
+	for i := range 8 {
+		x, _ := os.ReadFile(filepath.Join(a, "f"+string(rune('0'+i))))
+		y, _ := os.ReadFile(filepath.Join(b, "f"+string(rune('0'+i))))
+		if !bytes.Equal(x, y) {
+			t.Errorf("file %d differs after the resumed push", i)
+		}
+	}
+}
+
+// setRemote points a folder at a restarted server's new port.
+func setRemote(t *testing.T, dir, url string) {
+	t.Helper()
+	path := filepath.Join(dir, ".ferry", "config")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	json.Unmarshal(b, &cfg)
+	cfg["remote"] = url
+	b, _ = json.Marshal(cfg)
+	os.WriteFile(path, b, 0o600)
+}

@@ -1,0 +1,176 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ferry-sync/ferry/transport"
+)
+
+// ServerRef says how to reach a server as its admin: a URL and
+// credentials, or the server's data directory on this machine (which holds
+// the address, the certificate's fingerprint and the admin token).
+type ServerRef struct {
+	URL  string
+	Data string
+	Credentials
+}
+
+// dialAdmin connects to a server with an admin token.
+func dialAdmin(ctx context.Context, r ServerRef) (*transport.Client, error) {
+	if r.Data != "" {
+		var info struct {
+			Addr        string `json:"addr"`
+			Fingerprint string `json:"fingerprint"`
+		}
+		b, err := os.ReadFile(filepath.Join(r.Data, "serve.json"))
+		if err != nil {
+			return nil, fmt.Errorf("server data %s: %w (is ferry serve running?)", r.Data, err)
+		}
+		if err := json.Unmarshal(b, &info); err != nil {
+			return nil, fmt.Errorf("server data %s: serve.json: %w", r.Data, err)
+		}
+		if r.URL == "" {
+			r.URL = "quic://" + info.Addr
+		}
+		if r.Fingerprint == "" {
+			r.Fingerprint = info.Fingerprint
+		}
+		if r.Token == "" {
+			tok, err := os.ReadFile(filepath.Join(r.Data, "admin.token"))
+			if err != nil {
+				return nil, err
+			}
+			r.Token = strings.TrimSpace(string(tok))
+		}
+	}
+	if r.URL == "" {
+		return nil, errors.New("which server? give --server quic://HOST:PORT or --data DIR")
+	}
+	addr, ns, err := transport.ParseURL(r.URL)
+	if err != nil {
+		return nil, err
+	}
+	if r.Fingerprint == "" {
+		return nil, fmt.Errorf("server %s: give its certificate fingerprint (--fingerprint or FERRY_FINGERPRINT): admin commands do not trust on first use", r.URL)
+	}
+	return transport.Dial(ctx, addr, ns, transport.ClientOptions{Token: r.Token, Fingerprint: r.Fingerprint, IdleTimeout: r.IdleTimeout, Version: "ferry admin"})
+}
+
+// TokenCreated is a new token: the only time it is shown.
+type TokenCreated struct {
+	Token string              `json:"token"`
+	Info  transport.TokenInfo `json:"info"`
+}
+
+// TokenCreate makes a token for a namespace with a permission.
+func TokenCreate(ctx context.Context, r ServerRef, namespace, perm, label string) (*TokenCreated, error) {
+	p, err := transport.ParsePerm(perm)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dialAdmin(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	tok, info, err := c.CreateToken(ctx, namespace, p, label)
+	if err != nil {
+		return nil, err
+	}
+	return &TokenCreated{Token: tok, Info: info}, nil
+}
+
+// TokenList lists the tokens an admin can see.
+func TokenList(ctx context.Context, r ServerRef) ([]transport.TokenInfo, error) {
+	c, err := dialAdmin(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Tokens(ctx)
+}
+
+// TokenRevoke revokes a token by id.
+func TokenRevoke(ctx context.Context, r ServerRef, id string) error {
+	c, err := dialAdmin(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.RevokeToken(ctx, id)
+}
+
+// AdminClients lists connected clients.
+func AdminClients(ctx context.Context, r ServerRef) ([]transport.ClientInfo, error) {
+	c, err := dialAdmin(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Clients(ctx)
+}
+
+// RootSummary is one root on a server.
+type RootSummary struct {
+	transport.RootInfo
+	Head    string    `json:"head"`
+	Updated time.Time `json:"updated"`
+}
+
+// AdminRoots lists every root with its head.
+func AdminRoots(ctx context.Context, r ServerRef) ([]RootSummary, error) {
+	c, err := dialAdmin(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	roots, err := c.AdminRoots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RootSummary, 0, len(roots))
+	for _, ri := range roots {
+		rs := RootSummary{RootInfo: ri, Updated: time.Unix(0, ri.Updated).UTC()}
+		if len(ri.Head) == 32 {
+			rs.Head = fmt.Sprintf("%x", ri.Head)
+		}
+		out = append(out, rs)
+	}
+	return out, nil
+}
+
+// HistoryLine is one version in an admin history listing.
+type HistoryLine struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Version string    `json:"version"`
+}
+
+// AdminHistory lists the history of NS/ROOT.
+func AdminHistory(ctx context.Context, r ServerRef, nsRoot string) ([]HistoryLine, error) {
+	ns, root, ok := strings.Cut(nsRoot, "/")
+	if !ok {
+		return nil, fmt.Errorf("history %q: want NAMESPACE/ROOT", nsRoot)
+	}
+	c, err := dialAdmin(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	hist, err := c.AdminHistory(ctx, ns, root)
+	if err != nil {
+		return nil, err
+	}
+	out := []HistoryLine{}
+	for _, h := range hist {
+		out = append(out, HistoryLine{Seq: h.Seq, Time: h.Time, Version: h.Ref.String()})
+	}
+	return out, nil
+}

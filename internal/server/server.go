@@ -1,0 +1,131 @@
+// Package server is the ferry daemon: it owns one store directory, serves
+// it over QUIC to many clients and namespaces, exposes Prometheus metrics
+// and a health endpoint, and stops cleanly on cancellation.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/state"
+	"github.com/ferry-sync/ferry/transport"
+)
+
+// Config describes a server. Data is required.
+type Config struct {
+	// Data is the server's directory: store/, cert.pem, key.pem,
+	// admin.token.
+	Data string
+	// Listen is the UDP address (default 127.0.0.1:7443).
+	Listen string
+	// Metrics, if set, is a TCP address for /metrics and /healthz.
+	Metrics string
+	Logger  *slog.Logger
+	Version string
+	// Ready is called once the server listens.
+	Ready func(Info)
+}
+
+// Info is what a started server tells its operator.
+type Info struct {
+	Addr        string `json:"addr"`
+	MetricsAddr string `json:"metrics_addr,omitempty"`
+	Fingerprint string `json:"fingerprint"`
+	AdminToken  string `json:"admin_token_file"`
+	// NewAdminToken is set the first time, when the token was just made.
+	NewAdminToken bool `json:"new_admin_token"`
+}
+
+// ErrLocked is returned when another server has the data directory.
+var ErrLocked = errors.New("the data directory is locked by another ferry serve")
+
+// Run serves until ctx is done, then closes connections and the store.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:7443"
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	db, err := cas.Open(filepath.Join(cfg.Data, "store"), cas.Options{Create: true, Logger: cfg.Logger, CacheSize: 128 << 20, MemTableSize: 64 << 20})
+	if errors.Is(err, cas.ErrLocked) {
+		return fmt.Errorf("serve %s: %w", cfg.Data, ErrLocked)
+	}
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer db.Close()
+	tokens, err := transport.NewTokens(db, nil)
+	if err != nil {
+		return err
+	}
+	info := Info{AdminToken: filepath.Join(cfg.Data, "admin.token")}
+	if info.NewAdminToken, err = ensureAdminToken(tokens, info.AdminToken); err != nil {
+		return fmt.Errorf("serve: admin token: %w", err)
+	}
+	cert, fp, err := transport.LoadOrCreateCert(cfg.Data)
+	if err != nil {
+		return err
+	}
+	info.Fingerprint = fp
+	ln, err := transport.Listen(cfg.Listen, cert, cfg.Logger)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer ln.Close()
+	info.Addr = ln.Addr().String()
+
+	m := newMetrics()
+	var httpSrv *http.Server
+	if cfg.Metrics != "" {
+		hl, err := net.Listen("tcp", cfg.Metrics)
+		if err != nil {
+			return fmt.Errorf("serve: metrics: %w", err)
+		}
+		info.MetricsAddr = hl.Addr().String()
+		httpSrv = &http.Server{Handler: m.handler(), ReadHeaderTimeout: 10 * time.Second}
+		go httpSrv.Serve(hl)
+		defer httpSrv.Close()
+	}
+	srv := transport.NewServer(db, tokens, transport.ServerOptions{Logger: cfg.Logger, Metrics: m, Version: cfg.Version})
+	cfg.Logger.Info("serving", "addr", info.Addr, "fingerprint", fp, "metrics", info.MetricsAddr, "data", cfg.Data)
+	// Admin commands on this machine find the server through its data
+	// directory.
+	if b, err := json.Marshal(info); err == nil {
+		_ = state.WriteFileAtomic(filepath.Join(cfg.Data, "serve.json"), append(b, '\n'), 0o600)
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(info)
+	}
+	err = srv.Serve(ctx, ln)
+	cfg.Logger.Info("stopping", "err", err)
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// ensureAdminToken makes the server admin token on first start and writes
+// it to path (mode 0600). It reports whether it made one.
+func ensureAdminToken(tokens *transport.Tokens, path string) (bool, error) {
+	if _, err := os.Stat(path); err == nil {
+		return false, nil
+	}
+	tok, _, err := tokens.Create(transport.AllNamespaces, transport.PermAdmin, "server admin")
+	if err != nil {
+		return false, err
+	}
+	return true, state.WriteFileAtomic(path, []byte(tok+"\n"), 0o600)
+}
