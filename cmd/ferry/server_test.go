@@ -3,9 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/index"
 )
 
 // serverProc is a real `ferry serve` process on 127.0.0.1.
@@ -358,4 +365,114 @@ func setRemote(t *testing.T, dir, url string) {
 	cfg["remote"] = url
 	b, _ = json.Marshal(cfg)
 	os.WriteFile(path, b, 0o600)
+}
+
+// TestHostileServerTree is catalogue row D9: a server that serves a tree
+// naming "../x" (planted in its store behind its own checks) cannot make
+// a client write outside its folder; the pull fails and writes nothing.
+func TestHostileServerTree(t *testing.T) {
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	srv := startServe(t, data)
+	tok := srv.token("n", "write")
+	env := []string{"FERRY_TOKEN=" + tok, "FERRY_FINGERPRINT=" + srv.fp}
+	a, b := filepath.Join(tmp, "a"), filepath.Join(tmp, "b")
+	os.MkdirAll(a, 0o755)
+	os.WriteFile(filepath.Join(a, "ok"), []byte("ok"), 0o644)
+	for _, args := range [][]string{{"init", a, "--remote", srv.url("n"), "--root", "r"}, {"push", a}} {
+		if out, err := ferryRun(t, env, args...); err != nil {
+			t.Fatal(out)
+		}
+	}
+	srv.kill()
+
+	db, err := cas.Open(filepath.Join(data, "store"), cas.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, _ := db.Namespace("n")
+	ctx := context.Background()
+	fo, _ := index.FileObjects([]index.ChunkRef{{Ref: cas.Sum([]byte("evil")), Len: 4}})
+	evil := index.EncodeTree(&index.Tree{Entries: []index.Entry{{Name: "../x", Kind: index.KindFile, Mode: 0o644, Size: 4, Ref: cas.Sum(fo)}}})
+	head, _ := ns.Head(ctx, "r")
+	ver := index.EncodeVersion(&index.Version{Root: cas.Sum(evil), Parents: []cas.Ref{head}, Time: time.Now()})
+	for _, o := range [][]byte{[]byte("evil"), fo, evil, ver} {
+		ns.Put(ctx, cas.Sum(o), o)
+	}
+	if err := ns.SwapHead(ctx, "r", head, cas.Sum(ver)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	srv = startServe(t, data)
+	if out, err := ferryRun(t, env, "init", b, "--remote", srv.url("n"), "--root", "r"); err != nil {
+		t.Fatal(out)
+	}
+	out, err := ferryRun(t, nil, "pull", b)
+	if err == nil || !strings.Contains(out, "../x") {
+		t.Errorf("pull of a hostile tree: %v\n%s", err, out)
+	}
+	if _, err := os.Lstat(filepath.Join(tmp, "x")); !os.IsNotExist(err) {
+		t.Errorf("the hostile server wrote outside the folder: %v", err)
+	}
+	entries, _ := os.ReadDir(b)
+	if len(entries) != 1 || entries[0].Name() != ".ferry" {
+		t.Errorf("the folder got %v", entries)
+	}
+}
+
+// TestMetricsEndpoint: /healthz answers without auth and /metrics counts
+// what a push moved.
+func TestMetricsEndpoint(t *testing.T) {
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	cmd := ferryCmd([]string{"QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"}, "--json", "serve", "--data", data, "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var info struct {
+		Addr, Fingerprint string
+		MetricsAddr       string `json:"metrics_addr"`
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || json.Unmarshal(sc.Bytes(), &info) != nil || info.MetricsAddr == "" {
+		t.Fatalf("no ready line: %q", sc.Text())
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	resp, err := http.Get("http://" + info.MetricsAddr + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v", err)
+	}
+	resp.Body.Close()
+	srv := &serverProc{t: t, data: data, addr: info.Addr, fp: info.Fingerprint}
+	tok := srv.token("n", "write")
+	a := filepath.Join(tmp, "a")
+	randomFile(t, filepath.Join(a, "f"), 2<<20)
+	for _, args := range [][]string{{"init", a, "--remote", srv.url("n")}, {"push", a}} {
+		if o, err := ferryRun(t, []string{"FERRY_TOKEN=" + tok, "FERRY_FINGERPRINT=" + srv.fp}, args...); err != nil {
+			t.Fatal(o)
+		}
+	}
+	resp, err = http.Get("http://" + info.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		var name string
+		var v float64
+		if _, err := fmt.Sscanf(line, "%s %g", &name, &v); err == nil {
+			m[name] = v
+		}
+	}
+	if m["ferry_bytes_in_total"] < 2<<20 || m["ferry_blobs_stored_total"] < 3 {
+		t.Errorf("metrics after a 2 MiB push: bytes_in %v, stored %v", m["ferry_bytes_in_total"], m["ferry_blobs_stored_total"])
+	}
 }
