@@ -36,6 +36,14 @@ type Measure struct {
 func Exec(ctx context.Context, env []string, name string, args ...string) (Measure, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), env...)
+	// ferry reports its own peak RSS: the rusage of a child counts pages
+	// of the parent's from before the exec.
+	rss, _ := os.CreateTemp("", "ferry-rss-")
+	if rss != nil {
+		rss.Close()
+		defer os.Remove(rss.Name())
+		cmd.Env = append(cmd.Env, "FERRY_RSS_FILE="+rss.Name())
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
@@ -45,6 +53,14 @@ func Exec(ctx context.Context, env []string, name string, args ...string) (Measu
 		m.CPU = ps.UserTime() + ps.SystemTime()
 		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
 			m.MaxRSS = ru.Maxrss * 1024
+		}
+	}
+	if rss != nil {
+		if b, err := os.ReadFile(rss.Name()); err == nil && len(b) > 0 {
+			var kb int64
+			if _, err := fmt.Sscanf(string(b), "%d", &kb); err == nil {
+				m.MaxRSS = kb * 1024
+			}
 		}
 	}
 	if err != nil {

@@ -70,6 +70,11 @@ type DB struct {
 	pending  *pebble.Batch // records not yet committed; an indexed batch
 	cur      *packWriter   // the pack being appended to, or nil
 	sealed   []*packWriter // full packs whose records wait for the next flush
+	// writeSeq counts writes; durableSeq is the count the last flush made
+	// durable. Flushes that find their writes already durable return at
+	// once: concurrent flushes share one fsync (group commit).
+	writeSeq, durableSeq uint64
+	flushMu              sync.Mutex // one flush at a time
 	nextPack uint64
 	failed   error // a failed fsync: the store takes no more writes
 
@@ -386,6 +391,7 @@ func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, raw
 			return false, err
 		}
 	}
+	db.writeSeq++
 	// A full pack is sealed: its writeback starts now, its fsync waits
 	// for the next flush, so writing goes on meanwhile. Too many sealed
 	// packs, or a large batch, force a flush to bound what waits.
@@ -432,7 +438,19 @@ func (db *DB) fail(err error) error {
 // Flush makes every blob and record written so far durable.
 func (db *DB) Flush(ctx context.Context) error {
 	db.mu.Lock()
+	target := db.writeSeq
+	done := db.durableSeq >= target && db.failed == nil
+	db.mu.Unlock()
+	if done {
+		return nil
+	}
+	db.flushMu.Lock()
+	defer db.flushMu.Unlock()
+	db.mu.Lock()
 	defer db.mu.Unlock()
+	if db.durableSeq >= target && db.failed == nil {
+		return nil // a flush that ran while we waited covered our writes
+	}
 	return db.flushLocked()
 }
 
@@ -472,6 +490,7 @@ func (db *DB) flushLocked() error {
 		}
 	}
 	db.sealed = nil
+	db.durableSeq = db.writeSeq
 	return nil
 }
 

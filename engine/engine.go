@@ -68,6 +68,8 @@ type Credentials struct {
 	// IdleTimeout is how long a silent server counts as alive (default
 	// the transport's).
 	IdleTimeout time.Duration
+	// Streams is how many upload streams run in parallel (default 8).
+	Streams int
 }
 
 // RemoteOptions say how to open a remote.
@@ -92,7 +94,7 @@ func OpenRemote(ctx context.Context, url, namespace string, o RemoteOptions) (Re
 			return nil, err
 		}
 		c, err := transport.Dial(ctx, addr, ns, transport.ClientOptions{
-			Token: o.Token, Fingerprint: o.Fingerprint, FirstUse: o.FirstUse, IdleTimeout: o.IdleTimeout,
+			Token: o.Token, Fingerprint: o.Fingerprint, FirstUse: o.FirstUse, IdleTimeout: o.IdleTimeout, Streams: o.Streams,
 			Device: o.Device, Version: "ferry", Logger: o.Logger,
 		})
 		if err != nil {
@@ -301,7 +303,7 @@ func (s *session) scan(ctx context.Context, dst scan.Dest) (*scan.Result, error)
 	return scan.Scan(ctx, s.f.Dir, s.f.StatCache(), dst, scan.Options{
 		Params:      s.remote.Params(),
 		Objects:     objects,
-		PutObjects:  s.local(),
+		PutObjects:  true, // a local store and the client both skip what they have
 		Uploaders:   uploaders,
 		RemoveTemps: true,
 		Logger:      s.opts.Logger,

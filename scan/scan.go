@@ -142,13 +142,22 @@ func Scan(ctx context.Context, dir string, cache *state.StatCache, dst Dest, opt
 		update: cache.Update(),
 		files:  make(chan *fileJob, opts.Workers*4),
 		chunks: make(chan chunkJob, opts.Workers),
-		bufs:   make(chan []byte, opts.Workers+opts.Uploaders+2),
+		// Buffers bound the chunks in flight: enough to keep the cutters and
+		// a has-many round trip busy, whatever the number of uploaders.
+		bufs: make(chan []byte, 2*opts.Workers+4),
 	}
 	for range cap(s.bufs) {
 		s.bufs <- nil // allocated on first use, at most cap(bufs) of them
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	s.ctx = gctx
+	sctx, cancel := context.WithCancelCause(gctx)
+	defer cancel(nil)
+	var aborted atomic.Pointer[error]
+	s.ctx = sctx
+	s.abort = func(err error) {
+		aborted.CompareAndSwap(nil, &err)
+		cancel(err)
+	}
 	var readers, uploaders sync.WaitGroup
 	for range opts.Workers {
 		readers.Add(1)
@@ -170,6 +179,9 @@ func Scan(ctx context.Context, dir string, cache *state.StatCache, dst Dest, opt
 	})
 	err := g.Wait()
 	uploaders.Wait()
+	if p := aborted.Load(); p != nil {
+		err = *p
+	}
 	if err != nil {
 		s.update.Discard()
 		return nil, err
@@ -183,6 +195,7 @@ func Scan(ctx context.Context, dir string, cache *state.StatCache, dst Dest, opt
 
 type scanner struct {
 	ctx    context.Context
+	abort  func(error) // fails the scan from any goroutine
 	dir    string
 	cache  *state.StatCache
 	dst    Dest
@@ -731,6 +744,10 @@ func (s *scanner) has(ref cas.Ref) (bool, error) {
 
 // upload is one uploader worker: it puts chunks Dest lacks. It drains the
 // queue even after an error, since readers wait for every chunk they sent.
+//
+// The reader waits only for the chunk's hash (it needs the ref for the
+// file object), not for the upload: a has-many round trip to a server
+// never holds up reading. An upload error cancels the scan.
 func (s *scanner) upload() error {
 	var first error
 	for job := range s.chunks {
@@ -740,19 +757,27 @@ func (s *scanner) upload() error {
 			job.errp.CompareAndSwap(nil, &err)
 			if first == nil {
 				first = err
+				s.abort(err)
 			}
 		}
-		job.wg.Done()
 	}
 	return first
 }
 
 func (s *scanner) putChunk(job chunkJob) error {
+	hashed := false
+	defer func() {
+		if !hashed {
+			job.wg.Done()
+		}
+	}()
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
 	ref := cas.Sum(job.data)
 	*job.ref = ref
+	hashed = true
+	job.wg.Done()
 	if s.dst == nil {
 		return nil
 	}

@@ -31,7 +31,7 @@ type ClientOptions struct {
 	Streams int
 	// Device and Version describe the client to the server's admins.
 	Device, Version string
-	// QueueBytes bounds the bytes waiting to be sent (default 64 MiB);
+	// QueueBytes bounds the bytes waiting to be sent (default 32 MiB);
 	// Put blocks beyond it.
 	QueueBytes int64
 	// IdleTimeout is how long a silent server counts as alive (default
@@ -69,6 +69,7 @@ type Client struct {
 	hasRunning bool
 
 	// Uploads: Put queues, senders stream, Flush waits for acks.
+	checkQ   chan *upItem
 	sendQ    chan *upItem
 	budget   chan struct{} // one token per 64 KiB queued
 	upMu     sync.Mutex
@@ -76,6 +77,7 @@ type Client struct {
 	inFlight int
 	upErr    error
 	upRefs   map[cas.Ref]int // refs queued or in flight
+	flushCh  chan struct{}   // closed by Flush: senders close their streams
 	closing  chan struct{}
 	senders  sync.WaitGroup
 
@@ -95,7 +97,7 @@ func Dial(ctx context.Context, addr, namespace string, opts ClientOptions) (*Cli
 		opts.Streams = 8
 	}
 	if opts.QueueBytes <= 0 {
-		opts.QueueBytes = 64 << 20
+		opts.QueueBytes = 32 << 20
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -122,17 +124,22 @@ func Dial(ctx context.Context, addr, namespace string, opts ClientOptions) (*Cli
 		}
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	c := &Client{conn: conn, opts: opts, closing: make(chan struct{}), upRefs: map[cas.Ref]int{}}
+	c := &Client{conn: conn, opts: opts, closing: make(chan struct{}), upRefs: map[cas.Ref]int{}, flushCh: make(chan struct{})}
 	c.upCond = sync.NewCond(&c.upMu)
 	if err := c.hello(ctx, namespace); err != nil {
 		conn.CloseWithError(closeOK, "")
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
+	c.checkQ = make(chan *upItem, 1024)
 	c.sendQ = make(chan *upItem, 256)
 	c.budget = make(chan struct{}, opts.QueueBytes/budgetUnit)
 	for range opts.Streams {
 		c.senders.Add(1)
 		go c.sender()
+	}
+	for range 2 {
+		c.senders.Add(1)
+		go c.checker()
 	}
 	return c, nil
 }

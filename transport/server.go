@@ -393,6 +393,8 @@ func (s *session) servePut(st *quic.Stream) {
 		fail(err)
 		return
 	}
+	s.log.Debug("put stream stored", "stored", resp.Stored, "dedup", resp.Dedup)
+	failpoint.Hit("server-put-durable")
 	_ = writeMessage(st, resp)
 	st.Close()
 }

@@ -23,10 +23,10 @@ const (
 	budgetUnit = 64 << 10
 	// streamBytes is how much one put stream carries before it is closed
 	// and acknowledged; acknowledgements are the durability points.
-	streamBytes = 32 << 20
+	streamBytes = 8 << 20
 	// streamIdle closes a put stream that has had nothing to send for a
-	// moment, so a trickle of small puts is not held back.
-	streamIdle = 2 * time.Millisecond
+	// while; Flush closes streams at once.
+	streamIdle = 50 * time.Millisecond
 )
 
 // Put queues a blob for upload and returns; the blob is durable once
@@ -70,11 +70,57 @@ func (c *Client) Put(ctx context.Context, ref cas.Ref, data []byte) error {
 	c.upRefs[ref]++
 	c.upMu.Unlock()
 	select {
-	case c.sendQ <- it:
+	case c.checkQ <- it:
 		return nil
 	case <-ctx.Done():
 		c.finish([]*upItem{it}, ctx.Err())
 		return ctx.Err()
+	}
+}
+
+// checker asks the server, in batches, which queued blobs it already has:
+// those are done, the rest go to the senders. Put never waits for this
+// round trip, so a caller that did not ask Has first pays nothing for it.
+func (c *Client) checker() {
+	defer c.senders.Done()
+	for {
+		var batch []*upItem
+		select {
+		case it := <-c.checkQ:
+			batch = append(batch, it)
+		case <-c.closing:
+			return
+		}
+	drain:
+		for len(batch) < MaxRefs {
+			select {
+			case it := <-c.checkQ:
+				batch = append(batch, it)
+			default:
+				break drain
+			}
+		}
+		refs := make([][]byte, len(batch))
+		for i, it := range batch {
+			refs[i] = it.ref[:]
+		}
+		resp, err := c.request(context.Background(), Request{Op: opHas, Refs: refs})
+		if err == nil && len(resp.Has) != (len(batch)+7)/8 {
+			err = fmt.Errorf("%w: has bitmap of %d bytes for %d refs", ErrProtocol, len(resp.Has), len(batch))
+		}
+		if err != nil {
+			c.finish(batch, fmt.Errorf("put: %w", err))
+			continue
+		}
+		var had []*upItem
+		for i, it := range batch {
+			if resp.Has[i/8]&(1<<(i%8)) != 0 {
+				had = append(had, it)
+				continue
+			}
+			c.sendQ <- it
+		}
+		c.finish(had, nil)
 	}
 }
 
@@ -134,6 +180,9 @@ func (c *Client) Flush(ctx context.Context) error {
 	defer stop()
 	c.upMu.Lock()
 	defer c.upMu.Unlock()
+	// Tell the senders to close their streams now rather than when idle.
+	close(c.flushCh)
+	c.flushCh = make(chan struct{})
 	for c.inFlight > 0 && c.upErr == nil && ctx.Err() == nil {
 		c.upCond.Wait()
 	}
@@ -159,20 +208,37 @@ func (c *Client) sender() {
 	idle := time.NewTimer(time.Hour)
 	idle.Stop()
 	head := make([]byte, 0, frameHead)
+	flushing := false // a Flush asked: send what is queued, then close
 	for {
 		var it *upItem
-		if ps == nil {
+		switch {
+		case ps == nil:
+			flushing = false
 			select {
 			case it = <-c.sendQ:
 			case <-c.closing:
 				return
 			}
-		} else {
+		case flushing:
+			select {
+			case it = <-c.sendQ:
+			default:
+				c.closeStream(ps)
+				ps = nil
+				continue
+			}
+		default:
+			c.upMu.Lock()
+			flushNow := c.flushCh
+			c.upMu.Unlock()
 			select {
 			case it = <-c.sendQ:
 			case <-idle.C:
 				c.closeStream(ps)
 				ps = nil
+				continue
+			case <-flushNow:
+				flushing = true
 				continue
 			}
 		}

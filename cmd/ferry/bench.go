@@ -47,5 +47,39 @@ func newBench(g *globals) *cobra.Command {
 	local.Flags().StringVar(&cfg.Work, "work", "", "scratch directory (default: a temp dir)")
 	local.Flags().StringVar(&out, "out", "bench/results", "where to write local.md and local.json")
 	c.AddCommand(local)
+
+	var ncfg bench.NetConfig
+	var nout string
+	netCmd := &cobra.Command{
+		Use:   "net",
+		Short: "Through a real ferry serve on 127.0.0.1: push vs raw QUIC copy, 1 vs 8 streams, a 100-byte insert, many clients",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			ncfg.Ferry = self
+			if !g.quiet && !g.json {
+				ncfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
+			}
+			rep, err := bench.RunNet(c.Context(), ncfg)
+			if err != nil {
+				return err
+			}
+			if err := rep.Save(nout, "net"); err != nil {
+				return err
+			}
+			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
+		},
+	}
+	netCmd.Flags().Int64Var(&ncfg.Size, "size", 1<<30, "size of the large file, bytes")
+	netCmd.Flags().IntVar(&ncfg.SourceFiles, "source-files", 3000, "files in the source-like tree")
+	netCmd.Flags().IntVar(&ncfg.Clients, "clients", 50, "clients pushing at once")
+	netCmd.Flags().Int64Var(&ncfg.ClientSize, "client-size", 8<<20, "bytes each of those clients pushes")
+	netCmd.Flags().IntVar(&ncfg.Runs, "runs", 3, "runs per figure (the median is kept)")
+	netCmd.Flags().StringVar(&ncfg.Work, "work", "", "scratch directory (default: a temp dir)")
+	netCmd.Flags().StringVar(&nout, "out", "bench/results", "where to write net.md and net.json")
+	c.AddCommand(netCmd)
 	return c
 }

@@ -38,6 +38,7 @@ type globals struct {
 	verbose     bool
 	tokenFile   string
 	fingerprint string
+	streams     int
 	stdout      io.Writer
 	stderr      io.Writer
 }
@@ -45,7 +46,7 @@ type globals struct {
 // credentials reads what reaches a server: --token-file or FERRY_TOKEN,
 // --fingerprint or FERRY_FINGERPRINT.
 func (g *globals) credentials() engine.Credentials {
-	c := engine.Credentials{Token: getenv("FERRY_TOKEN"), Fingerprint: g.fingerprint}
+	c := engine.Credentials{Token: getenv("FERRY_TOKEN"), Fingerprint: g.fingerprint, Streams: g.streams}
 	// FERRY_IDLE_TIMEOUT: how soon a silent server counts as gone.
 	if d, err := time.ParseDuration(getenv("FERRY_IDLE_TIMEOUT")); err == nil {
 		c.IdleTimeout = d
@@ -88,6 +89,18 @@ func mainCode() int {
 		if f, err := os.Create(path); err == nil {
 			_ = pprof.Lookup("allocs").WriteTo(f, 0)
 			f.Close()
+		}
+	}
+	// FERRY_RSS_FILE=FILE records the peak resident memory (VmHWM) at
+	// exit, for benchmarks: a parent's rusage of its child counts the
+	// parent's own pages from before exec.
+	if path := os.Getenv("FERRY_RSS_FILE"); path != "" {
+		if b, err := os.ReadFile("/proc/self/status"); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+					os.WriteFile(path, []byte(strings.TrimSpace(v)), 0o600)
+				}
+			}
 		}
 	}
 	return code
@@ -152,6 +165,7 @@ diff and restore any version.`,
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log what happens")
 	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", "", "file holding the server token (default env FERRY_TOKEN, then the folder's)")
 	root.PersistentFlags().StringVar(&g.fingerprint, "fingerprint", "", "the server certificate's SHA-256 to pin (env FERRY_FINGERPRINT)")
+	root.PersistentFlags().IntVar(&g.streams, "streams", 8, "parallel upload streams to a server")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
 	})

@@ -225,9 +225,9 @@ type pushSummary struct {
 	UpToDate  bool   `json:"up_to_date"`
 }
 
-func pushJSON(t *testing.T, dir string) (pushSummary, error) {
+func pushJSON(t *testing.T, dir string, flags ...string) (pushSummary, error) {
 	t.Helper()
-	out, err := ferryCmd(nil, "--json", "push", dir).Output()
+	out, err := ferryCmd(nil, append(append([]string{"--json"}, flags...), "push", dir)...).Output()
 	var s pushSummary
 	if err == nil {
 		err = json.Unmarshal(out, &s)
@@ -253,10 +253,11 @@ func TestKillServerMidPush(t *testing.T) {
 	}
 	srv.kill()
 
-	// The restarted server dies after storing its 12th blob.
-	srv = startServe(t, data, "FERRY_FAILPOINT=server-blob-stored=12")
+	// The restarted server dies right after its first put stream is
+	// durable (8 MiB of frames): that much arrived, the rest did not.
+	srv = startServe(t, data, "FERRY_FAILPOINT=server-put-durable=1")
 	setRemote(t, a, srv.url("n"))
-	if _, err := pushJSON(t, a); err == nil {
+	if _, err := pushJSON(t, a, "--streams", "2"); err == nil {
 		t.Fatal("push succeeded though the server died")
 	}
 	if err := <-srv.done; err == nil {
