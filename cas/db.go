@@ -66,17 +66,17 @@ type DB struct {
 
 	// mu guards pending, cur and nextPack. Writers hold it exclusively;
 	// readers of pending hold it shared.
-	mu       sync.RWMutex
-	pending  *pebble.Batch // records not yet committed; an indexed batch
-	cur      *packWriter   // the pack being appended to, or nil
-	sealed   []*packWriter // full packs whose records wait for the next flush
+	mu      sync.RWMutex
+	pending *pebble.Batch // records not yet committed; an indexed batch
+	cur     *packWriter   // the pack being appended to, or nil
+	sealed  []*packWriter // full packs whose records wait for the next flush
 	// writeSeq counts writes; durableSeq is the count the last flush made
 	// durable. Flushes that find their writes already durable return at
 	// once: concurrent flushes share one fsync (group commit).
 	writeSeq, durableSeq uint64
 	flushMu              sync.Mutex // one flush at a time
-	nextPack uint64
-	failed   error // a failed fsync: the store takes no more writes
+	nextPack             uint64
+	failed               error // a failed fsync: the store takes no more writes
 
 	packs packFiles
 }
