@@ -294,17 +294,13 @@ func (s *session) scan(ctx context.Context, dst scan.Dest) (*scan.Result, error)
 	if s.local() && dst != nil {
 		objects = nil
 	}
-	uploaders := 0 // one per core
-	if !s.local() {
-		// Over a network, uploaders wait on has-many round trips; more of
-		// them (batched into one request by the client) keep the link full.
-		uploaders = 16
-	}
 	return scan.Scan(ctx, s.f.Dir, s.f.StatCache(), dst, scan.Options{
 		Params:      s.remote.Params(),
 		Objects:     objects,
 		PutObjects:  true, // a local store and the client both skip what they have
-		Uploaders:   uploaders,
+		// The client asks the server which chunks it lacks, in batches, on
+		// its own time: the scan never waits on a round trip.
+		PutChunks: !s.local(),
 		RemoveTemps: true,
 		Logger:      s.opts.Logger,
 		Progress: func(e scan.Event) {

@@ -65,13 +65,18 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 	}
 	res := &PushResult{}
 	if c, ok := s.remote.(*transport.Client); ok {
-		// Over the network, what was sent is what crossed the wire.
-		defer func(before int64) { res.BytesSent = c.BytesSent.Load() - before }(c.BytesSent.Load())
+		// Over the network, what was sent is what crossed the wire: every
+		// blob the server lacked (chunks, and the objects that list them).
+		defer func(blobs, bytes int64) {
+			res.ChunksSent, res.BytesSent = c.BlobsSent.Load()-blobs, c.BytesSent.Load()-bytes
+		}(c.BlobsSent.Load(), c.BytesSent.Load())
 	}
+	t0 := time.Now()
 	sc, err := s.scan(ctx, s.remote)
 	if err != nil {
 		return nil, err
 	}
+	s.opts.Logger.Debug("push: scanned", "files", sc.Summary.Files, "read", sc.FilesRead, "took", time.Since(t0))
 	defer sc.CacheUpdate.Discard()
 	res.FilesScanned, res.FilesRead, res.BytesScanned = sc.Summary.Files, sc.FilesRead, sc.BytesRead
 	res.ChunksSent, res.ObjectsSent, res.BytesSent, res.Warnings = sc.ChunksSent, sc.ObjectsSent, sc.BytesSent, sc.Warnings
@@ -113,9 +118,13 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 		return nil, err
 	}
 	_ = s.f.Cache().Put(ctx, ref, vb)
+	t0 = time.Now()
 	if err := s.commitCache(ctx, sc); err != nil {
 		return nil, err
 	}
+	s.opts.Logger.Debug("push: uploads durable", "took", time.Since(t0))
+	t0 = time.Now()
+	defer func() { s.opts.Logger.Debug("push: head moved", "took", time.Since(t0)) }()
 	if err := s.remote.SwapHead(ctx, s.root(), head, ref); err != nil {
 		if errors.Is(err, cas.ErrStale) {
 			return nil, fmt.Errorf("%w: %v; pull first", ErrRemoteMoved, err)
@@ -236,6 +245,7 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 		}
 		from = sc.Root
 	}
+	s.prefetch(ctx, from, headRoot)
 	if res.FilesChanged, err = s.countChanges(ctx, baseRoot, headRoot); err != nil {
 		return nil, err
 	}

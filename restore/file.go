@@ -84,25 +84,108 @@ func (w *writer) writeFile(ctx context.Context, g, chunkSrc cas.Getter, p string
 	if err := f.Truncate(size); err != nil {
 		return fmt.Errorf("restore %q: %w", p, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("restore %q: fsync: %w", p, err)
-	}
 	if err := w.finishFile(fd, p, e); err != nil {
 		return err
+	}
+	atomic.AddInt64(&w.res.ChunksFetched, int64(len(fetch)))
+	if size < smallFile {
+		// Small files are made durable together: one syncfs for a batch,
+		// then their renames. An fsync each would cost more than the write.
+		done = true
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("restore %q: %w", p, err)
+		}
+		return w.deferRename(pendingFile{dir: d, tmp: tmp, name: name, path: p, size: size, ref: e.Ref})
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("restore %q: fsync: %w", p, err)
 	}
 	if err := w.rename(pfd, tmp, name, p); err != nil {
 		return err
 	}
 	done = true
 	defer f.Close()
-	w.markDirty(d)
+	w.placed(d, p, size)
+	return w.cachePut(fd, d, name, e.Ref)
+}
+
+// placed counts a file that reached its final name.
+func (w *writer) placed(dir, p string, size int64) {
+	w.markDirty(dir)
 	atomic.AddInt64(&w.res.FilesWritten, 1)
 	atomic.AddInt64(&w.res.BytesWritten, size)
-	atomic.AddInt64(&w.res.ChunksFetched, int64(len(fetch)))
 	if w.opts.Progress != nil {
 		w.opts.Progress(Event{Files: 1, Bytes: size, Path: p})
 	}
-	return w.cachePut(fd, d, name, e.Ref)
+}
+
+// smallFile is the size below which files are synced in batches.
+const smallFile = 4 << 20
+
+// Bounds on a batch of small files waiting for their sync and rename.
+const (
+	batchFiles = 4096
+	batchBytes = 256 << 20
+)
+
+// pendingFile is a small file written under its temporary name, waiting
+// for the batch's sync before its rename.
+type pendingFile struct {
+	dir, tmp, name, path string
+	size                 int64
+	ref                  cas.Ref
+}
+
+func (w *writer) deferRename(pf pendingFile) error {
+	w.batchMu.Lock()
+	w.batch = append(w.batch, pf)
+	w.batchSize += pf.size
+	full := len(w.batch) >= batchFiles || w.batchSize >= batchBytes
+	w.batchMu.Unlock()
+	if full {
+		return w.commitBatch()
+	}
+	return nil
+}
+
+// commitBatch makes the waiting small files durable with one syncfs of
+// the target's filesystem, then gives each its final name. The order is
+// the one an fsync per file gives: no final name ever holds bytes a crash
+// could lose.
+func (w *writer) commitBatch() error {
+	w.commitMu.Lock()
+	defer w.commitMu.Unlock()
+	w.batchMu.Lock()
+	batch := w.batch
+	w.batch, w.batchSize = nil, 0
+	w.batchMu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := unix.Syncfs(w.root); err != nil {
+		return fmt.Errorf("restore: syncfs: %w", err)
+	}
+	for _, pf := range batch {
+		pfd, release, err := w.dir(pf.dir, false)
+		if err != nil {
+			return err
+		}
+		err = w.rename(pfd, pf.tmp, pf.name, pf.path)
+		if err == nil {
+			var fd int
+			fd, err = unix.Openat(pfd, pf.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			if err == nil {
+				err = w.cachePut(fd, pf.dir, pf.name, pf.ref)
+				unix.Close(fd)
+			}
+		}
+		release()
+		if err != nil {
+			return err
+		}
+		w.placed(pf.dir, pf.path, pf.size)
+	}
+	return nil
 }
 
 // resumeName is the temporary name for writing content ref under name: the

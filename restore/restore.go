@@ -147,6 +147,9 @@ func ApplyAt(ctx context.Context, dir, prefix string, g cas.Getter, from, to cas
 	if werr := grp.Wait(); err == nil {
 		err = werr
 	}
+	if err == nil {
+		err = w.commitBatch()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +176,11 @@ type writer struct {
 	dirty map[string]bool
 	res   Result
 	upd   *state.Update
+
+	batchMu   sync.Mutex // guards batch, batchSize
+	batch     []pendingFile
+	batchSize int64
+	commitMu  sync.Mutex // one batch commit at a time
 }
 
 func newWriter(dir string, opts Options) (*writer, error) {

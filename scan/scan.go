@@ -54,9 +54,12 @@ type Options struct {
 	Objects cas.Putter
 	// PutObjects skips asking Dest whether it has a tree or file object
 	// before putting it: for a Dest that deduplicates on Put at no cost (a
-	// local store). Chunks are always asked about first, so that
-	// ChunksSent and BytesSent count only what was new.
+	// local store, or a client that asks the server itself).
 	PutObjects bool
+	// PutChunks does the same for chunks. ChunksSent and BytesSent then
+	// count what was handed to Dest, not what was new to it; Dest counts
+	// that itself.
+	PutChunks bool
 	// Retries is how often a file that changes while it is read is read
 	// again before it is left as it was (default 3).
 	Retries int
@@ -781,8 +784,10 @@ func (s *scanner) putChunk(job chunkJob) error {
 	if s.dst == nil {
 		return nil
 	}
-	if has, err := s.has(ref); err != nil || has {
-		return err
+	if !s.opts.PutChunks {
+		if has, err := s.has(ref); err != nil || has {
+			return err
+		}
 	}
 	if err := s.dst.Put(s.ctx, ref, job.data); err != nil {
 		return fmt.Errorf("scan: put chunk %s: %w", ref.Short(), err)

@@ -24,6 +24,9 @@ const (
 	// streamBytes is how much one put stream carries before it is closed
 	// and acknowledged; acknowledgements are the durability points.
 	streamBytes = 8 << 20
+	// streamFrames bounds the frames of one put stream, so many small
+	// blobs are acknowledged (and made durable) as they go.
+	streamFrames = 1024
 	// streamIdle closes a put stream that has had nothing to send for a
 	// while; Flush closes streams at once.
 	streamIdle = 50 * time.Millisecond
@@ -272,11 +275,15 @@ func (c *Client) sender() {
 		}
 		n := frameHead + len(it.payload)
 		ps.bytes += n
+		// The bytes are in the stream's hands: the queue's memory is free,
+		// though the blob stays in flight until the server acknowledges.
+		c.release(it.units)
+		it.units = 0
 		c.BlobsSent.Add(1)
 		c.BytesSent.Add(int64(n))
 		failpoint.Hit("client-blob-sent")
 		it.payload = nil // sent; the memory can go
-		if ps.bytes >= streamBytes {
+		if ps.bytes >= streamBytes || len(ps.items) >= streamFrames {
 			c.closeStream(ps)
 			ps = nil
 			continue

@@ -81,5 +81,41 @@ func newBench(g *globals) *cobra.Command {
 	netCmd.Flags().StringVar(&ncfg.Work, "work", "", "scratch directory (default: a temp dir)")
 	netCmd.Flags().StringVar(&nout, "out", "bench/results", "where to write net.md and net.json")
 	c.AddCommand(netCmd)
+
+	var ccfg bench.CompareConfig
+	var cout string
+	var quick bool
+	compare := &cobra.Command{
+		Use:   "compare",
+		Short: "ferry vs rsync (daemon on 127.0.0.1) and restic (local repository) on the same corpora",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			ccfg.Ferry = self
+			if !g.quiet && !g.json {
+				ccfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
+			}
+			name := "compare"
+			if quick {
+				ccfg.Corpora, ccfg.Runs, name = bench.QuickCorpora(), 1, "quick"
+			}
+			rep, err := bench.RunCompare(c.Context(), ccfg)
+			if err != nil {
+				return err
+			}
+			if err := rep.Save(cout, name); err != nil {
+				return err
+			}
+			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
+		},
+	}
+	compare.Flags().IntVar(&ccfg.Runs, "runs", 3, "runs per figure (the median is kept)")
+	compare.Flags().BoolVar(&quick, "quick", false, "small corpora, one run (CI)")
+	compare.Flags().StringVar(&ccfg.Work, "work", "", "scratch directory (default: a temp dir)")
+	compare.Flags().StringVar(&cout, "out", "bench/results", "where to write compare.md and compare.json")
+	c.AddCommand(compare)
 	return c
 }
