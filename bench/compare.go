@@ -57,7 +57,23 @@ type peerFactory struct {
 // each run), no-op rerun, the corpus's edit, and a restore into an empty
 // directory.
 func RunCompare(ctx context.Context, c CompareConfig) (*Report, error) {
+	return runPeers(ctx, c, nil, nil)
+}
+
+// runPeers is RunCompare for some peers and steps (nil: all).
+func runPeers(ctx context.Context, c CompareConfig, only, steps []string) (*Report, error) {
 	c.applyDefaults()
+	want := func(list []string, s string) bool {
+		if list == nil {
+			return true
+		}
+		for _, x := range list {
+			if x == s {
+				return true
+			}
+		}
+		return false
+	}
 	if c.Work == "" {
 		w, err := os.MkdirTemp("", "ferry-bench-cmp-")
 		if err != nil {
@@ -83,6 +99,9 @@ func RunCompare(ctx context.Context, c CompareConfig) (*Report, error) {
 		work := fmt.Sprintf("%s (%s)", corpus.Name, Human(size))
 		var peers []Peer
 		for _, f := range factories {
+			if !want(only, f.name) {
+				continue
+			}
 			pw := filepath.Join(c.Work, fmt.Sprintf("%s-%d", f.name, ci))
 			os.MkdirAll(pw, 0o755)
 			p, err := f.make(ctx, pw)
@@ -116,7 +135,10 @@ func RunCompare(ctx context.Context, c CompareConfig) (*Report, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s %s initial: %w", p.Name(), corpus.Name, err)
 			}
-			record(p, "initial", m, c.Runs, bytes, "")
+			record(p, "initial", m, c.Runs, bytes, fmt.Sprintf("%.1f MB/s", float64(size)/m.Wall.Seconds()/1e6))
+			if !want(steps, "no-op") {
+				continue
+			}
 			c.Log(fmt.Sprintf("%s: %s no-op", corpus.Name, p.Name()))
 			m, err = median(c.Runs, func() (Measure, error) {
 				m, b, err := p.Send(ctx, src)
@@ -141,6 +163,9 @@ func RunCompare(ctx context.Context, c CompareConfig) (*Report, error) {
 			return nil, err
 		}
 		for _, p := range peers {
+			if !want(steps, "incremental") {
+				break
+			}
 			m, b, err := p.Send(ctx, src)
 			if err != nil {
 				return nil, fmt.Errorf("%s %s incremental: %w", p.Name(), corpus.Name, err)

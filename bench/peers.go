@@ -133,10 +133,13 @@ func (p *ferryPeer) Version(ctx context.Context) string { return version(ctx, p.
 func (p *ferryPeer) Fresh(ctx context.Context) error {
 	p.n++
 	p.ns = fmt.Sprintf("run%d", p.n)
-	tok, err := p.srv.Token(ctx, p.ferry, p.ns, "write")
-	p.token = tok
 	p.folder = ""
-	return err
+	m, err := p.net.exec(ctx, nil, p.ferry, "token", "create", "--data", p.srv.Data, "--namespace", p.ns, "--perm", "write")
+	if err != nil {
+		return err
+	}
+	p.token = strings.TrimSpace(strings.SplitN(m.Stdout, "\n", 2)[0])
+	return nil
 }
 
 func (p *ferryPeer) env() []string {

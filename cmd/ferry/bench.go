@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/ferry-sync/ferry/bench"
 	"github.com/spf13/cobra"
@@ -117,5 +118,73 @@ func newBench(g *globals) *cobra.Command {
 	compare.Flags().StringVar(&ccfg.Work, "work", "", "scratch directory (default: a temp dir)")
 	compare.Flags().StringVar(&cout, "out", "bench/results", "where to write compare.md and compare.json")
 	c.AddCommand(compare)
+
+	var wcfg bench.WANConfig
+	wan := &cobra.Command{
+		Use:   "wan",
+		Short: "ferry vs rsync over an emulated WAN: two network namespaces, veth, tc netem (needs root)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			wcfg.Ferry = self
+			if !g.quiet && !g.json {
+				wcfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
+			}
+			rep, err := bench.RunWAN(c.Context(), wcfg)
+			if err != nil {
+				return err
+			}
+			if err := rep.Save(cout, "wan"); err != nil {
+				return err
+			}
+			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
+		},
+	}
+	wan.Flags().DurationVar(&wcfg.RTT, "rtt", 50*time.Millisecond, "round-trip time")
+	wan.Flags().Float64Var(&wcfg.Loss, "loss", 1, "packet loss, percent, on the data direction")
+	wan.Flags().StringVar(&wcfg.Rate, "rate", "100mbit", "link rate")
+	wan.Flags().Int64Var(&wcfg.Size, "size", 32<<20, "bytes pushed")
+	wan.Flags().IntVar(&wcfg.Runs, "runs", 3, "runs per figure")
+	wan.Flags().StringVar(&wcfg.Work, "work", "", "scratch directory")
+	wan.Flags().StringVar(&cout, "out", "bench/results", "where to write wan.md and wan.json")
+	c.AddCommand(wan)
+
+	var scfg bench.ScaleConfig
+	var large bool
+	scale := &cobra.Command{
+		Use:   "scale",
+		Short: "No-op sync time and memory for 1k..100k files (1M with --large); push time for 1 GiB (4, 16 GiB with --large)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			scfg.Ferry = self
+			if large {
+				scfg.Files = []int{1000, 10_000, 100_000, 1_000_000}
+				scfg.Sizes = []int64{1 << 30, 4 << 30, 16 << 30}
+			}
+			if !g.quiet && !g.json {
+				scfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
+			}
+			rep, err := bench.RunScale(c.Context(), scfg)
+			if err != nil {
+				return err
+			}
+			if err := rep.Save(cout, "scale"); err != nil {
+				return err
+			}
+			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
+		},
+	}
+	scale.Flags().BoolVar(&large, "large", false, "add 1M files and 4, 16 GiB")
+	scale.Flags().IntVar(&scfg.Runs, "runs", 3, "runs per figure")
+	scale.Flags().StringVar(&scfg.Work, "work", "", "scratch directory")
+	scale.Flags().StringVar(&cout, "out", "bench/results", "where to write scale.md and scale.json")
+	c.AddCommand(scale)
 	return c
 }
