@@ -157,6 +157,8 @@ type Options struct {
 	// Credentials for a server (FERRY_TOKEN, FERRY_FINGERPRINT); empty
 	// fields fall back to the folder's own.
 	Credentials Credentials
+	// Force lets a pull delete more than the deletion guard allows.
+	Force bool
 }
 
 // Progress is a progress event: counts to add to running totals.

@@ -261,26 +261,116 @@ func TestPullAppliesDeletesAndKindChanges(t *testing.T) {
 	sameSnapshot(t, snapshot(t, b), snapshot(t, a))
 }
 
-// TestPullRefusesToOverwriteLocalChanges: nothing is lost when both sides
-// changed; push says to pull, pull says to push.
-func TestPullRefusesToOverwriteLocalChanges(t *testing.T) {
+// TestConcurrentEditsKeepBoth is the issue's "two devices edit the same
+// file while offline": after both sync, both contents survive, the
+// remote's under the name and the local's as a conflict copy, in both
+// folders.
+func TestConcurrentEditsKeepBoth(t *testing.T) {
 	e := newEnv(t)
 	a := e.folder("a", "r")
-	write(t, filepath.Join(a, "f"), []byte("v1"), 0o644)
+	write(t, filepath.Join(a, "f.txt"), []byte("v1"), 0o644)
+	write(t, filepath.Join(a, "other"), []byte("o"), 0o644)
 	e.push(a)
 	b := e.folder("b", "r")
 	e.pull(b)
-	write(t, filepath.Join(a, "f"), []byte("v2 from a"), 0o644)
+	write(t, filepath.Join(a, "f.txt"), []byte("v2 from a"), 0o644)
+	write(t, filepath.Join(b, "f.txt"), []byte("v2 from b"), 0o644)
+	write(t, filepath.Join(b, "only-b"), []byte("b's new file"), 0o644)
 	e.push(a)
-	write(t, filepath.Join(b, "f"), []byte("v2 from b"), 0o644)
-	if _, err := Pull(e.ctx, b, Options{}); !errors.Is(err, ErrLocalChanges) {
-		t.Errorf("pull over local changes = %v, want ErrLocalChanges", err)
+	res, err := Push(e.ctx, b, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := Push(e.ctx, b, PushOptions{}); !errors.Is(err, ErrRemoteMoved) {
-		t.Errorf("push behind the head = %v, want ErrRemoteMoved", err)
+	if !res.Merged || len(res.Conflicts) != 1 || res.Conflicts[0].Path != "f.txt" {
+		t.Fatalf("push from b: %+v; want a merge with one conflict on f.txt", res)
 	}
-	if got, _ := os.ReadFile(filepath.Join(b, "f")); string(got) != "v2 from b" {
-		t.Errorf("b's local change was lost: %q", got)
+	copyName := filepath.Join(b, res.Conflicts[0].Copy)
+	if got, _ := os.ReadFile(filepath.Join(b, "f.txt")); string(got) != "v2 from a" {
+		t.Errorf("b/f.txt = %q, want the remote's", got)
+	}
+	if got, _ := os.ReadFile(copyName); string(got) != "v2 from b" {
+		t.Errorf("the conflict copy holds %q, want b's edit", got)
+	}
+	e.pull(a)
+	sameSnapshot(t, snapshot(t, a), snapshot(t, b))
+	v, err := index.LoadVersion(e.ctx, mustOpen(t, a).objects(), mustRef(t, res.Version))
+	if err != nil || len(v.Parents) != 2 || len(v.Conflicts) != 1 {
+		t.Errorf("merge version %+v, %v; want two parents and the conflict recorded", v, err)
+	}
+}
+
+func mustOpen(t *testing.T, dir string) *session {
+	t.Helper()
+	s, err := open(context.Background(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.close() })
+	return s
+}
+
+func mustRef(t *testing.T, s string) cas.Ref {
+	t.Helper()
+	r, err := cas.ParseRef(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestMergeWithoutConflict: edits to different files on two devices merge
+// silently.
+func TestMergeWithoutConflict(t *testing.T) {
+	e := newEnv(t)
+	a := e.folder("a", "r")
+	write(t, filepath.Join(a, "x"), []byte("x1"), 0o644)
+	write(t, filepath.Join(a, "y"), []byte("y1"), 0o644)
+	e.push(a)
+	b := e.folder("b", "r")
+	e.pull(b)
+	write(t, filepath.Join(a, "x"), []byte("x2"), 0o644)
+	os.Remove(filepath.Join(b, "y"))
+	e.push(a)
+	res := e.pull(b)
+	if !res.Merged || len(res.Conflicts) != 0 {
+		t.Fatalf("pull: %+v; want a merge without conflicts", res)
+	}
+	e.pull(a)
+	want := map[string]string{"x": "x2"}
+	for _, dir := range []string{a, b} {
+		got := snapshot(t, dir)
+		if len(got) != 1 || !strings.Contains(got["x"], cas.Sum([]byte(want["x"])).Short()) {
+			t.Errorf("%s: %v", dir, got)
+		}
+	}
+}
+
+// TestDeletionGuard: a pull that would delete most of the folder stops
+// and asks for --force.
+func TestDeletionGuard(t *testing.T) {
+	e := newEnv(t)
+	a := e.folder("a", "r")
+	for i := range 10 {
+		write(t, filepath.Join(a, fmt.Sprintf("f%d", i)), []byte{byte(i)}, 0o644)
+	}
+	e.push(a)
+	b := e.folder("b", "r")
+	e.pull(b)
+	for i := range 8 {
+		os.Remove(filepath.Join(a, fmt.Sprintf("f%d", i)))
+	}
+	e.push(a)
+	if _, err := Pull(e.ctx, b, Options{}); !errors.Is(err, ErrTooManyDeletes) {
+		t.Fatalf("pull deleting 8 of 10 files = %v, want ErrTooManyDeletes", err)
+	}
+	if n := len(snapshot(t, b)); n != 10 {
+		t.Errorf("the guarded pull changed the folder: %d files", n)
+	}
+	if _, err := Pull(e.ctx, b, Options{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(snapshot(t, b)); n != 2 {
+		t.Errorf("after --force: %d files, want 2", n)
 	}
 }
 
@@ -302,9 +392,12 @@ func TestFileChangingWhileRead(t *testing.T) {
 	rewrites := 0
 	dst := &hookDest{Remote: s.remote, onPut: func() {
 		once.Do(func() {
-			// Same size, new bytes, new mtime, while the scan reads it.
+			// Same size, new bytes written in place, new mtime, while the
+			// scan is mid-file (it waits for this chunk's buffer).
 			rewrites++
-			os.WriteFile(path, v2, 0o644)
+			f, _ := os.OpenFile(path, os.O_WRONLY, 0)
+			f.WriteAt(v2, 0)
+			f.Close()
 			old := time.Now().Add(-time.Minute)
 			os.Chtimes(path, old, old)
 		})

@@ -32,7 +32,11 @@ type PushResult struct {
 	BytesSent    int64    `json:"bytes_sent"`
 	BytesScanned int64    `json:"bytes_scanned"`
 	DurationMS   int64    `json:"duration_ms"`
-	Warnings     []string `json:"warnings,omitempty"`
+	// Merged: the head had moved, and the push merged with it (the
+	// folder now holds the merge); Conflicts are the copies made.
+	Merged    bool       `json:"merged,omitempty"`
+	Conflicts []Conflict `json:"conflicts,omitempty"`
+	Warnings  []string   `json:"warnings,omitempty"`
 }
 
 // Push records the folder's state as a new version of its root and moves
@@ -102,7 +106,7 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 			}
 			return res, s.f.SetBase(head)
 		}
-		return nil, fmt.Errorf("%w (head %s, folder at %s): pull first", ErrRemoteMoved, head.Short(), shortOrNone(base))
+		return s.pushMerge(ctx, sc, base, head, message, res)
 	}
 	if res.FilesChanged, err = s.countChanges(ctx, baseRoot, sc.Root); err != nil {
 		return nil, err
@@ -127,7 +131,11 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 	defer func() { s.opts.Logger.Debug("push: head moved", "took", time.Since(t0)) }()
 	if err := s.remote.SwapHead(ctx, s.root(), head, ref); err != nil {
 		if errors.Is(err, cas.ErrStale) {
-			return nil, fmt.Errorf("%w: %v; pull first", ErrRemoteMoved, err)
+			// Another device moved the head while we pushed: merge with it.
+			if head, err = s.head(ctx); err != nil {
+				return nil, err
+			}
+			return s.pushMerge(ctx, sc, base, head, message, res)
 		}
 		return nil, err
 	}
@@ -136,6 +144,34 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 	}
 	res.Version = ref.String()
 	return res, nil
+}
+
+// pushMerge merges the scanned folder with a head that moved, retrying
+// while other devices keep moving it.
+func (s *session) pushMerge(ctx context.Context, sc *scan.Result, base, head cas.Ref, message string, res *PushResult) (*PushResult, error) {
+	for attempt := 0; ; attempt++ {
+		m, err := s.mergeInto(ctx, sc, base, head, message)
+		if errors.Is(err, cas.ErrStale) && attempt < 5 {
+			// The folder is at the merge now; scan it again and merge
+			// with the newer head.
+			if head, err = s.head(ctx); err != nil {
+				return nil, err
+			}
+			if sc, err = s.scan(ctx, s.remote); err != nil {
+				return nil, err
+			}
+			defer sc.CacheUpdate.Discard()
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		res.Version, res.Merged, res.Conflicts = m.version.String(), true, m.conflicts
+		res.Parent = head.String()
+		res.FilesChanged = m.applied.FilesWritten + m.applied.Removed
+		res.Warnings = append(res.Warnings, m.applied.Warnings...)
+		return res, nil
+	}
 }
 
 // commitCache makes what the scan stored durable at the remote, and only
@@ -177,6 +213,10 @@ type PullResult struct {
 	Removed       int64    `json:"removed"`
 	ChunksFetched int64    `json:"chunks_fetched"`
 	ChunksLocal   int64    `json:"chunks_from_local_files"`
+	// Merged: the folder had changes of its own, merged with the head and
+	// pushed as a version with both as parents.
+	Merged    bool       `json:"merged,omitempty"`
+	Conflicts []Conflict `json:"conflicts,omitempty"`
 	BytesFetched  int64    `json:"bytes_fetched"`
 	BytesWritten  int64    `json:"bytes_written"`
 	BytesScanned  int64    `json:"bytes_scanned"`
@@ -238,12 +278,17 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 	}
 	from := baseRoot
 	if !sameTree(sc.Root, baseRoot) {
-		// Local changes are fine only where they already equal the head:
-		// an interrupted pull left them. Then go on from what is here.
-		if err := s.localChangesInHead(ctx, baseRoot, sc.Root, headRoot); err != nil {
+		// Local changes that already equal the head were left by an
+		// interrupted pull: go on from what is here. Others are merged.
+		if err := s.localChangesInHead(ctx, baseRoot, sc.Root, headRoot); errors.Is(err, ErrLocalChanges) {
+			return s.pullMerge(ctx, sc, base, head, res)
+		} else if err != nil {
 			return nil, err
 		}
 		from = sc.Root
+	}
+	if err := s.guard(ctx, from, headRoot, sc.Summary.Files+sc.Summary.Symlinks); err != nil {
+		return nil, err
 	}
 	s.prefetch(ctx, from, headRoot)
 	if res.FilesChanged, err = s.countChanges(ctx, baseRoot, headRoot); err != nil {
@@ -253,9 +298,10 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 	rr, err := restore.Apply(ctx, s.f.Dir, s.objects(), from, headRoot, restore.Options{
 		Chunks:  fetch,
 		Cache:   s.f.StatCache(),
-		Seeds:   &seeds{s: s, root: baseRoot},
-		Workers: s.restoreWorkers(),
-		Logger:  s.opts.Logger,
+		Seeds:       &seeds{s: s, root: baseRoot},
+		Workers:     s.restoreWorkers(),
+		VerifyLocal: true,
+		Logger:      s.opts.Logger,
 		Progress: func(e restore.Event) {
 			if s.opts.Progress != nil {
 				s.opts.Progress(Progress{Phase: "download", Files: e.Files, Bytes: e.Bytes, Path: e.Path})
@@ -312,6 +358,18 @@ var errStop = errors.New("stop")
 // sameContent: two entries would restore to the same thing.
 func sameContent(a, b index.Entry) bool {
 	return a.Kind == b.Kind && a.Ref == b.Ref && a.Target == b.Target && a.Mode == b.Mode && (a.Kind != index.KindFile || a.MTime == b.MTime)
+}
+
+// pullMerge merges local changes with the head (see mergeInto).
+func (s *session) pullMerge(ctx context.Context, sc *scan.Result, base, head cas.Ref, res *PullResult) (*PullResult, error) {
+	ps, err := s.pushMerge(ctx, sc, base, head, "merge", &PushResult{})
+	if err != nil {
+		return nil, err
+	}
+	res.Version, res.Merged, res.Conflicts = ps.Version, true, ps.Conflicts
+	res.FilesChanged = ps.FilesChanged
+	res.Warnings = append(res.Warnings, ps.Warnings...)
+	return res, nil
 }
 
 // SyncResult is a pull followed by a push.

@@ -62,12 +62,19 @@ type (
 		Entries []wireEntry
 	}
 	wireVersionBody struct {
-		Root     []byte   `cbor:"1,keyasint"`
-		Parents  [][]byte `cbor:"2,keyasint"`
-		Time     int64    `cbor:"3,keyasint"`
-		Device   string   `cbor:"4,keyasint"`
-		Message  string   `cbor:"5,keyasint"`
-		Counters []uint64 `cbor:"6,keyasint"`
+		Root      []byte         `cbor:"1,keyasint"`
+		Parents   [][]byte       `cbor:"2,keyasint"`
+		Time      int64          `cbor:"3,keyasint"`
+		Device    string         `cbor:"4,keyasint"`
+		Message   string         `cbor:"5,keyasint"`
+		Counters  []uint64       `cbor:"6,keyasint"`
+		Conflicts []wireConflict `cbor:"7,keyasint,omitempty"`
+	}
+	wireConflict struct {
+		_    struct{} `cbor:",toarray"`
+		Path string
+		Copy string
+		Kind string
 	}
 	wireVersion struct {
 		_      struct{} `cbor:",toarray"`
@@ -320,6 +327,9 @@ func EncodeVersion(v *Version) []byte {
 	for _, p := range v.Parents {
 		w.Body.Parents = append(w.Body.Parents, refBytes(p))
 	}
+	for _, c := range v.Conflicts {
+		w.Body.Conflicts = append(w.Body.Conflicts, wireConflict{Path: c.Path, Copy: c.Copy, Kind: c.Kind})
+	}
 	return mustMarshal(&w)
 }
 
@@ -354,5 +364,14 @@ func DecodeVersion(b []byte) (*Version, error) {
 		}
 	}
 	v.Summary = Summary{Files: int64(body.Counters[0]), Dirs: int64(body.Counters[1]), Symlinks: int64(body.Counters[2]), Bytes: int64(body.Counters[3])}
+	if len(body.Conflicts) > 10000 {
+		return nil, fmt.Errorf("%w: %d conflicts in one version", ErrMalformed, len(body.Conflicts))
+	}
+	for _, c := range body.Conflicts {
+		if ValidPath(c.Path) != nil || ValidPath(c.Copy) != nil || (c.Kind != "content" && c.Kind != "dir-file") {
+			return nil, fmt.Errorf("%w: conflict record %q", ErrMalformed, c.Path)
+		}
+		v.Conflicts = append(v.Conflicts, Conflict{Path: c.Path, Copy: c.Copy, Kind: c.Kind})
+	}
 	return v, nil
 }

@@ -95,4 +95,6 @@ type Version struct {
 	Device  string
 	Message string
 	Summary Summary
+	// Conflicts are the conflict copies a merge made in this version.
+	Conflicts []Conflict
 }

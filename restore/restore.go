@@ -43,6 +43,11 @@ type Options struct {
 	Chunks cas.Getter
 	// Seeds, if set, offers chunks from other files of the folder.
 	Seeds Seeds
+	// VerifyLocal checks, before a file or link is replaced or removed,
+	// that it is still what the tree `from` says (size and mtime, or
+	// target); one that changed since is left alone, with a warning. For
+	// folders in use: a concurrent edit is never overwritten.
+	VerifyLocal bool
 	// Progress, if set, is called from many goroutines as files are done.
 	Progress func(Event)
 	Logger   *slog.Logger
@@ -71,7 +76,9 @@ type Result struct {
 	// ChunksFetched came from the chunk getter; ChunksSeeded from other
 	// files of the folder.
 	ChunksFetched, ChunksSeeded int64
-	Warnings                    []string
+	// Skipped counts entries left alone because they changed on disk.
+	Skipped  int64
+	Warnings []string
 }
 
 // Seeds finds chunks in files already in the folder. Paths must come from
@@ -116,8 +123,18 @@ func ApplyAt(ctx context.Context, dir, prefix string, g cas.Getter, from, to cas
 	grp, gctx := errgroup.WithContext(ctx)
 	grp.SetLimit(opts.Workers + 1)
 	var dirModes []index.Change // set after their contents are in place
+	skipped := map[string]bool{}
 	err = index.Diff(gctx, g, from, to, func(c index.Change) error {
 		c.Path = index.JoinPath(prefix, c.Path)
+		if skipped[c.Path] {
+			return nil // the second half of a kind change left alone
+		}
+		if opts.VerifyLocal && c.Old != nil && c.Old.Kind != index.KindDir && !w.matches(c.Path, c.Old, c.New == nil) {
+			w.warn("%q changed on disk during the sync; left as it is (the next sync takes it up)", c.Path)
+			skipped[c.Path] = true
+			atomic.AddInt64(&w.res.Skipped, 1)
+			return nil
+		}
 		switch {
 		case c.New == nil:
 			return w.remove(c.Path, c.Old)
@@ -311,6 +328,30 @@ func (w *writer) markDirty(dir string) {
 	w.mu.Lock()
 	w.dirty[dir] = true
 	w.mu.Unlock()
+}
+
+// matches reports whether the entry at p on disk is still old (for a
+// removal, being gone already counts).
+func (w *writer) matches(p string, old *index.Entry, removal bool) bool {
+	d, name := split(p)
+	pfd, release, err := w.dir(d, false)
+	if err != nil {
+		return removal
+	}
+	defer release()
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return removal && errors.Is(err, unix.ENOENT)
+	}
+	switch old.Kind {
+	case index.KindFile:
+		return st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == old.Size && st.Mtim.Nano() == old.MTime
+	case index.KindSymlink:
+		buf := make([]byte, index.MaxTargetLen+1)
+		n, err := unix.Readlinkat(pfd, name, buf)
+		return err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK && string(buf[:n]) == old.Target
+	}
+	return false
 }
 
 // mkdir makes the directory at p. Whatever else is there (a file, a

@@ -36,6 +36,7 @@ type globals struct {
 	json        bool
 	quiet       bool
 	verbose     bool
+	force       bool
 	tokenFile   string
 	fingerprint string
 	streams     int
@@ -172,7 +173,7 @@ diff and restore any version.`,
 	root.AddCommand(
 		newInit(g), newPush(g), newPull(g), newSync(g), newStatus(g),
 		newLog(g), newDiff(g), newLs(g), newRestore(g), newTag(g), newCheck(g),
-		newBench(g), newServe(g), newToken(g), newAdmin(g),
+		newBench(g), newServe(g), newToken(g), newAdmin(g), newConflicts(g), newResolve(g),
 	)
 	return root
 }
@@ -220,7 +221,7 @@ func (g *globals) logger() *slog.Logger {
 // options builds the engine options: a logger, and a progress bar when
 // stderr is a terminal and output is for people.
 func (g *globals) options(what string) (engine.Options, func()) {
-	o := engine.Options{Logger: g.logger(), Credentials: g.credentials()}
+	o := engine.Options{Logger: g.logger(), Credentials: g.credentials(), Force: g.force}
 	if g.json || g.quiet {
 		return o, func() {}
 	}

@@ -9,9 +9,9 @@ import (
 )
 
 func newPull(g *globals) *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "pull [DIR]",
-		Short: "Bring the folder to the remote head",
+		Short: "Bring the folder to the remote head, merging local changes",
 		Args:  args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
 			o, done := g.options("pull")
@@ -20,14 +20,22 @@ func newPull(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.print(res, func(w io.Writer) { printPull(w, res) })
+			if err := g.print(res, func(w io.Writer) { printPull(w, res) }); err != nil {
+				return err
+			}
+			return conflictsErr(res.Conflicts)
 		},
 	}
+	c.Flags().BoolVar(&g.force, "force", false, "delete even more than the deletion guard allows (half the folder, or 1000 files)")
+	return c
 }
 
 func printPull(w io.Writer, res *engine.PullResult) {
 	printWarnings(w, res.Warnings)
+	printConflicts(w, res.Conflicts)
 	switch {
+	case res.Merged:
+		fmt.Fprintf(w, "merged local changes with the remote head and pushed version %s: %d files changed here\n", short(res.Version), res.FilesChanged)
 	case res.Version == "":
 		fmt.Fprintln(w, "nothing to pull: the root has no versions yet")
 	case res.UpToDate:
@@ -51,14 +59,22 @@ func newSync(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.print(res, func(w io.Writer) {
+			if err := g.print(res, func(w io.Writer) {
 				if res.Pull != nil {
 					printPull(w, res.Pull)
 				}
 				printPush(w, res.Push)
-			})
+			}); err != nil {
+				return err
+			}
+			var all []engine.Conflict
+			if res.Pull != nil {
+				all = res.Pull.Conflicts
+			}
+			return conflictsErr(append(all, res.Push.Conflicts...))
 		},
 	}
 	c.Flags().StringVarP(&message, "message", "m", "", "a note to keep with the version")
+	c.Flags().BoolVar(&g.force, "force", false, "delete even more than the deletion guard allows")
 	return c
 }

@@ -21,15 +21,37 @@ func newPush(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.print(res, func(w io.Writer) { printPush(w, res) })
+			if err := g.print(res, func(w io.Writer) { printPush(w, res) }); err != nil {
+				return err
+			}
+			return conflictsErr(res.Conflicts)
 		},
 	}
 	c.Flags().StringVarP(&message, "message", "m", "", "a note to keep with the version")
 	return c
 }
 
+// conflictsErr is the exit status 3 of a sync that made conflict copies.
+func conflictsErr(c []engine.Conflict) error {
+	if len(c) > 0 {
+		return fmt.Errorf("%w: %d (run 'ferry conflicts')", errConflicts, len(c))
+	}
+	return nil
+}
+
+func printConflicts(w io.Writer, cs []engine.Conflict) {
+	for _, c := range cs {
+		fmt.Fprintf(w, "conflict: %s changed here and on another device; the other device's version keeps the name, this one's is %s\n", c.Path, c.Copy)
+	}
+}
+
 func printPush(w io.Writer, res *engine.PushResult) {
 	printWarnings(w, res.Warnings)
+	printConflicts(w, res.Conflicts)
+	if res.Merged {
+		fmt.Fprintf(w, "merged with the remote head and pushed version %s: %d files changed here in %s\n", short(res.Version), res.FilesChanged, ms(res.DurationMS))
+		return
+	}
 	if res.UpToDate {
 		fmt.Fprintf(w, "nothing to push: the folder equals version %s\n", short(res.Version))
 		return

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ferry-sync/ferry/engine"
+	"github.com/spf13/cobra"
+)
+
+func newConflicts(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "conflicts [DIR]",
+		Short: "List unresolved conflicts: the conflict copies in the folder",
+		Args:  args(cobra.MaximumNArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			o, _ := g.options("")
+			list, err := engine.Conflicts(c.Context(), dirArg(a), o)
+			if err != nil {
+				return err
+			}
+			return g.print(list, func(w io.Writer) {
+				for _, cc := range list {
+					fmt.Fprintf(w, "%s\n  local copy %s (device %s, %s)\n", cc.Path, cc.Copy, cc.Device, cc.Time.Local().Format(time.DateTime))
+				}
+			})
+		},
+	}
+}
+
+func newResolve(g *globals) *cobra.Command {
+	var keep string
+	c := &cobra.Command{
+		Use:   "resolve [DIR] PATH --keep local|remote|both",
+		Short: "Settle a conflict: keep the local copy, the remote version, or both",
+		Long: `Settle the conflict on PATH (or name the copy itself). local: the conflict copy
+replaces PATH; remote: the copy is removed; both: the copy stays, renamed to
+NAME.DEVICE.EXT. The next push or sync records the resolution.`,
+		Args: args(cobra.RangeArgs(1, 2)),
+		RunE: func(c *cobra.Command, a []string) error {
+			dir, p := ".", a[0]
+			if len(a) == 2 {
+				dir, p = a[0], a[1]
+			}
+			o, _ := g.options("")
+			res, err := engine.Resolve(c.Context(), dir, p, engine.Keep(keep), o)
+			if err != nil {
+				return err
+			}
+			return g.print(res, func(w io.Writer) {
+				fmt.Fprintf(w, "resolved %s: kept %s", res.Path, res.Kept)
+				if res.Now != "" {
+					fmt.Fprintf(w, " (the local copy is now %s)", res.Now)
+				}
+				fmt.Fprintln(w)
+			})
+		},
+	}
+	c.Flags().StringVar(&keep, "keep", "", "local, remote or both (required)")
+	_ = c.MarkFlagRequired("keep")
+	return c
+}

@@ -1,0 +1,187 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/restore"
+	"github.com/ferry-sync/ferry/scan"
+)
+
+// ErrTooManyDeletes stops a pull or merge that would delete more of the
+// folder than the guard allows (a missing mount must not look like
+// "everything was deleted").
+var ErrTooManyDeletes = errors.New("the remote would delete too much of the folder")
+
+// Deletion guard defaults: a pull stops when it would delete more than
+// half the folder's files or more than this many, unless forced.
+const guardFiles = 1000
+
+// Conflict is a conflict copy a merge made.
+type Conflict struct {
+	Path string `json:"path"`
+	Copy string `json:"copy"`
+	Kind string `json:"kind"`
+}
+
+// mergeStore reads objects through the session's getter and writes the
+// merged trees to the remote (and the folder's cache).
+type mergeStore struct {
+	cas.Getter
+	s *session
+}
+
+func (m mergeStore) Put(ctx context.Context, ref cas.Ref, b []byte) error {
+	if !m.s.local() {
+		_ = m.s.f.Cache().Put(ctx, ref, b)
+	}
+	return m.s.remote.Put(ctx, ref, b)
+}
+
+func (m mergeStore) Flush(ctx context.Context) error { return m.s.remote.Flush(ctx) }
+
+// merged is what a merge did.
+type merged struct {
+	version   cas.Ref
+	conflicts []Conflict
+	applied   *restore.Result
+}
+
+// mergeInto merges the folder's scanned state with the remote head over
+// their common base, brings the folder to the merge (conflict copies
+// included), and moves the head to a version with two parents: the head,
+// and a version of the local state (so nothing of either side leaves
+// history). A stale head is returned as cas.ErrStale for the caller to
+// retry.
+func (s *session) mergeInto(ctx context.Context, sc *scan.Result, base, head cas.Ref, message string) (*merged, error) {
+	baseRoot, err := s.versionRoot(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	headRoot, err := s.versionRoot(ctx, head)
+	if err != nil {
+		return nil, err
+	}
+	now := s.opts.Now().UTC()
+	local := &index.Version{Root: sc.Root, Time: now, Device: s.f.Config.Device, Message: "local state, merged", Summary: sc.Summary}
+	if !base.IsZero() {
+		local.Parents = []cas.Ref{base}
+	}
+	localRef, err := s.putVersion(ctx, local)
+	if err != nil {
+		return nil, err
+	}
+	root, conflicts, err := index.Merge(ctx, mergeStore{Getter: s.objects(), s: s}, baseRoot, sc.Root, headRoot, index.MergeOptions{Device: s.f.Config.Device, Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	if err := s.commitCache(ctx, sc); err != nil {
+		return nil, err
+	}
+	m := &merged{}
+	if m.applied, err = s.apply(ctx, sc.Root, root, sc.Summary.Files+sc.Summary.Symlinks); err != nil {
+		return nil, err
+	}
+	v := &index.Version{Root: root, Parents: []cas.Ref{head, localRef}, Time: now, Device: s.f.Config.Device, Message: message}
+	if v.Summary, err = s.summarize(ctx, root); err != nil {
+		return nil, err
+	}
+	for _, c := range conflicts {
+		v.Conflicts = append(v.Conflicts, c)
+		m.conflicts = append(m.conflicts, Conflict{Path: c.Path, Copy: c.Copy, Kind: c.Kind})
+	}
+	ref, err := s.putVersion(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.remote.Flush(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.remote.SwapHead(ctx, s.root(), head, ref); err != nil {
+		return nil, err
+	}
+	if err := s.f.SetBase(ref); err != nil {
+		return nil, err
+	}
+	m.version = ref
+	return m, nil
+}
+
+func (s *session) putVersion(ctx context.Context, v *index.Version) (cas.Ref, error) {
+	b := index.EncodeVersion(v)
+	ref := cas.Sum(b)
+	if err := s.remote.Put(ctx, ref, b); err != nil {
+		return cas.Ref{}, err
+	}
+	if !s.local() {
+		_ = s.f.Cache().Put(ctx, ref, b)
+	}
+	return ref, nil
+}
+
+// apply brings the folder from tree `from` (what the last scan saw) to
+// tree `to`, after the deletion guard. Files that changed on disk since
+// the scan are left alone (restore checks each before it replaces it).
+func (s *session) apply(ctx context.Context, from, to cas.Ref, files int64) (*restore.Result, error) {
+	if err := s.guard(ctx, from, to, files); err != nil {
+		return nil, err
+	}
+	s.prefetch(ctx, from, to)
+	base, _ := s.f.Base()
+	baseRoot, _ := s.versionRoot(ctx, base)
+	return restore.Apply(ctx, s.f.Dir, s.objects(), from, to, restore.Options{
+		Chunks:      &countingGetter{g: s.remote},
+		Cache:       s.f.StatCache(),
+		Seeds:       &seeds{s: s, root: baseRoot},
+		Workers:     s.restoreWorkers(),
+		VerifyLocal: true,
+		Logger:      s.opts.Logger,
+	})
+}
+
+// guard refuses to apply a change that deletes more than half of the
+// folder's files or more than guardFiles, unless forced.
+func (s *session) guard(ctx context.Context, from, to cas.Ref, files int64) error {
+	if s.opts.Force || from.IsZero() {
+		return nil
+	}
+	gone := map[string]bool{} // removed, and not put back as another kind
+	err := index.Diff(ctx, s.objects(), from, to, func(c index.Change) error {
+		switch {
+		case c.New == nil && c.Old.Kind != index.KindDir:
+			gone[c.Path] = true
+		case c.Old == nil:
+			delete(gone, c.Path)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	removed := int64(len(gone))
+	if removed > guardFiles || (removed > 0 && removed*2 > files) {
+		return fmt.Errorf("%w: %d of its %d files would go; if that is right, run again with --force", ErrTooManyDeletes, removed, files)
+	}
+	return nil
+}
+
+// summarize counts what a tree holds.
+func (s *session) summarize(ctx context.Context, root cas.Ref) (index.Summary, error) {
+	var sum index.Summary
+	err := index.Walk(ctx, s.objects(), root, func(_ string, e index.Entry) error {
+		switch e.Kind {
+		case index.KindFile:
+			sum.Files++
+			sum.Bytes += e.Size
+		case index.KindDir:
+			sum.Dirs++
+		case index.KindSymlink:
+			sum.Symlinks++
+		}
+		return nil
+	})
+	return sum, err
+}
