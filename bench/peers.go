@@ -174,7 +174,6 @@ func (p *ferryPeer) Receive(ctx context.Context, dst string) (Measure, error) {
 
 func (p *ferryPeer) Close() error { return p.srv.Stop() }
 
-
 // rsyncPeer copies to an rsync daemon (no encryption, no compression:
 // rsync's fastest setting on a LAN), with --delete so the copy mirrors.
 type rsyncPeer struct {

@@ -297,12 +297,12 @@ func (s *session) scan(ctx context.Context, dst scan.Dest) (*scan.Result, error)
 		objects = nil
 	}
 	return scan.Scan(ctx, s.f.Dir, s.f.StatCache(), dst, scan.Options{
-		Params:      s.remote.Params(),
-		Objects:     objects,
-		PutObjects:  true, // a local store and the client both skip what they have
+		Params:     s.remote.Params(),
+		Objects:    objects,
+		PutObjects: true, // a local store and the client both skip what they have
 		// The client asks the server which chunks it lacks, in batches, on
 		// its own time: the scan never waits on a round trip.
-		PutChunks: !s.local(),
+		PutChunks:   !s.local(),
 		RemoveTemps: true,
 		Logger:      s.opts.Logger,
 		Progress: func(e scan.Event) {

@@ -21,17 +21,17 @@ type PushOptions struct {
 
 // PushResult is the summary a push prints.
 type PushResult struct {
-	Version      string   `json:"version"`
-	Parent       string   `json:"parent,omitempty"`
-	UpToDate     bool     `json:"up_to_date"`
-	FilesChanged int64    `json:"files_changed"`
-	FilesScanned int64    `json:"files_scanned"`
-	FilesRead    int64    `json:"files_read"`
-	ChunksSent   int64    `json:"chunks_sent"`
-	ObjectsSent  int64    `json:"objects_sent"`
-	BytesSent    int64    `json:"bytes_sent"`
-	BytesScanned int64    `json:"bytes_scanned"`
-	DurationMS   int64    `json:"duration_ms"`
+	Version      string `json:"version"`
+	Parent       string `json:"parent,omitempty"`
+	UpToDate     bool   `json:"up_to_date"`
+	FilesChanged int64  `json:"files_changed"`
+	FilesScanned int64  `json:"files_scanned"`
+	FilesRead    int64  `json:"files_read"`
+	ChunksSent   int64  `json:"chunks_sent"`
+	ObjectsSent  int64  `json:"objects_sent"`
+	BytesSent    int64  `json:"bytes_sent"`
+	BytesScanned int64  `json:"bytes_scanned"`
+	DurationMS   int64  `json:"duration_ms"`
 	// Merged: the head had moved, and the push merged with it (the
 	// folder now holds the merge); Conflicts are the copies made.
 	Merged    bool       `json:"merged,omitempty"`
@@ -206,22 +206,22 @@ func shortOrNone(r cas.Ref) string {
 
 // PullResult is the summary a pull prints.
 type PullResult struct {
-	Version       string   `json:"version"`
-	UpToDate      bool     `json:"up_to_date"`
-	FilesChanged  int64    `json:"files_changed"`
-	FilesWritten  int64    `json:"files_written"`
-	Removed       int64    `json:"removed"`
-	ChunksFetched int64    `json:"chunks_fetched"`
-	ChunksLocal   int64    `json:"chunks_from_local_files"`
+	Version       string `json:"version"`
+	UpToDate      bool   `json:"up_to_date"`
+	FilesChanged  int64  `json:"files_changed"`
+	FilesWritten  int64  `json:"files_written"`
+	Removed       int64  `json:"removed"`
+	ChunksFetched int64  `json:"chunks_fetched"`
+	ChunksLocal   int64  `json:"chunks_from_local_files"`
 	// Merged: the folder had changes of its own, merged with the head and
 	// pushed as a version with both as parents.
-	Merged    bool       `json:"merged,omitempty"`
-	Conflicts []Conflict `json:"conflicts,omitempty"`
-	BytesFetched  int64    `json:"bytes_fetched"`
-	BytesWritten  int64    `json:"bytes_written"`
-	BytesScanned  int64    `json:"bytes_scanned"`
-	DurationMS    int64    `json:"duration_ms"`
-	Warnings      []string `json:"warnings,omitempty"`
+	Merged       bool       `json:"merged,omitempty"`
+	Conflicts    []Conflict `json:"conflicts,omitempty"`
+	BytesFetched int64      `json:"bytes_fetched"`
+	BytesWritten int64      `json:"bytes_written"`
+	BytesScanned int64      `json:"bytes_scanned"`
+	DurationMS   int64      `json:"duration_ms"`
+	Warnings     []string   `json:"warnings,omitempty"`
 }
 
 // Pull brings the folder to the remote head. It refuses when the folder
@@ -296,8 +296,8 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 	}
 	fetch := &countingGetter{g: s.remote}
 	rr, err := restore.Apply(ctx, s.f.Dir, s.objects(), from, headRoot, restore.Options{
-		Chunks:  fetch,
-		Cache:   s.f.StatCache(),
+		Chunks:      fetch,
+		Cache:       s.f.StatCache(),
 		Seeds:       &seeds{s: s, root: baseRoot},
 		Workers:     s.restoreWorkers(),
 		VerifyLocal: true,

@@ -70,6 +70,7 @@ func (c *Client) Subscribe(ctx context.Context, roots []string) (<-chan HeadEven
 	if err := writeMessage(st, Request{Roots: roots}); err != nil {
 		return nil, nil, c.connErr(err)
 	}
+	st.Close() // the request is all we send
 	var first Response
 	if err := readMessage(st, &first); err != nil {
 		return nil, nil, c.connErr(err)

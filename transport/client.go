@@ -211,6 +211,7 @@ func (c *Client) request(ctx context.Context, req Request) (Response, error) {
 		return resp, c.connErr(err)
 	}
 	st.Close()
+	defer st.CancelRead(0) // the response is all we read; release the stream
 	if err := readMessage(st, &resp); err != nil {
 		if ctx.Err() != nil {
 			return resp, ctx.Err()

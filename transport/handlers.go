@@ -417,7 +417,7 @@ func (s *Server) publish(ns string, e Event) {
 
 func (s *session) serveSubscribe(st *quic.Stream) {
 	var req Request
-	err := readMessage(st, &req)
+	err := readLast(st, &req)
 	if err == nil {
 		err = s.need(PermRead)
 	}

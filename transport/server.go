@@ -199,7 +199,7 @@ func (s *Server) hello(ctx context.Context, conn *quic.Conn, log *slog.Logger) (
 		conn.CloseWithError(closeProtocol, "the first stream must be a hello")
 		return nil, fmt.Errorf("%w: first stream is not a hello", ErrProtocol)
 	}
-	if err := readMessage(st, &h); err != nil {
+	if err := readLast(st, &h); err != nil {
 		conn.CloseWithError(closeProtocol, "malformed hello")
 		return nil, err
 	}
@@ -317,9 +317,25 @@ func (s *session) need(perm Perm) error {
 	return nil
 }
 
+// readLast reads a stream's one message and its end: a stream whose
+// receive side is not read to its end is never released, and its credit
+// never returns to the client (quic-go's MAX_STREAMS).
+func readLast(st *quic.Stream, v any) error {
+	if err := readMessage(st, v); err != nil {
+		return err
+	}
+	var extra [1]byte
+	if n, err := io.ReadFull(st, extra[:]); n > 0 {
+		return fmt.Errorf("%w: data after the request", ErrProtocol)
+	} else if err != io.EOF {
+		return err
+	}
+	return nil
+}
+
 func (s *session) serveRequest(st *quic.Stream) {
 	var req Request
-	if err := readMessage(st, &req); err != nil {
+	if err := readLast(st, &req); err != nil {
 		_ = writeMessage(st, Response{Err: toWire(err)})
 		st.CancelRead(resetError)
 		st.Close()
@@ -405,7 +421,7 @@ var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return 
 // owns, and a not-found frame for each it does not.
 func (s *session) serveGet(st *quic.Stream) {
 	var req Request
-	err := readMessage(st, &req)
+	err := readLast(st, &req)
 	if err == nil {
 		err = s.need(PermRead)
 	}

@@ -503,3 +503,19 @@ func TestConcurrentClients(t *testing.T) {
 }
 
 var _ = io.EOF
+
+// TestManyRequestsOneConnection: streams are released, so a connection
+// can make far more requests than the server's concurrent stream limit.
+func TestManyRequestsOneConnection(t *testing.T) {
+	s := startServer(t)
+	ctx := context.Background()
+	c := s.dial(t, "a", s.token(t, "a", PermWrite))
+	for i := range 500 {
+		if _, err := c.Roots(ctx); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if _, err := c.Get(ctx, cas.Sum([]byte("absent"))); !errors.Is(err, cas.ErrNotFound) {
+			t.Fatalf("get %d: %v", i, err)
+		}
+	}
+}
