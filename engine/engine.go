@@ -159,7 +159,12 @@ type Options struct {
 	Credentials Credentials
 	// Force lets a pull delete more than the deletion guard allows.
 	Force bool
+	// hold names files a writer still has open (watch).
+	hold func(path string) bool
 }
+
+// openFolder finds the folder at dir.
+func openFolder(dir string) (*state.Folder, error) { return state.Find(dir) }
 
 // Progress is a progress event: counts to add to running totals.
 type Progress struct {

@@ -385,20 +385,24 @@ func Sync(ctx context.Context, dir string, o PushOptions) (*SyncResult, error) {
 		return nil, err
 	}
 	defer s.close()
+	return s.sync(ctx, o.Message)
+}
+
+func (s *session) sync(ctx context.Context, message string) (*SyncResult, error) {
 	start := time.Now()
 	pr, err := s.pull(ctx)
-	if err != nil && !errors.Is(err, ErrLocalChanges) {
+	if err != nil {
 		return nil, fmt.Errorf("sync %s: %w", s.f.Dir, err)
 	}
-	if pr != nil {
-		pr.DurationMS = durationMS(start)
-	}
+	pr.DurationMS = durationMS(start)
 	start = time.Now()
-	ps, perr := s.push(ctx, o.Message)
-	if perr != nil {
-		return nil, fmt.Errorf("sync %s: %w", s.f.Dir, perr)
+	ps, err := s.push(ctx, message)
+	if err != nil {
+		return nil, fmt.Errorf("sync %s: %w", s.f.Dir, err)
 	}
 	ps.DurationMS = durationMS(start)
+	pr.Warnings = append(s.warnings, pr.Warnings...)
+	s.warnings = nil
 	return &SyncResult{Pull: pr, Push: ps}, nil
 }
 

@@ -71,6 +71,9 @@ type Options struct {
 	// sub-second part (FAT, ext3 and their like).
 	Now        func() time.Time
 	RacyWindow time.Duration // default 100ms
+	// Hold, if set, names files a writer still has open: they keep their
+	// last scanned state (or stay out, if new) until they are closed.
+	Hold func(path string) bool
 	// RemoveTemps deletes temporary files a killed restore left behind
 	// more than TempMaxAge ago; younger ones are kept for a rerun to
 	// resume from (as Syncthing keeps its temporary files for a day).
@@ -120,6 +123,9 @@ type Result struct {
 	FilesRead, BytesRead int64
 	// ChunksSent, BytesSent, ObjectsSent count what Dest did not have.
 	ChunksSent, BytesSent, ObjectsSent int64
+	// Held counts files kept at their previous state because a writer
+	// had them open (Options.Hold).
+	Held int64
 	// Warnings name what was skipped and why.
 	Warnings []string
 	// CacheUpdate holds what the scan learnt for the stat cache. The caller
@@ -356,6 +362,21 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 			old, had := cached[name]
 			had = had && old.Mode&uint32(fs.ModeDir) == 0
 			s.progress(Event{Files: 1, CurrentPath: p})
+			if s.opts.Hold != nil && s.opts.Hold(p) {
+				atomic.AddInt64(&s.res.Held, 1)
+				if !had {
+					d.mu.Lock()
+					d.skip[slot] = true
+					d.mu.Unlock()
+					continue
+				}
+				d.mu.Lock()
+				e := &d.entries[slot]
+				e.Size, e.MTime, e.Ref = old.Size, old.MTime, old.Ref
+				d.mu.Unlock()
+				d.size.Add(old.Size)
+				continue
+			}
 			if had && old.Unchanged(st) {
 				d.setRef(slot, old.Ref)
 				d.size.Add(st.Size)

@@ -177,6 +177,9 @@ func (c *Client) hello(ctx context.Context, namespace string) error {
 	return nil
 }
 
+// Alive reports whether the connection is still up.
+func (c *Client) Alive() bool { return c.conn.Context().Err() == nil }
+
 // Params are the namespace's chunk params.
 func (c *Client) Params() chunk.Params { return c.params }
 

@@ -173,7 +173,7 @@ diff and restore any version.`,
 	root.AddCommand(
 		newInit(g), newPush(g), newPull(g), newSync(g), newStatus(g),
 		newLog(g), newDiff(g), newLs(g), newRestore(g), newTag(g), newCheck(g),
-		newBench(g), newServe(g), newToken(g), newAdmin(g), newConflicts(g), newResolve(g),
+		newBench(g), newServe(g), newToken(g), newAdmin(g), newConflicts(g), newResolve(g), newWatch(g),
 	)
 	return root
 }

@@ -37,7 +37,14 @@ type serverProc struct {
 // prints when it listens (no sleeping: the process says when it is ready).
 func startServe(t *testing.T, data string, env ...string) *serverProc {
 	t.Helper()
-	cmd := ferryCmd(append(env, "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"), "--json", "serve", "--data", data, "--listen", "127.0.0.1:0")
+	return startServeAt(t, data, "127.0.0.1:0", env...)
+}
+
+// startServeAt starts a server on a given address (to restart one where
+// its clients expect it).
+func startServeAt(t *testing.T, data, addr string, env ...string) *serverProc {
+	t.Helper()
+	cmd := ferryCmd(append(env, "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"), "--json", "serve", "--data", data, "--listen", addr)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
