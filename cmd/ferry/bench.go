@@ -186,5 +186,33 @@ func newBench(g *globals) *cobra.Command {
 	scale.Flags().StringVar(&scfg.Work, "work", "", "scratch directory")
 	scale.Flags().StringVar(&cout, "out", "bench/results", "where to write scale.md and scale.json")
 	c.AddCommand(scale)
+
+	var lcfg bench.WatchConfig
+	lat := &cobra.Command{
+		Use:   "watch",
+		Short: "Watch latency: a write in one watched folder to the file in another, p50 and p99",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			lcfg.Ferry = self
+			if !g.quiet && !g.json {
+				lcfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
+			}
+			rep, err := bench.RunWatchLatency(c.Context(), lcfg)
+			if err != nil {
+				return err
+			}
+			if err := rep.Save(cout, "watch"); err != nil {
+				return err
+			}
+			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
+		},
+	}
+	lat.Flags().IntVar(&lcfg.Writes, "writes", 100, "writes to time")
+	lat.Flags().StringVar(&cout, "out", "bench/results", "where to write watch.md and watch.json")
+	c.AddCommand(lat)
 	return c
 }
