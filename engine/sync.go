@@ -256,6 +256,11 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 		res.Version, res.UpToDate = "", true
 		return res, nil
 	}
+	if head == base {
+		// Nothing new remotely; local changes are push's business.
+		res.UpToDate = true
+		return res, nil
+	}
 	sc, err := s.scan(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -281,6 +286,12 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 		// Local changes that already equal the head were left by an
 		// interrupted pull: go on from what is here. Others are merged.
 		if err := s.localChangesInHead(ctx, baseRoot, sc.Root, headRoot); errors.Is(err, ErrLocalChanges) {
+			// The merge references the local changes: scan again, this
+			// time storing them at the remote.
+			if sc, err = s.scan(ctx, s.remote); err != nil {
+				return nil, err
+			}
+			defer sc.CacheUpdate.Discard()
 			return s.pullMerge(ctx, sc, base, head, res)
 		} else if err != nil {
 			return nil, err

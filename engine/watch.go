@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/internal/watch"
+	"github.com/ferry-sync/ferry/state"
 	"github.com/ferry-sync/ferry/transport"
 )
 
@@ -115,11 +116,19 @@ func (wt *watcher) session(ctx context.Context, w *watch.Watcher, reason string)
 		if s, err = open(ctx, wt.dir, wt.o.Options); err != nil {
 			return err
 		}
-		defer s.close()
+		// Keep the connection, not the folder: between rounds other
+		// commands (status, log) may open it.
+		root := s.root()
+		if err := s.f.Close(); err != nil {
+			s.remote.Close()
+			return err
+		}
+		s.f = nil
+		defer s.remote.Close()
 		if c, ok := s.remote.(*transport.Client); ok {
 			sctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			if events, subEnd, err = c.Subscribe(sctx, []string{s.root()}); err != nil {
+			if events, subEnd, err = c.Subscribe(sctx, []string{root}); err != nil {
 				return err
 			}
 		}
@@ -186,15 +195,24 @@ func (wt *watcher) moved(ctx context.Context) bool {
 	return err == nil && head != base
 }
 
-// round runs one sync and reports it. For a local store, the store is
-// open only for the round.
-func (wt *watcher) round(ctx context.Context, s *session, reason string) error {
-	if s == nil {
+// round runs one sync and reports it. The folder (and a local store) is
+// open only for the round; conn, if set, holds the server connection.
+func (wt *watcher) round(ctx context.Context, conn *session, reason string) error {
+	var s *session
+	if conn == nil {
 		var err error
 		if s, err = open(ctx, wt.dir, wt.o.Options); err != nil {
 			return err
 		}
 		defer s.close()
+	} else {
+		f, err := state.Find(wt.dir)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		s = &session{f: f, remote: conn.remote, opts: conn.opts, warnings: conn.warnings}
+		conn.warnings = nil
 	}
 	start := time.Now()
 	res, err := s.sync(ctx, "")

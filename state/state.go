@@ -133,8 +133,22 @@ func Open(dir string) (*Folder, error) {
 	return f, nil
 }
 
+// LockWait is how long opening a folder waits for another ferry process
+// working on it (a watch round, a push) before giving up.
+var LockWait = 20 * time.Second
+
 func (f *Folder) openDB(create bool) error {
-	db, err := cas.Open(filepath.Join(stateDir(f.Dir), "state"), cas.Options{Create: true, CacheSize: 8 << 20, MemTableSize: 4 << 20})
+	var db *cas.DB
+	var err error
+	// A watcher holds the folder only during its rounds, so a command run
+	// beside it waits for the round to end rather than failing.
+	for deadline, pause := time.Now().Add(LockWait), 10*time.Millisecond; ; pause = min(2*pause, 250*time.Millisecond) {
+		db, err = cas.Open(filepath.Join(stateDir(f.Dir), "state"), cas.Options{Create: true, CacheSize: 8 << 20, MemTableSize: 4 << 20})
+		if !errors.Is(err, cas.ErrLocked) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(pause)
+	}
 	if err != nil {
 		if errors.Is(err, cas.ErrLocked) {
 			return fmt.Errorf("%s: another ferry is working on this folder: %w", f.Dir, err)
