@@ -1,6 +1,7 @@
 package cas
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -75,8 +76,13 @@ type DB struct {
 	// once: concurrent flushes share one fsync (group commit).
 	writeSeq, durableSeq uint64
 	flushMu              sync.Mutex // one flush at a time
-	nextPack             uint64
-	failed               error // a failed fsync: the store takes no more writes
+	// While a garbage collection runs, every blob put, found by Has or
+	// read is protected from its sweep (see BeginGC).
+	gcActive  bool
+	protected RefSet
+	closed    bool
+	nextPack  uint64
+	failed    error // a failed fsync: the store takes no more writes
 
 	packs packFiles
 }
@@ -230,9 +236,15 @@ func (db *DB) packLen(id uint64) (int64, error) {
 // Dir returns the store's directory.
 func (db *DB) Dir() string { return db.dir }
 
-// Close makes pending writes durable and releases the store.
+// Close makes pending writes durable and releases the store. Closing a
+// closed store does nothing.
 func (db *DB) Close() error {
 	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		return nil
+	}
+	db.closed = true
 	err := db.flushLocked()
 	if db.cur != nil {
 		err = errors.Join(err, db.cur.f.Close())
@@ -353,7 +365,7 @@ func (db *DB) getEncoded(ctx context.Context, ref Ref) (Flags, []byte, int, erro
 	}
 	payload := loc.inline
 	if payload == nil {
-		if payload, err = db.readPacked(ref, loc); err != nil {
+		if payload, err = db.readPackedRetry(ref, loc, rec); err != nil {
 			return 0, nil, 0, err
 		}
 	}
@@ -386,11 +398,15 @@ func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, raw
 			return false, err
 		}
 	}
+	// Ownership records carry the time of the last put: garbage
+	// collection spares what was put within its grace period.
+	stamp := binary.BigEndian.AppendUint64(nil, uint64(db.opts.Now().Unix()))
 	for _, k := range extra {
-		if err := db.pending.Set(k, nil, nil); err != nil {
+		if err := db.pending.Set(k, stamp, nil); err != nil {
 			return false, err
 		}
 	}
+	db.protectLocked(ref)
 	db.writeSeq++
 	// A full pack is sealed: its writeback starts now, its fsync waits
 	// for the next flush, so writing goes on meanwhile. Too many sealed
@@ -515,11 +531,33 @@ func (db *DB) getBlob(ctx context.Context, ref Ref) ([]byte, error) {
 	}
 	payload := loc.inline
 	if payload == nil {
-		if payload, err = db.readPacked(ref, loc); err != nil {
+		if payload, err = db.readPackedRetry(ref, loc, rec); err != nil {
 			return nil, err
 		}
 	}
 	return Decode(nil, ref, loc.flags, payload, loc.rawLen)
+}
+
+// readPackedRetry reads a packed entry; when that fails because a
+// collection moved the entry meanwhile (its record changed), it reads the
+// new place.
+func (db *DB) readPackedRetry(ref Ref, loc location, rec []byte) ([]byte, error) {
+	payload, err := db.readPacked(ref, loc)
+	if err == nil {
+		return payload, nil
+	}
+	again, gerr := db.get(blobKey(ref))
+	if gerr != nil || bytes.Equal(again, rec) {
+		return nil, err
+	}
+	nl, perr := parseLocation(again)
+	if perr != nil {
+		return nil, perr
+	}
+	if nl.inline != nil {
+		return nl.inline, nil
+	}
+	return db.readPacked(ref, nl)
 }
 
 // readPacked reads a packed entry: from the open pack's buffer when it has

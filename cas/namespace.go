@@ -100,13 +100,24 @@ func (n *Namespace) Has(ctx context.Context, refs []Ref) ([]bool, error) {
 	}
 	out := make([]bool, len(refs))
 	n.db.mu.RLock()
-	defer n.db.mu.RUnlock()
 	for i, r := range refs {
 		ok, err := n.owns(r)
 		if err != nil {
+			n.db.mu.RUnlock()
 			return nil, err
 		}
 		out[i] = ok
+	}
+	gc := n.db.gcActive
+	n.db.mu.RUnlock()
+	if gc {
+		n.db.mu.Lock()
+		for i, r := range refs {
+			if out[i] {
+				n.db.protectLocked(r) // a writer may now count on it
+			}
+		}
+		n.db.mu.Unlock()
 	}
 	return out, nil
 }
@@ -152,6 +163,7 @@ func (n *Namespace) Get(ctx context.Context, ref Ref) ([]byte, error) {
 	if !owned {
 		return nil, fmt.Errorf("get %s: %w", ref.Short(), ErrNotFound)
 	}
+	n.db.protect(ref)
 	return n.db.getBlob(ctx, ref)
 }
 
