@@ -53,7 +53,9 @@ type SweepOptions struct {
 	// Before spares ownerships put at or after this time (the grace).
 	Before time.Time
 	DryRun bool
-	// Repack rewrites packs less than this fraction live (default 0.5).
+	// Repack rewrites packs less than this fraction live (default 0.9:
+	// at most a tenth of the disk stays dead, as restic's prune keeps
+	// unused space under a bound).
 	Repack float64
 }
 
@@ -75,7 +77,7 @@ type SweepStats struct {
 func (db *DB) Sweep(ctx context.Context, o SweepOptions) (SweepStats, error) {
 	var st SweepStats
 	if o.Repack == 0 {
-		o.Repack = 0.5
+		o.Repack = 0.9
 	}
 	if err := db.Flush(ctx); err != nil {
 		return st, err

@@ -2,13 +2,17 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/transport"
 )
 
 // CheckOptions choose what check reads.
@@ -42,19 +46,18 @@ type CheckResult struct {
 // ErrDamaged is returned (with the result) when check finds damage.
 var ErrDamaged = errors.New("the store is damaged")
 
-// Check verifies a store directory: every blob record (and with ReadData
-// every blob's bytes), and that every version in every root's history
-// resolves completely: its trees, file lists and chunks are all present
-// and decode. Damage is reported with the versions and paths it affects.
-func Check(ctx context.Context, storeDir string, o CheckOptions) (*CheckResult, error) {
-	start := time.Now()
-	if !IsLocal(storeDir) {
-		return nil, fmt.Errorf("check %s: only store directories are supported by this build", storeDir)
-	}
+// Check verifies a store: a store directory (opened here; it must not be
+// open elsewhere), or a server (quic://HOST:PORT[/NAMESPACE]) that checks
+// itself while it serves: with a server admin token the whole store, with
+// a namespace's token that namespace.
+func Check(ctx context.Context, store string, o CheckOptions) (*CheckResult, error) {
 	if o.SubsetM < 0 || (o.SubsetM > 0 && (o.SubsetN < 1 || o.SubsetN > o.SubsetM)) {
 		return nil, fmt.Errorf("check: subset %d/%d: want N/M with 1 <= N <= M", o.SubsetN, o.SubsetM)
 	}
-	abs, err := filepath.Abs(storeDir)
+	if !IsLocal(store) {
+		return checkServer(ctx, store, o)
+	}
+	abs, err := filepath.Abs(store)
 	if err != nil {
 		return nil, err
 	}
@@ -63,21 +66,75 @@ func Check(ctx context.Context, storeDir string, o CheckOptions) (*CheckResult, 
 		return nil, fmt.Errorf("check %s: %w", abs, err)
 	}
 	defer db.Close()
-	res := &CheckResult{Store: abs, Damaged: []Damaged{}}
-	bad := map[cas.Ref]*Damaged{}
-	st, err := db.Check(ctx, cas.CheckOptions{ReadData: o.ReadData, SubsetN: o.SubsetN, SubsetM: o.SubsetM}, func(d cas.Damage) {
-		bad[d.Ref] = &Damaged{Ref: d.Ref.String(), Error: d.Err}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("check %s: %w", abs, err)
+	res, err := CheckDB(ctx, db, "", o)
+	if res != nil {
+		res.Store = abs
 	}
-	res.Blobs, res.BlobsRead, res.BytesRead = st.Blobs, st.BlobsRead, st.BytesRead
-	if err := checkVersions(ctx, db, bad, res); err != nil {
-		return nil, fmt.Errorf("check %s: %w", abs, err)
+	return res, err
+}
+
+func checkServer(ctx context.Context, url string, o CheckOptions) (*CheckResult, error) {
+	c, err := dialAdmin(ctx, ServerRef{URL: url, Credentials: o.Credentials})
+	if err != nil {
+		return nil, fmt.Errorf("check %s: %w", url, err)
+	}
+	defer c.Close()
+	rep, err := c.CheckStore(ctx, transport.MaintenanceRequest{ReadData: o.ReadData, SubsetN: o.SubsetN, SubsetM: o.SubsetM})
+	if len(rep) == 0 {
+		if err == nil {
+			err = errors.New("the server sent no report")
+		}
+		return nil, fmt.Errorf("check %s: %w", url, err)
+	}
+	var res CheckResult
+	if jerr := json.Unmarshal(rep, &res); jerr != nil {
+		return nil, fmt.Errorf("check %s: report: %w", url, jerr)
+	}
+	res.Store = url
+	if !res.OK {
+		return &res, ErrDamaged
+	}
+	return &res, nil
+}
+
+// CheckDB verifies an open store, while others may write to it: every
+// blob record (and with ReadData every blob's bytes), and that every kept
+// version (history and tags) resolves completely: its trees, file lists
+// and chunks are all present and decode. Damage is reported with the
+// versions and paths it affects. With namespace set, only that
+// namespace's versions are walked, and ReadData re-hashes the chunks they
+// reach instead of the whole store.
+func CheckDB(ctx context.Context, db *cas.DB, namespace string, o CheckOptions) (*CheckResult, error) {
+	start := time.Now()
+	res := &CheckResult{Store: db.Dir(), Damaged: []Damaged{}}
+	bad := map[cas.Ref]*Damaged{}
+	spaces := []string{namespace}
+	if namespace == "" {
+		st, err := db.Check(ctx, cas.CheckOptions{ReadData: o.ReadData, SubsetN: o.SubsetN, SubsetM: o.SubsetM}, func(d cas.Damage) {
+			bad[d.Ref] = &Damaged{Ref: d.Ref.String(), Error: d.Err}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("check: %w", err)
+		}
+		res.Blobs, res.BlobsRead, res.BytesRead = st.Blobs, st.BlobsRead, st.BytesRead
+		if spaces, err = db.Namespaces(ctx); err != nil {
+			return nil, fmt.Errorf("check: %w", err)
+		}
+	}
+	clean := cas.RefSet{}
+	for _, name := range spaces {
+		ns, err := db.Namespace(name)
+		if err != nil {
+			return nil, fmt.Errorf("check: %w", err)
+		}
+		if err := checkVersions(ctx, ns, bad, clean, namespace != "" && o.ReadData, res); err != nil {
+			return nil, fmt.Errorf("check %s: %w", name, err)
+		}
 	}
 	for _, d := range bad {
 		res.Damaged = append(res.Damaged, *d)
 	}
+	slices.SortFunc(res.Damaged, func(a, b Damaged) int { return strings.Compare(a.Ref, b.Ref) })
 	res.OK = len(res.Damaged) == 0
 	res.DurationMS = durationMS(start)
 	if !res.OK {
@@ -86,34 +143,41 @@ func Check(ctx context.Context, storeDir string, o CheckOptions) (*CheckResult, 
 	return res, nil
 }
 
-// checkVersions walks every history entry of every root of every
-// namespace. Objects shared by versions are checked once; a damaged or
-// missing blob is attributed to each version and path that needs it.
-func checkVersions(ctx context.Context, db *cas.DB, bad map[cas.Ref]*Damaged, res *CheckResult) error {
-	spaces, err := db.Namespaces(ctx)
+// checkVersions walks every kept version of every root of a namespace.
+// Subtrees found whole are not walked again for later versions; a damaged
+// or missing blob is attributed to each version and path that needs it.
+func checkVersions(ctx context.Context, ns *cas.Namespace, bad map[cas.Ref]*Damaged, clean cas.RefSet, readChunks bool, res *CheckResult) error {
+	roots, err := ns.Roots(ctx)
 	if err != nil {
 		return err
 	}
-	for _, name := range spaces {
-		ns, err := db.Namespace(name)
+	for _, root := range roots {
+		hist, err := ns.History(ctx, root)
 		if err != nil {
 			return err
 		}
-		roots, err := ns.Roots(ctx)
+		tags, err := ns.Tags(ctx, root)
 		if err != nil {
 			return err
 		}
-		for _, root := range roots {
-			hist, err := ns.History(ctx, root)
-			if err != nil {
-				return err
+		keep := make([]cas.Ref, 0, len(hist)+len(tags))
+		for _, h := range hist {
+			keep = append(keep, h.Ref)
+		}
+		for _, r := range tags {
+			keep = append(keep, r)
+		}
+		done := cas.RefSet{}
+		for _, r := range keep {
+			if done.Has(r) {
+				continue
 			}
-			for _, h := range hist {
-				c := &checker{ns: ns, bad: bad, seen: map[cas.Ref]bool{}, where: fmt.Sprintf("%s/%s@%s", name, root, h.Ref.Short()), res: res}
-				res.Versions++
-				if err := c.version(ctx, h.Ref); err != nil {
-					return err
-				}
+			done.Add(r)
+			c := &checker{ns: ns, bad: bad, seen: map[cas.Ref]bool{}, clean: clean, readChunks: readChunks,
+				where: fmt.Sprintf("%s/%s@%s", ns.Name(), root, r.Short()), res: res}
+			res.Versions++
+			if err := c.version(ctx, r); err != nil {
+				return err
 			}
 		}
 	}
@@ -121,15 +185,20 @@ func checkVersions(ctx context.Context, db *cas.DB, bad map[cas.Ref]*Damaged, re
 }
 
 type checker struct {
-	ns    *cas.Namespace
-	bad   map[cas.Ref]*Damaged
-	seen  map[cas.Ref]bool
-	where string
-	res   *CheckResult
+	ns  *cas.Namespace
+	bad map[cas.Ref]*Damaged
+	// seen: walked for this version; clean: trees whole, for any version.
+	seen       map[cas.Ref]bool
+	clean      cas.RefSet
+	damages    int
+	readChunks bool // re-hash chunks by reading them
+	where      string
+	res        *CheckResult
 }
 
 // damage records that ref is broken for this version at path.
 func (c *checker) damage(ref cas.Ref, path string, err error) {
+	c.damages++
 	d := c.bad[ref]
 	if d == nil {
 		d = &Damaged{Ref: ref.String(), Error: err.Error()}
@@ -174,10 +243,16 @@ func (c *checker) tree(ctx context.Context, ref cas.Ref, dir string, depth int) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if c.seen[ref] {
+	if c.seen[ref] || c.clean.Has(ref) {
 		return nil
 	}
 	c.seen[ref] = true
+	before := c.damages
+	defer func() {
+		if c.damages == before {
+			c.clean.Add(ref)
+		}
+	}()
 	b, ok := c.get(ctx, ref, dir)
 	if !ok {
 		return nil
@@ -204,10 +279,16 @@ func (c *checker) tree(ctx context.Context, ref cas.Ref, dir string, depth int) 
 // file checks a file object and that its chunks are present (their bytes
 // were verified by the blob check when it read data).
 func (c *checker) file(ctx context.Context, ref cas.Ref, p string) {
-	if c.seen[ref] {
+	if c.seen[ref] || c.clean.Has(ref) {
 		return
 	}
 	c.seen[ref] = true
+	before := c.damages
+	defer func() {
+		if c.damages == before {
+			c.clean.Add(ref)
+		}
+	}()
 	chunks, _, err := index.Chunks(ctx, cas.Getter(c.ns), ref)
 	if err != nil {
 		c.damage(ref, p, err)
@@ -216,6 +297,22 @@ func (c *checker) file(ctx context.Context, ref cas.Ref, p string) {
 	refs := make([]cas.Ref, len(chunks))
 	for i, ch := range chunks {
 		refs[i] = ch.Ref
+	}
+	if c.readChunks {
+		for _, r := range refs {
+			if c.bad[r] != nil {
+				c.damage(r, p, errors.New(c.bad[r].Error))
+				continue
+			}
+			b, err := c.ns.Get(ctx, r)
+			if err != nil {
+				c.damage(r, p, fmt.Errorf("chunk %s: %w", r.Short(), err))
+				continue
+			}
+			c.res.BlobsRead++
+			c.res.BytesRead += int64(len(b))
+		}
+		return
 	}
 	has, err := c.ns.Has(ctx, refs)
 	if err != nil {

@@ -40,6 +40,8 @@ var (
 type Remote interface {
 	cas.Store
 	cas.Heads
+	// DropHistory removes history entries (forget).
+	DropHistory(ctx context.Context, root string, seqs []uint64) error
 	Params() chunk.Params
 	Close() error
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/internal/failpoint"
 	"github.com/ferry-sync/ferry/restore"
 	"github.com/ferry-sync/ferry/scan"
 	"github.com/ferry-sync/ferry/transport"
@@ -49,7 +50,7 @@ func Push(ctx context.Context, dir string, o PushOptions) (*PushResult, error) {
 		return nil, err
 	}
 	defer s.close()
-	res, err := s.push(ctx, o.Message)
+	res, err := s.pushRecovering(ctx, o.Message)
 	if err != nil {
 		return nil, fmt.Errorf("push %s: %w", s.f.Dir, err)
 	}
@@ -129,6 +130,7 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 	s.opts.Logger.Debug("push: uploads durable", "took", time.Since(t0))
 	t0 = time.Now()
 	defer func() { s.opts.Logger.Debug("push: head moved", "took", time.Since(t0)) }()
+	failpoint.Hit("client-before-commit")
 	if err := s.remote.SwapHead(ctx, s.root(), head, ref); err != nil {
 		if errors.Is(err, cas.ErrStale) {
 			// Another device moved the head while we pushed: merge with it.
@@ -144,6 +146,33 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 	}
 	res.Version = ref.String()
 	return res, nil
+}
+
+// pushRecovering pushes; when the server refuses the commit for lacking
+// content this push counted on (a collection removed it after we learned
+// it was there), it reads everything again, so that every chunk is offered
+// anew, and retries (a few times: each retry is a race lost to another
+// collection, which a grace period makes rare).
+func (s *session) pushRecovering(ctx context.Context, message string) (*PushResult, error) {
+	res, err := s.push(ctx, message)
+	for attempt := 0; attempt < 3 && missingAtRemote(err); attempt++ {
+		s.opts.Logger.Info("push: the server lacks data this push counted on; re-reading every file", "err", err)
+		if attempt == 0 {
+			s.warnings = append(s.warnings, "the server no longer had data this push relied on (collected meanwhile); pushed again with every file re-read")
+		}
+		if cerr := s.f.StatCache().Clear(); cerr != nil {
+			return nil, errors.Join(err, cerr)
+		}
+		res, err = s.push(ctx, message)
+	}
+	return res, err
+}
+
+// missingAtRemote reports whether err is a refused commit that lists
+// blobs the server does not have.
+func missingAtRemote(err error) bool {
+	var re *transport.RemoteError
+	return errors.As(err, &re) && len(re.Missing) > 0
 }
 
 // pushMerge merges the scanned folder with a head that moved, retrying
@@ -407,7 +436,7 @@ func (s *session) sync(ctx context.Context, message string) (*SyncResult, error)
 	}
 	pr.DurationMS = durationMS(start)
 	start = time.Now()
-	ps, err := s.push(ctx, message)
+	ps, err := s.pushRecovering(ctx, message)
 	if err != nil {
 		return nil, fmt.Errorf("sync %s: %w", s.f.Dir, err)
 	}

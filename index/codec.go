@@ -147,6 +147,13 @@ func toRef(b []byte, what string) (cas.Ref, error) {
 	return cas.Ref(b), nil
 }
 
+// Object types, as TypeOf returns them.
+const (
+	TypeFile    = typeFile
+	TypeTree    = typeTree
+	TypeVersion = typeVersion
+)
+
 // TypeOf returns the object type tag of encoded object bytes (1 file,
 // 2 tree, 3 version), for walkers that meet refs of unknown type.
 func TypeOf(b []byte) (int, error) {

@@ -141,3 +141,15 @@ func (u *Update) Discard() {
 		u.b = nil
 	}
 }
+
+// Clear forgets every entry: the next scan reads every file again. A push
+// does this when the remote turns out to lack content the cache promised
+// (a collection removed it since).
+func (c *StatCache) Clear() error {
+	b := c.kv.Batch()
+	if err := b.DeletePrefix([]byte{'s'}); err != nil {
+		b.Close()
+		return err
+	}
+	return b.Commit(true)
+}

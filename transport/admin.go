@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -117,4 +118,36 @@ func (c *Client) Subscribe(ctx context.Context, roots []string) (<-chan HeadEven
 		}
 	}()
 	return events, func() error { <-done; return end }, nil
+}
+
+// DropHistory removes history entries of a root by sequence number
+// (forget); the head's own entry is refused.
+func (c *Client) DropHistory(ctx context.Context, root string, seqs []uint64) error {
+	for len(seqs) > 0 {
+		n := min(len(seqs), MaxRefs)
+		if _, err := c.request(ctx, Request{Op: opDropHistory, Root: root, Seqs: seqs[:n]}); err != nil {
+			return err
+		}
+		seqs = seqs[n:]
+	}
+	return nil
+}
+
+// GC asks the server to collect garbage now (server admin); the report
+// is JSON (see gc.Stats). A failed collection may still send a report.
+func (c *Client) GC(ctx context.Context, req MaintenanceRequest) (json.RawMessage, error) {
+	r := Request{Op: opAdminGC, DryRun: req.DryRun}
+	if req.Grace >= 0 {
+		g := int64(req.Grace)
+		r.GraceNS = &g
+	}
+	resp, err := c.request(ctx, r)
+	return resp.Report, err
+}
+
+// CheckStore asks the server to check its whole store (server admin); the
+// report is JSON (see engine.CheckResult), sent with damage too.
+func (c *Client) CheckStore(ctx context.Context, req MaintenanceRequest) (json.RawMessage, error) {
+	resp, err := c.request(ctx, Request{Op: opAdminCheck, ReadData: req.ReadData, SubsetN: req.SubsetN, SubsetM: req.SubsetM})
+	return resp.Report, err
 }

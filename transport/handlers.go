@@ -31,16 +31,24 @@ const (
 	opTokenCreate  = "token.create"
 	opTokenList    = "token.list"
 	opTokenRevoke  = "token.revoke"
+	opDropHistory  = "drop-history"
+	opAdminGC      = "admin.gc"
+	opAdminCheck   = "admin.check"
 )
 
 func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 	var resp Response
 	perm := PermRead
 	switch req.Op {
-	case opSwapHead, opSetTag, opDelete:
+	case opSwapHead, opSetTag, opDelete, opDropHistory:
 		perm = PermWrite
-	case opAdminClients, opAdminRoots, opAdminHistory, opTokenCreate, opTokenList, opTokenRevoke:
+	case opAdminClients, opAdminRoots, opAdminHistory, opTokenCreate, opTokenList, opTokenRevoke, opAdminGC:
 		perm = PermAdmin
+	case opAdminCheck:
+		perm = PermRead // a namespace's token checks that namespace
+		if s.ns == nil {
+			perm = PermAdmin
+		}
 	}
 	if err := s.need(perm); err != nil {
 		return resp, err
@@ -61,10 +69,16 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		if err != nil {
 			return resp, err
 		}
-		if err := s.srv.checkCommit(ctx, s.ns, req.Root, old, newRef); err != nil {
-			return resp, err
+		// The check and the move happen under the commit lock: a
+		// collection never starts between them (see gc.Collect).
+		s.srv.commitMu.RLock()
+		err = s.srv.checkCommit(ctx, s.ns, req.Root, old, newRef)
+		if err == nil {
+			failpoint.Hit("server-commit-checked")
+			err = s.ns.SwapHead(ctx, req.Root, old, newRef)
 		}
-		if err := s.ns.SwapHead(ctx, req.Root, old, newRef); err != nil {
+		s.srv.commitMu.RUnlock()
+		if err != nil {
 			return resp, err
 		}
 		failpoint.Hit("server-head-moved")
@@ -110,7 +124,65 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		if err != nil {
 			return resp, err
 		}
+		if ref.IsZero() {
+			return resp, s.ns.SetTag(ctx, req.Root, req.Tag, ref)
+		}
+		// A tag keeps what it names from collection, so it may only name
+		// a blob the namespace has, and a version only when complete
+		// (checked like a commit, against the head).
+		s.srv.commitMu.RLock()
+		defer s.srv.commitMu.RUnlock()
+		b, err := s.ns.Get(ctx, ref)
+		if err != nil {
+			return resp, fmt.Errorf("tag %s: %w", ref.Short(), err)
+		}
+		if typ, err := index.TypeOf(b); err == nil && typ == index.TypeVersion {
+			head, err := s.ns.Head(ctx, req.Root)
+			if err != nil && !errors.Is(err, cas.ErrNotFound) {
+				return resp, err
+			}
+			if err := s.srv.checkCommit(ctx, s.ns, req.Root, head, ref); err != nil {
+				return resp, err
+			}
+		}
 		return resp, s.ns.SetTag(ctx, req.Root, req.Tag, ref)
+	case opDropHistory:
+		if len(req.Seqs) > MaxRefs {
+			return resp, fmt.Errorf("%w: %d entries in one drop-history (max %d)", ErrProtocol, len(req.Seqs), MaxRefs)
+		}
+		if err := s.ns.DropHistory(ctx, req.Root, req.Seqs); err != nil {
+			return resp, err
+		}
+		s.log.Info("history dropped", "root", req.Root, "entries", len(req.Seqs))
+	case opAdminGC, opAdminCheck:
+		if req.Op == opAdminGC && s.tok.Namespace != AllNamespaces {
+			return resp, fmt.Errorf("%w: gc covers the whole store: it needs a server admin token", ErrPermission)
+		}
+		m := s.srv.opts.Maintenance
+		if m == nil {
+			return resp, fmt.Errorf("%w: this server does not run maintenance", ErrUnavailable)
+		}
+		mr := MaintenanceRequest{DryRun: req.DryRun, Grace: -1, ReadData: req.ReadData, SubsetN: req.SubsetN, SubsetM: req.SubsetM}
+		if s.tok.Namespace != AllNamespaces {
+			mr.Namespace = s.nsName()
+		}
+		if req.GraceNS != nil && *req.GraceNS >= 0 {
+			mr.Grace = time.Duration(*req.GraceNS)
+		}
+		var rep []byte
+		var err error
+		if req.Op == opAdminGC {
+			s.log.Info("gc requested", "dry_run", mr.DryRun, "grace", mr.Grace)
+			rep, err = m.GC(ctx, mr)
+		} else {
+			s.log.Info("check requested", "read_data", mr.ReadData)
+			rep, err = m.Check(ctx, mr)
+		}
+		resp.Report = rep
+		if err != nil {
+			resp.Err = toWire(err)
+		}
+		return resp, nil
 	case opList:
 		after, err := optRef(req.Old)
 		if err != nil {
@@ -241,6 +313,9 @@ const maxMissing = 100
 // every new file's list and chunks must be present.
 func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string, old, newRef cas.Ref) error {
 	v, err := index.LoadVersion(ctx, ns, newRef)
+	if errors.Is(err, cas.ErrNotFound) {
+		return &missingError{refs: []cas.Ref{newRef}}
+	}
 	if err != nil {
 		return fmt.Errorf("commit %s: %w", newRef.Short(), err)
 	}
@@ -250,7 +325,9 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 			oldRoot = ov.Root
 		}
 	}
-	if _, err := index.LoadTree(ctx, ns, v.Root); err != nil {
+	if _, err := index.LoadTree(ctx, ns, v.Root); errors.Is(err, cas.ErrNotFound) {
+		return &missingError{refs: []cas.Ref{v.Root}}
+	} else if err != nil {
 		return fmt.Errorf("commit %s: %w", newRef.Short(), err)
 	}
 	var missing []cas.Ref
@@ -271,7 +348,8 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 		chunkRefs = chunkRefs[:0]
 		return nil
 	}
-	err = index.Diff(ctx, ns, oldRoot, v.Root, func(c index.Change) error {
+	absent := &absentGetter{g: ns}
+	err = index.Diff(ctx, absent, oldRoot, v.Root, func(c index.Change) error {
 		if c.New == nil || c.New.Kind != index.KindFile || (c.Old != nil && c.Old.Kind == index.KindFile && c.Old.Ref == c.New.Ref) {
 			return nil
 		}
@@ -301,8 +379,8 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStopWalk) {
-		if errors.Is(err, cas.ErrNotFound) {
-			return fmt.Errorf("commit %s: a tree is missing: %w", newRef.Short(), err)
+		if errors.Is(err, cas.ErrNotFound) && !absent.ref.IsZero() {
+			return &missingError{refs: append(missing, absent.ref)}
 		}
 		return fmt.Errorf("commit %s of %q: %w", newRef.Short(), root, err)
 	}
@@ -316,6 +394,20 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 }
 
 var errStopWalk = errors.New("stop")
+
+// absentGetter remembers the last ref its getter did not have.
+type absentGetter struct {
+	g   cas.Getter
+	ref cas.Ref
+}
+
+func (a *absentGetter) Get(ctx context.Context, ref cas.Ref) ([]byte, error) {
+	b, err := a.g.Get(ctx, ref)
+	if errors.Is(err, cas.ErrNotFound) {
+		a.ref = ref
+	}
+	return b, err
+}
 
 // clients lists the sessions an admin may see.
 func (s *Server) clients(viewer *session) []ClientInfo {

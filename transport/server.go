@@ -47,6 +47,28 @@ type ServerOptions struct {
 	HandshakeTimeout time.Duration
 	// StreamIdle is how long a stream may go without progress (default 2m).
 	StreamIdle time.Duration
+	// Maintenance runs store-wide work a server admin asks for (gc,
+	// check); nil refuses those requests.
+	Maintenance Maintenance
+}
+
+// Maintenance is store-wide work a server admin may ask for over the
+// wire. Each method returns its report as JSON, which the client passes on.
+type Maintenance interface {
+	GC(ctx context.Context, req MaintenanceRequest) (json.RawMessage, error)
+	Check(ctx context.Context, req MaintenanceRequest) (json.RawMessage, error)
+}
+
+// MaintenanceRequest carries a gc or check request's options.
+type MaintenanceRequest struct {
+	DryRun bool
+	// Grace below zero asks for the server's default.
+	Grace            time.Duration
+	ReadData         bool
+	SubsetN, SubsetM int
+	// Namespace limits a check to one namespace (a namespace's token);
+	// empty is the whole store (a server admin token).
+	Namespace string
 }
 
 // Server serves a store to many clients and namespaces over QUIC.
@@ -54,6 +76,10 @@ type Server struct {
 	db     *cas.DB
 	tokens *Tokens
 	opts   ServerOptions
+
+	// commitMu is held shared by every head move from its check to the
+	// move, and exclusively by a collection while it starts (PauseCommits).
+	commitMu sync.RWMutex
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -78,6 +104,14 @@ func NewServer(db *cas.DB, tokens *Tokens, opts ServerOptions) *Server {
 		opts.StreamIdle = 2 * time.Minute
 	}
 	return &Server{db: db, tokens: tokens, opts: opts, sessions: map[*session]struct{}{}, subs: map[string]map[*subscriber]struct{}{}}
+}
+
+// PauseCommits waits until no head move is between its check and the
+// move, and holds new ones until resume is called: a garbage collection
+// starts protecting blobs at a moment when no commit is half done.
+func (s *Server) PauseCommits() (resume func()) {
+	s.commitMu.Lock()
+	return s.commitMu.Unlock
 }
 
 // QUICConfig is the QUIC configuration both ends use: large flow-control

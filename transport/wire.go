@@ -74,6 +74,13 @@ type Request struct {
 	ID        string   `cbor:"11,keyasint,omitempty"`
 	Label     string   `cbor:"12,keyasint,omitempty"`
 	Roots     []string `cbor:"13,keyasint,omitempty"`
+	Seqs      []uint64 `cbor:"14,keyasint,omitempty"`
+	// Maintenance options (admin.gc, admin.check).
+	DryRun   bool   `cbor:"15,keyasint,omitempty"`
+	GraceNS  *int64 `cbor:"16,keyasint,omitempty"` // nil: the server's default
+	ReadData bool   `cbor:"17,keyasint,omitempty"`
+	SubsetN  int    `cbor:"18,keyasint,omitempty"`
+	SubsetM  int    `cbor:"19,keyasint,omitempty"`
 }
 
 // Response answers a request, or ends a put stream.
@@ -93,6 +100,7 @@ type Response struct {
 	More    bool          `cbor:"13,keyasint,omitempty"`
 	Refs    [][]byte      `cbor:"14,keyasint,omitempty"`
 	Event   *Event        `cbor:"15,keyasint,omitempty"`
+	Report  []byte        `cbor:"16,keyasint,omitempty"` // JSON of a maintenance report
 }
 
 // WireError is an error on the wire; see RemoteError.

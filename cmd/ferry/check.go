@@ -18,9 +18,15 @@ func newCheck(g *globals) *cobra.Command {
 		subset   string
 	)
 	c := &cobra.Command{
-		Use:   "check [DIR] [--remote STORE] [--read-data | --read-data-subset N/M]",
+		Use:   "check [DIR] [--remote STORE|quic://HOST:PORT[/NS]] [--read-data | --read-data-subset N/M]",
 		Short: "Verify a store: every version resolves; with --read-data every chunk re-hashes",
-		Args:  args(cobra.MaximumNArgs(1)),
+		Long: `Check a store: every blob record, and every kept version (history and tags)
+resolves completely; with --read-data every blob is read and re-hashed (or slice
+N of M of them). Damage is reported with the versions and paths it affects.
+A store directory is checked here (stop its server first); a server checks
+itself while it serves: the whole store with its admin token, one namespace
+with that namespace's token (the folder's, when run in a folder).`,
+		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
 			o := engine.CheckOptions{ReadData: readData}
 			if subset != "" {
@@ -32,15 +38,22 @@ func newCheck(g *globals) *cobra.Command {
 			if remote == "" {
 				remote = os.Getenv("FERRY_REMOTE")
 			}
+			eo, _ := g.options("")
 			if remote == "" {
 				f, err := state.Find(dirArg(a))
 				if err != nil {
 					return usageError{fmt.Errorf("check: give --remote STORE, or run it in a synced folder: %w", err)}
 				}
 				remote = f.Config.Remote
+				// A server checks the folder's namespace with the folder's token.
+				if eo.Credentials.Token == "" {
+					eo.Credentials.Token = f.Token()
+				}
+				if eo.Credentials.Fingerprint == "" {
+					eo.Credentials.Fingerprint = f.Config.Fingerprint
+				}
 				f.Close()
 			}
-			eo, _ := g.options("")
 			o.Options = eo
 			res, err := engine.Check(c.Context(), remote, o)
 			if err != nil && !errors.Is(err, engine.ErrDamaged) {
@@ -71,7 +84,7 @@ func newCheck(g *globals) *cobra.Command {
 			return err
 		},
 	}
-	c.Flags().StringVar(&remote, "remote", "", "the store to check (default: the folder's remote)")
+	c.Flags().StringVar(&remote, "remote", "", "the store directory or server to check (default: the folder's remote)")
 	c.Flags().BoolVar(&readData, "read-data", false, "read and re-hash every blob")
 	c.Flags().StringVar(&subset, "read-data-subset", "", "read slice N of M of the blobs (N/M)")
 	return c

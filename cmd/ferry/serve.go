@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/ferry-sync/ferry/internal/server"
 	"github.com/spf13/cobra"
@@ -47,6 +48,8 @@ make tokens for namespaces with 'ferry token create'. Stops cleanly on SIGTERM.`
 	c.Flags().StringVar(&cfg.Data, "data", "", "the server's data directory (required)")
 	c.Flags().StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "UDP address to listen on")
 	c.Flags().StringVar(&cfg.Metrics, "metrics", "", "TCP address for /metrics and /healthz (off when empty)")
+	c.Flags().DurationVar(&cfg.GCEvery, "gc-every", 24*time.Hour, "collect garbage this often (0: only when an admin asks)")
+	c.Flags().DurationVar(&cfg.GCGrace, "gc-grace", time.Hour, "spare what was put within this long")
 	return c
 }
 

@@ -1,8 +1,9 @@
 // Package failpoint lets crash tests kill a real ferry process at a named
 // step. FERRY_FAILPOINT=name=N makes the N-th Hit(name) send SIGKILL to
 // the process itself: the same death as a power cut for everything above
-// the page cache, at an exact point instead of a random one. Without the
-// variable, Hit costs one load of a bool.
+// the page cache, at an exact point instead of a random one. Tests in the
+// same process can instead hang an action on a step (Set). Without either,
+// Hit costs two loads.
 package failpoint
 
 import (
@@ -38,6 +39,7 @@ func init() {
 
 // Hit marks that the step name was reached.
 func Hit(step string) {
+	runHook(step)
 	if !enabled || step != name {
 		return
 	}

@@ -18,6 +18,8 @@ type metrics struct {
 	conns    prometheus.Gauge
 	latency  *prometheus.HistogramVec
 	errors   *prometheus.CounterVec
+	gcRuns   *prometheus.CounterVec
+	gcFreed  prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -30,9 +32,11 @@ func newMetrics() *metrics {
 		conns:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_active_connections", Help: "Authenticated client connections."}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ferry_request_duration_seconds", Help: "Control request latency by op.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"op"}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_request_errors_total", Help: "Control requests that failed, by op."}, []string{"op"}),
+		errors:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_request_errors_total", Help: "Control requests that failed, by op."}, []string{"op"}),
+		gcRuns:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_gc_runs_total", Help: "Garbage collections, by result."}, []string{"result"}),
+		gcFreed: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_gc_freed_bytes_total", Help: "Disk bytes garbage collection returned."}),
 	}
-	m.reg.MustRegister(m.bytesIn, m.bytesOut, m.stored, m.dedup, m.conns, m.latency, m.errors,
+	m.reg.MustRegister(m.bytesIn, m.bytesOut, m.stored, m.dedup, m.conns, m.latency, m.errors, m.gcRuns, m.gcFreed,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -53,6 +57,15 @@ func (m *metrics) Request(op string, d time.Duration, err error) {
 	if err != nil {
 		m.errors.WithLabelValues(op).Inc()
 	}
+}
+
+func (m *metrics) gc(freed int64, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.gcRuns.WithLabelValues(result).Inc()
+	m.gcFreed.Add(float64(freed))
 }
 
 // handler serves /metrics and /healthz (no authentication: neither tells

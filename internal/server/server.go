@@ -13,9 +13,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/gc"
 	"github.com/ferry-sync/ferry/state"
 	"github.com/ferry-sync/ferry/transport"
 )
@@ -33,6 +35,10 @@ type Config struct {
 	Version string
 	// Ready is called once the server listens.
 	Ready func(Info)
+	// GCEvery runs a garbage collection this often (0: never on a
+	// schedule; admins can still ask). GCGrace spares what was put within
+	// it (default gc.DefaultGrace).
+	GCEvery, GCGrace time.Duration
 }
 
 // Info is what a started server tells its operator.
@@ -99,7 +105,18 @@ func Run(ctx context.Context, cfg Config) error {
 		go httpSrv.Serve(hl)
 		defer httpSrv.Close()
 	}
-	srv := transport.NewServer(db, tokens, transport.ServerOptions{Logger: cfg.Logger, Metrics: m, Version: cfg.Version})
+	if cfg.GCGrace <= 0 {
+		cfg.GCGrace = gc.DefaultGrace
+	}
+	maint := &maintenance{db: db, grace: cfg.GCGrace, log: cfg.Logger, metrics: m}
+	srv := transport.NewServer(db, tokens, transport.ServerOptions{Logger: cfg.Logger, Metrics: m, Version: cfg.Version, Maintenance: maint})
+	maint.srv = srv
+	gcCtx, stopGC := context.WithCancel(ctx)
+	var gcDone sync.WaitGroup
+	gcDone.Go(func() { maint.schedule(gcCtx, cfg.GCEvery) })
+	// Deferred after db.Close, so it runs before it.
+	defer gcDone.Wait()
+	defer stopGC()
 	cfg.Logger.Info("serving", "addr", info.Addr, "fingerprint", fp, "metrics", info.MetricsAddr, "data", cfg.Data)
 	// Admin commands on this machine find the server through its data
 	// directory.

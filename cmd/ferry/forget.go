@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/gc"
+	"github.com/spf13/cobra"
+)
+
+func newForget(g *globals) *cobra.Command {
+	var (
+		o      engine.ForgetOptions
+		within string
+		noTags bool
+	)
+	c := &cobra.Command{
+		Use:   "forget [DIR] --keep-last N [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--keep-within D] [--keep-tag T] [--dry-run]",
+		Short: "Drop versions from the root's history by a retention policy (data goes at the next gc)",
+		Long: `Apply a retention policy to the history of the folder's root, restic style:
+keep the newest N versions (--keep-last), the newest version of each of the last
+N hours, days, ISO weeks, months and years, every version within a duration of
+the newest (--keep-within 2y5m7d3h), and tagged versions. A count of -1 keeps
+every bucket. The head is always kept; tagged versions are kept unless
+--forget-tagged is given (then only --keep-tag names keep). The versions dropped
+stay readable until 'ferry gc' (or the server's scheduled gc) reclaims their data.`,
+		Args: args(cobra.MaximumNArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			if within != "" {
+				d, err := gc.ParseWithin(within)
+				if err != nil {
+					return usageError{err}
+				}
+				o.Policy.Within = d
+			}
+			o.Policy.KeepTagged = !noTags
+			if o.Policy.Empty() || (o.Policy.KeepTagged && o.Policy.Last == 0 && o.Policy.Hourly == 0 && o.Policy.Daily == 0 &&
+				o.Policy.Weekly == 0 && o.Policy.Monthly == 0 && o.Policy.Yearly == 0 && o.Policy.Within == 0 && len(o.Policy.Tags) == 0) {
+				return usageError{fmt.Errorf("forget: give at least one --keep-* rule (refusing to forget every version)")}
+			}
+			eo, _ := g.options("")
+			o.Options = eo
+			res, err := engine.Forget(c.Context(), dirArg(a), o)
+			if err != nil {
+				return err
+			}
+			return g.print(res, func(w io.Writer) {
+				fmt.Fprintf(w, "Applying policy to root %s: %s\n", res.Root, describePolicy(o.Policy))
+				printForget(w, "keep", res.Keep, true)
+				verb := "remove"
+				if res.DryRun {
+					verb = "would remove"
+				}
+				printForget(w, verb, res.Remove, false)
+				if !res.DryRun && len(res.Remove) > 0 {
+					fmt.Fprintln(w, "their data is reclaimed by the next 'ferry gc'")
+				}
+			})
+		},
+	}
+	f := c.Flags()
+	f.IntVar(&o.Policy.Last, "keep-last", 0, "keep the newest N versions")
+	f.IntVar(&o.Policy.Hourly, "keep-hourly", 0, "keep the newest version of each of the last N hours")
+	f.IntVar(&o.Policy.Daily, "keep-daily", 0, "keep the newest version of each of the last N days")
+	f.IntVar(&o.Policy.Weekly, "keep-weekly", 0, "keep the newest version of each of the last N ISO weeks")
+	f.IntVar(&o.Policy.Monthly, "keep-monthly", 0, "keep the newest version of each of the last N months")
+	f.IntVar(&o.Policy.Yearly, "keep-yearly", 0, "keep the newest version of each of the last N years")
+	f.StringVar(&within, "keep-within", "", "keep versions within this duration of the newest (e.g. 2y5m7d3h, 36h)")
+	f.StringSliceVar(&o.Policy.Tags, "keep-tag", nil, "keep versions with this tag (repeatable)")
+	f.BoolVar(&noTags, "forget-tagged", false, "tagged versions are not kept for being tagged (only --keep-tag keeps)")
+	f.BoolVarP(&o.DryRun, "dry-run", "n", false, "say what would be removed, remove nothing")
+	return c
+}
+
+func describePolicy(p gc.Policy) string {
+	var parts []string
+	add := func(n int, what string) {
+		switch {
+		case n < 0:
+			parts = append(parts, "all "+what)
+		case n > 0:
+			parts = append(parts, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	add(p.Last, "latest versions")
+	add(p.Hourly, "hourly")
+	add(p.Daily, "daily")
+	add(p.Weekly, "weekly")
+	add(p.Monthly, "monthly")
+	add(p.Yearly, "yearly")
+	if p.Within > 0 {
+		parts = append(parts, "all within "+p.Within.String()+" of the newest")
+	}
+	for _, t := range p.Tags {
+		parts = append(parts, "tag "+t)
+	}
+	if p.KeepTagged {
+		parts = append(parts, "every tagged version")
+	}
+	return "keep " + strings.Join(parts, ", ")
+}
+
+func printForget(w io.Writer, verb string, list []engine.ForgetEntry, reasons bool) {
+	noun := "versions"
+	if len(list) == 1 {
+		noun = "version"
+	}
+	fmt.Fprintf(w, "\n%s %d %s:\n", verb, len(list), noun)
+	if len(list) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	if reasons {
+		fmt.Fprintln(tw, "VERSION\tTIME\tDEVICE\tFILES\tSIZE\tREASONS")
+	} else {
+		fmt.Fprintln(tw, "VERSION\tTIME\tDEVICE\tFILES\tSIZE")
+	}
+	for _, e := range list {
+		line := fmt.Sprintf("%s\t%s\t%s\t%d\t%s", short(e.Version), e.Time.Local().Format("2006-01-02 15:04:05"), e.Device, e.Files, human(e.Bytes))
+		if reasons {
+			line += "\t" + strings.Join(e.Reasons, ", ")
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,79 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/transport"
+)
+
+// maintenance runs garbage collection and checks inside the server, on
+// demand (admin requests) and on a schedule. Collections run one at a
+// time; pushes go on meanwhile.
+type maintenance struct {
+	db      *cas.DB
+	srv     *transport.Server
+	grace   time.Duration
+	log     *slog.Logger
+	metrics *metrics
+	gcMu    sync.Mutex
+}
+
+func (m *maintenance) GC(ctx context.Context, req transport.MaintenanceRequest) (json.RawMessage, error) {
+	m.gcMu.Lock()
+	defer m.gcMu.Unlock()
+	grace := m.grace
+	if req.Grace >= 0 {
+		grace = req.Grace
+	}
+	st, err := engine.CollectDB(ctx, m.db, m.srv.PauseCommits, engine.GCOptions{
+		Options: engine.Options{Logger: m.log},
+		Grace:   grace,
+		DryRun:  req.DryRun,
+	})
+	if st == nil {
+		return nil, err
+	}
+	if !req.DryRun {
+		m.metrics.gc(st.DiskFreed, err)
+	}
+	b, jerr := json.Marshal(st)
+	return b, errors.Join(err, jerr)
+}
+
+func (m *maintenance) Check(ctx context.Context, req transport.MaintenanceRequest) (json.RawMessage, error) {
+	res, err := engine.CheckDB(ctx, m.db, req.Namespace, engine.CheckOptions{ReadData: req.ReadData, SubsetN: req.SubsetN, SubsetM: req.SubsetM})
+	if res == nil {
+		return nil, err
+	}
+	if errors.Is(err, engine.ErrDamaged) {
+		err = nil // the report says so
+	}
+	b, jerr := json.Marshal(res)
+	return b, errors.Join(err, jerr)
+}
+
+// schedule collects garbage every period until ctx ends.
+func (m *maintenance) schedule(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := m.GC(ctx, transport.MaintenanceRequest{Grace: -1}); err != nil && ctx.Err() == nil {
+			m.log.Error("scheduled gc failed", "err", err)
+		}
+	}
+}
