@@ -400,7 +400,7 @@ func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, raw
 	}
 	// Ownership records carry the time of the last put: garbage
 	// collection spares what was put within its grace period.
-	stamp := binary.BigEndian.AppendUint64(nil, uint64(db.opts.Now().Unix()))
+	stamp := binary.BigEndian.AppendUint64(nil, uint64(db.opts.Now().UnixNano()))
 	for _, k := range extra {
 		if err := db.pending.Set(k, stamp, nil); err != nil {
 			return false, err

@@ -82,7 +82,7 @@ func (db *DB) Sweep(ctx context.Context, o SweepOptions) (SweepStats, error) {
 	if err := db.Flush(ctx); err != nil {
 		return st, err
 	}
-	cutoff := uint64(o.Before.Unix())
+	cutoff := uint64(o.Before.UnixNano())
 	owned := RefSet{}
 	var drop []keyRef
 	err := db.iterate([]byte{'o'}, func(k, v []byte) error {
