@@ -28,7 +28,7 @@ func TestImportGraph(t *testing.T) {
 		"restore":            {"cas", "index", "state", "internal/failpoint"},
 		"engine":             {"cas", "chunk", "index", "state", "scan", "restore", "transport", "gc", "internal/watch", "internal/failpoint"},
 		"internal/watch":     {},
-		"bench":              {"transport"},
+		"bench":              {"transport", "cas", "index"},
 		"gc":                 {"cas", "index", "internal/failpoint"},
 		"cmd/ferry":          {"engine", "state", "bench", "gc", "internal/server"},
 		"internal/server":    {"cas", "state", "transport", "engine", "gc"},

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -66,14 +67,44 @@ func (n *Namespace) SetConfig(ctx context.Context, v []byte) error {
 	return n.db.setDurable(nsConfigKey(n.name), v)
 }
 
-// Namespaces lists the namespaces that have a config record.
+// Namespaces lists every namespace that has a config record, a head or
+// a blob, sorted.
 func (db *DB) Namespaces(ctx context.Context) ([]string, error) {
-	var out []string
+	seen := map[string]bool{}
 	err := db.iterate([]byte{'N'}, func(k, _ []byte) error {
-		out = append(out, string(k[1:]))
+		seen[string(k[1:])] = true
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	// Heads and ownerships are keyed prefix ns \x00 ...: skip from one
+	// namespace to the next instead of reading every key.
+	for _, p := range []byte{'h', 'o'} {
+		it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
+		if err != nil {
+			return nil, err
+		}
+		for it.First(); it.Valid(); {
+			k := it.Key()
+			i := bytes.IndexByte(k, 0)
+			if i < 0 {
+				it.Next()
+				continue
+			}
+			seen[string(k[1:i])] = true
+			it.SeekGE(append(append([]byte{p}, k[1:i]...), 1))
+		}
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for ns := range seen {
+		out = append(out, ns)
+	}
+	slices.Sort(out)
+	return out, ctx.Err()
 }
 
 func (db *DB) setDurable(key, v []byte) error {

@@ -3,6 +3,7 @@ package cas_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -196,5 +197,28 @@ func TestSweepRepacksMostlyDeadPacks(t *testing.T) {
 	mustHave(t, a, map[cas.Ref]bool{refs[0]: true, refs[1]: false})
 	if _, err := a.Get(ctx, refs[1]); !errors.Is(err, cas.ErrNotFound) {
 		t.Errorf("get of a swept blob: %v, want ErrNotFound", err)
+	}
+}
+
+// TestNamespacesListsEveryNamespaceWithData: a namespace with blobs or a
+// head but no config record is still listed, so a collection marks it.
+func TestNamespacesListsEveryNamespaceWithData(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, t.TempDir())
+	put(t, ns(t, db, "blobs-only"), []byte("x"))
+	h := ns(t, db, "head-only")
+	ref := put(t, h, []byte("y"))
+	if err := h.SwapHead(ctx, "r", cas.Ref{}, ref); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns(t, db, "config-only").SetConfig(ctx, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Namespaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "[blobs-only config-only head-only]"; fmt.Sprint(got) != want {
+		t.Errorf("namespaces %v, want %s", got, want)
 	}
 }

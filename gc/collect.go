@@ -109,7 +109,12 @@ func Collect(ctx context.Context, db *cas.DB, o Options) (*Stats, error) {
 
 	t0 = time.Now()
 	sw, err := db.Sweep(ctx, cas.SweepOptions{
-		Live:   func(ns string, r cas.Ref) bool { return live[ns].Has(r) },
+		// A namespace the mark did not cover (one made during the
+		// collection) keeps everything.
+		Live: func(ns string, r cas.Ref) bool {
+			set, marked := live[ns]
+			return !marked || set.Has(r)
+		},
 		Before: cutoff,
 		DryRun: o.DryRun,
 	})

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ferry-sync/ferry/bench"
@@ -214,5 +215,121 @@ func newBench(g *globals) *cobra.Command {
 	lat.Flags().IntVar(&lcfg.Writes, "writes", 100, "writes to time")
 	lat.Flags().StringVar(&cout, "out", "bench/results", "where to write watch.md and watch.json")
 	c.AddCommand(lat)
+	var gcfg bench.GCConfig
+	gcCmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Garbage collection: time and memory on a store of 1M chunks, space left after forget --keep-last 1",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			gcfg.Ferry = self
+			if !g.quiet && !g.json {
+				gcfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
+			}
+			rep, err := bench.RunGC(c.Context(), gcfg)
+			if err != nil {
+				return err
+			}
+			if err := rep.Save(cout, "gc"); err != nil {
+				return err
+			}
+			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
+		},
+	}
+	gcCmd.Flags().IntVar(&gcfg.Chunks, "chunks", 1_000_000, "chunks in the synthetic store")
+	gcCmd.Flags().StringVar(&gcfg.Work, "work", "", "scratch directory")
+	gcCmd.Flags().StringVar(&cout, "out", "bench/results", "where to write gc.md and gc.json")
+	c.AddCommand(gcCmd)
+	c.AddCommand(newBenchAll(g))
+	return c
+}
+
+// newBenchAll runs every peer workload in turn and writes latest.md.
+func newBenchAll(g *globals) *cobra.Command {
+	var (
+		quick bool
+		out   string
+	)
+	c := &cobra.Command{
+		Use:   "all [--quick] [--out DIR]",
+		Short: "Every workload (compare, wan, scale, watch, gc), then DIR/latest.md with all the tables",
+		Long: `Run the whole comparison: ferry against rsync and restic on every corpus, the
+emulated WAN (skipped with a note where network namespaces or netem are
+missing), the scale curves, watch latency and collection. Each writes its own
+NAME.md and NAME.json in DIR; latest.md gathers them. --quick uses small corpora
+and one run (under two minutes: what CI runs so the harness never rots).`,
+		Args: args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			log := func(string) {}
+			if !g.quiet && !g.json {
+				log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
+			}
+			ctx := c.Context()
+			var reps []*bench.Report
+			save := func(name string, rep *bench.Report, err error) error {
+				if err != nil {
+					return fmt.Errorf("bench %s: %w", name, err)
+				}
+				reps = append(reps, rep)
+				return rep.Save(out, name)
+			}
+			suffix, note := "", ""
+			if quick {
+				suffix, note = "-quick", "Quick run (--quick): small corpora, one run each; for the harness's health, not for the figures."
+			}
+			ccfg := bench.CompareConfig{Ferry: self, Log: log}
+			wcfg := bench.WANConfig{Ferry: self, Log: log}
+			scfg := bench.ScaleConfig{Ferry: self, Log: log}
+			lcfg := bench.WatchConfig{Ferry: self, Log: log}
+			gcfg := bench.GCConfig{Ferry: self, Log: log}
+			if quick {
+				ccfg.Corpora, ccfg.Runs = bench.QuickCorpora(), 1
+				wcfg.Size, wcfg.Runs = 8<<20, 1
+				scfg.Files, scfg.Sizes, scfg.Runs = []int{1000, 10_000}, []int64{64 << 20}, 1
+				lcfg.Writes = 20
+				gcfg.Chunks = 20_000
+			}
+			rep, err := bench.RunCompare(ctx, ccfg)
+			if err := save("compare"+suffix, rep, err); err != nil {
+				return err
+			}
+			rep, err = bench.RunWAN(ctx, wcfg)
+			if err := save("wan"+suffix, rep, err); err != nil {
+				return err
+			}
+			rep, err = bench.RunScale(ctx, scfg)
+			if err := save("scale"+suffix, rep, err); err != nil {
+				return err
+			}
+			rep, err = bench.RunWatchLatency(ctx, lcfg)
+			if err := save("watch"+suffix, rep, err); err != nil {
+				return err
+			}
+			rep, err = bench.RunGC(ctx, gcfg)
+			if err := save("gc"+suffix, rep, err); err != nil {
+				return err
+			}
+			latest := out
+			if quick {
+				latest = filepath.Join(out, "quick")
+			}
+			if err := bench.WriteLatest(latest, reps, note); err != nil {
+				return err
+			}
+			if !g.quiet {
+				fmt.Fprintf(g.stderr, "bench: wrote %s\n", filepath.Join(latest, "latest.md"))
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&quick, "quick", false, "small corpora, one run (CI)")
+	c.Flags().StringVar(&out, "out", "bench/results", "where to write the results")
 	return c
 }
