@@ -7,7 +7,7 @@ BIN       := bin/ferry
 FUZZTIME  ?= 5s
 PKGS      := ./...
 
-.PHONY: all build test test-short demo bench bench-quick fuzz lint clean
+.PHONY: all build test test-short demo bench bench-quick bench-go fuzz lint clean
 
 all: build
 
@@ -26,12 +26,20 @@ test-short:
 demo: build
 	@sh scripts/demo.sh $(BIN)
 
-# Go benchmarks of the hot paths (compare runs with benchstat).
-bench:
-	$(GO) test -run XXX -bench . -benchtime 5x -count 3 ./chunk ./cas ./scan
+# The whole comparison with rsync and restic (installed with apt-get when
+# missing), the WAN, scale curves, watch latency and gc; writes
+# bench/results/*.md and bench/results/latest.md. Hours on a small machine.
+bench: build
+	$(BIN) bench all
 
-bench-quick:
-	$(GO) test -run XXX -bench . -benchtime 1x -count 1 ./chunk ./cas ./scan
+# The same harness on small corpora, one run each (under two minutes; CI
+# runs it so the harness never rots). Results go to bench/results/quick/.
+bench-quick: build
+	$(BIN) bench all --quick
+
+# Go benchmarks of the hot paths (compare runs with benchstat).
+bench-go:
+	$(GO) test -run XXX -bench . -benchtime 5x -count 3 ./chunk ./cas ./scan
 
 # Each fuzz target, briefly. Go fuzzes one target per invocation.
 fuzz:

@@ -59,7 +59,7 @@ func RunGC(ctx context.Context, c GCConfig) (*Report, error) {
 	store := filepath.Join(c.Work, "big-store")
 	c.Log(fmt.Sprintf("gc: building a store of %d chunks", c.Chunks))
 	t0 := time.Now()
-	if err := buildGCStore(ctx, store, c.Chunks); err != nil {
+	if err := BuildGCStore(ctx, store, c.Chunks); err != nil {
 		return nil, fmt.Errorf("gc store: %w", err)
 	}
 	c.Log(fmt.Sprintf("gc: built in %s; collecting", time.Since(t0).Round(time.Millisecond)))
@@ -122,12 +122,12 @@ func dirSize(dir string) int64 {
 	return n
 }
 
-// buildGCStore writes a store with n small chunks in files of 64 chunks,
+// BuildGCStore writes a store (exported for profiling a collection) with n small chunks in files of 64 chunks,
 // directories of 500 files, and two versions: the first names the first
 // 60% of the files, the second the last 60%. The first is then dropped
 // from the history, so 40% of the chunks are dead. The store's clock is
 // set an hour back so nothing is within a grace period.
-func buildGCStore(ctx context.Context, dir string, n int) error {
+func BuildGCStore(ctx context.Context, dir string, n int) error {
 	past := time.Now().Add(-time.Hour)
 	db, err := cas.Open(dir, cas.Options{Create: true, Now: func() time.Time { return past }})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -19,13 +20,23 @@ type WatchConfig struct {
 	Ferry  string
 	Work   string
 	Writes int // default 100
-	Log    func(string)
+	// IdleFiles is the burst written before the idle CPU is measured over
+	// Idle (defaults 100,000 and 30 s).
+	IdleFiles int
+	Idle      time.Duration
+	Log       func(string)
 }
 
 // RunWatchLatency measures write-to-appearance latency, p50 and p99.
 func RunWatchLatency(ctx context.Context, c WatchConfig) (*Report, error) {
 	if c.Writes == 0 {
 		c.Writes = 100
+	}
+	if c.IdleFiles == 0 {
+		c.IdleFiles = 100_000
+	}
+	if c.Idle == 0 {
+		c.Idle = 30 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = func(string) {}
@@ -57,8 +68,10 @@ func RunWatchLatency(ctx context.Context, c WatchConfig) (*Report, error) {
 	if _, err := fp.Receive(ctx, b); err != nil {
 		return nil, err
 	}
+	var watchers []*exec.Cmd
 	for _, dir := range []string{a, b} {
 		cmd := exec.CommandContext(ctx, c.Ferry, "--json", "watch", dir)
+		watchers = append(watchers, cmd)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			return nil, err
@@ -104,5 +117,92 @@ func RunWatchLatency(ctx context.Context, c WatchConfig) (*Report, error) {
 	rep.Ratios = append(rep.Ratios,
 		Ratio{What: "watch latency p50 (ms)", Value: float64(p50.Milliseconds()), Target: "< 300 (Syncthing's default delay: 10 s)"},
 		Ratio{What: "watch latency p99 (ms)", Value: float64(p99.Milliseconds()), Target: "< 1000"})
+
+	// A burst of IdleFiles files, then the CPU the two watchers use while
+	// nothing happens.
+	c.Log(fmt.Sprintf("burst of %d files", c.IdleFiles))
+	start := time.Now()
+	if err := writeSmallFiles(filepath.Join(a, "many"), c.IdleFiles); err != nil {
+		return nil, err
+	}
+	for countFiles(filepath.Join(b, "many")) < c.IdleFiles {
+		if time.Since(start) > 10*time.Minute {
+			return nil, fmt.Errorf("the burst of %d files did not arrive in 10 minutes", c.IdleFiles)
+		}
+		time.Sleep(50 * time.Millisecond) // sampling, not synchronisation
+	}
+	burst := time.Since(start)
+	rep.Rows = append(rep.Rows, Row{Workload: fmt.Sprintf("%d new files at once", c.IdleFiles), Step: "written on A to all on B", Tool: "ferry watch",
+		Median: Measure{Wall: burst}, Runs: 1})
+	// Idle means nothing left to do: wait (at most 3 minutes) until a
+	// 2-second window passes with both watchers nearly still.
+	c.Log("waiting for the watchers to settle")
+	for settle := time.Now(); time.Since(settle) < 3*time.Minute; {
+		var cpu0 []time.Duration
+		for _, w := range watchers {
+			cpu0 = append(cpu0, procCPU(w.Process.Pid))
+		}
+		time.Sleep(2 * time.Second) // the sampling window
+		still := true
+		for i, w := range watchers {
+			if procCPU(w.Process.Pid)-cpu0[i] > 40*time.Millisecond {
+				still = false
+			}
+		}
+		if still {
+			break
+		}
+	}
+	c.Log(fmt.Sprintf("idle for %s", c.Idle))
+	var before []time.Duration
+	for _, w := range watchers {
+		before = append(before, procCPU(w.Process.Pid))
+	}
+	idleStart := time.Now()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(c.Idle): // the measured idle window
+	}
+	window := time.Since(idleStart)
+	var worst float64
+	for i, w := range watchers {
+		used := procCPU(w.Process.Pid) - before[i]
+		worst = max(worst, 100*used.Seconds()/window.Seconds())
+	}
+	rep.Rows = append(rep.Rows, Row{Workload: fmt.Sprintf("watching a folder of %d files", c.IdleFiles+c.Writes+1), Step: "idle", Tool: "ferry watch",
+		Median: Measure{Wall: window}, Runs: 1, Note: fmt.Sprintf("busier watcher: %.2f%% of a core", worst)})
+	rep.Ratios = append(rep.Ratios, Ratio{What: fmt.Sprintf("idle watcher CPU on %d files (%% of a core)", c.IdleFiles), Value: worst, Target: "< 1 at 100k files"})
 	return rep, nil
+}
+
+// countFiles counts the regular files under dir.
+func countFiles(dir string) int {
+	n := 0
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// procCPU is the user+system CPU time a process has used so far.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the ")" that ends the command name: utime is the 12th,
+	// stime the 13th, in clock ticks (100 per second on Linux).
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(fields[11], &ut)
+	fmt.Sscan(fields[12], &st)
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // BeginGC starts protecting blobs for a collection: from now until EndGC,
@@ -74,6 +77,11 @@ type SweepStats struct {
 // deletes blobs no namespace owns any more, deletes packs with nothing
 // live and rewrites packs that are mostly dead, then compacts Pebble so the
 // space really returns to the filesystem.
+//
+// It streams: memory holds a batch of keys and the refs whose ownership it
+// dropped (32 bytes each), never a set of every blob. A blob can only lose
+// its last owner through a dropped ownership (every put records one in the
+// same batch), so those refs are the only candidates for deletion.
 func (db *DB) Sweep(ctx context.Context, o SweepOptions) (SweepStats, error) {
 	var st SweepStats
 	if o.Repack == 0 {
@@ -83,8 +91,14 @@ func (db *DB) Sweep(ctx context.Context, o SweepOptions) (SweepStats, error) {
 		return st, err
 	}
 	cutoff := uint64(o.Before.UnixNano())
-	owned := RefSet{}
-	var drop []keyRef
+	var batch []keyRef
+	var dropped []Ref
+	drop := func() error {
+		refs, err := db.dropOwnerships(batch, o.DryRun, &st)
+		dropped = append(dropped, refs...)
+		batch = batch[:0]
+		return err
+	}
 	err := db.iterate([]byte{'o'}, func(k, v []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -96,42 +110,36 @@ func (db *DB) Sweep(ctx context.Context, o SweepOptions) (SweepStats, error) {
 		ns, ref := string(k[1:i]), Ref(k[i+1:])
 		young := len(v) == 8 && binary.BigEndian.Uint64(v) >= cutoff
 		if young || o.Live(ns, ref) {
-			owned.Add(ref)
 			return nil
 		}
-		drop = append(drop, keyRef{key: bytes.Clone(k), ref: ref})
-		return nil
-	})
-	if err != nil {
-		return st, err
-	}
-	// Drop in batches, each checked against the protected set under the
-	// lock that puts and Has take: what a writer touched since is kept.
-	for len(drop) > 0 {
-		n := min(len(drop), 4096)
-		if err := db.dropOwnerships(drop[:n], owned, o.DryRun, &st); err != nil {
-			return st, err
-		}
-		drop = drop[n:]
-	}
-	// Blobs no namespace owns any more.
-	var dead []keyRef
-	err = db.iterate([]byte{'b'}, func(k, v []byte) error {
-		ref := Ref(k[1:])
-		if !owned.Has(ref) {
-			dead = append(dead, keyRef{key: bytes.Clone(k), ref: ref})
+		batch = append(batch, keyRef{key: bytes.Clone(k), ref: ref})
+		if len(batch) == sweepBatch {
+			return drop()
 		}
 		return nil
 	})
+	if err == nil && len(batch) > 0 {
+		err = drop()
+	}
 	if err != nil {
 		return st, err
 	}
-	for len(dead) > 0 {
-		n := min(len(dead), 4096)
-		if err := db.deleteBlobs(dead[:n], o.DryRun, &st); err != nil {
+	// The blobs that lost an owner: delete those that have none left.
+	slices.SortFunc(dropped, Ref.Compare)
+	dropped = slices.Compact(dropped)
+	spaces, err := db.Namespaces(ctx)
+	if err != nil {
+		return st, err
+	}
+	for len(dropped) > 0 {
+		if err := ctx.Err(); err != nil {
 			return st, err
 		}
-		dead = dead[n:]
+		n := min(len(dropped), sweepBatch)
+		if err := db.deleteUnowned(dropped[:n], spaces, o, cutoff, &st); err != nil {
+			return st, err
+		}
+		dropped = dropped[n:]
 	}
 	if o.DryRun {
 		return st, nil
@@ -145,68 +153,117 @@ func (db *DB) Sweep(ctx context.Context, o SweepOptions) (SweepStats, error) {
 		return st, err
 	}
 	for _, p := range [][]byte{{'o'}, {'b'}, {'p'}} {
-		if err := db.pdb.Compact(ctx, p, prefixEnd(p), true); err != nil {
+		if err := db.pdb.Compact(ctx, p, prefixEnd(p), false); err != nil {
 			return st, fmt.Errorf("cas: compact: %w", err)
 		}
 	}
 	return st, nil
 }
 
+const sweepBatch = 4096
+
 type keyRef struct {
 	key []byte
 	ref Ref
 }
 
-// dropOwnerships deletes ownership records, sparing protected refs (which
-// then stay owned).
-func (db *DB) dropOwnerships(items []keyRef, owned RefSet, dry bool, st *SweepStats) error {
+// dropOwnerships deletes ownership records, sparing protected refs, and
+// returns the refs whose ownership it dropped (or, dry, would drop).
+func (db *DB) dropOwnerships(items []keyRef, dry bool, st *SweepStats) ([]Ref, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	var out []Ref
 	for _, it := range items {
 		if db.protected.Has(it.ref) {
-			owned.Add(it.ref)
 			continue
 		}
 		st.Ownerships++
+		out = append(out, it.ref)
 		if !dry {
 			if err := db.pending.Delete(it.key, nil); err != nil {
-				return err
+				return out, err
 			}
 		}
 	}
 	if dry {
-		return nil
+		return out, nil
 	}
-	return db.flushLocked()
+	return out, db.flushLocked()
 }
 
-// deleteBlobs deletes blob records nobody owns, sparing protected refs.
-// Their bytes are reclaimed with their packs.
-func (db *DB) deleteBlobs(items []keyRef, dry bool, st *SweepStats) error {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	for _, it := range items {
-		if db.protected.Has(it.ref) {
-			continue
+// deleteUnowned deletes the blob records of refs that no namespace owns
+// and nobody touched during the collection. Their bytes are reclaimed with
+// their packs. A dry run, which dropped nothing, counts as owned only the
+// ownerships the sweep would keep.
+func (db *DB) deleteUnowned(refs []Ref, spaces []string, o SweepOptions, cutoff uint64, st *SweepStats) error {
+	// refs are sorted: walk the ownership and blob keys with forward
+	// seeks, which reuse the block they are in, instead of point gets.
+	var iters []*pebble.Iterator
+	defer func() {
+		for _, it := range iters {
+			it.Close()
 		}
-		rec, err := db.getLocked(it.key)
-		if errors.Is(err, ErrNotFound) {
-			continue
+	}()
+	newIter := func(p []byte) (*pebble.Iterator, error) {
+		it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err == nil {
+			iters = append(iters, it)
 		}
+		return it, err
+	}
+	owners := make([]*pebble.Iterator, len(spaces))
+	for i, ns := range spaces {
+		it, err := newIter(ownPrefix(ns))
 		if err != nil {
 			return err
 		}
-		if loc, err := parseLocation(rec); err == nil {
+		owners[i] = it
+	}
+	blobs, err := newIter([]byte{'b'})
+	if err != nil {
+		return err
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	for _, ref := range refs {
+		if db.protected.Has(ref) {
+			continue // touched since: kept, owned or not
+		}
+		owned := false
+		for i, ns := range spaces {
+			k := ownKey(ns, ref)
+			if !owners[i].SeekGE(k) || !bytes.Equal(owners[i].Key(), k) {
+				continue
+			}
+			v := owners[i].Value()
+			if !o.DryRun || (len(v) == 8 && binary.BigEndian.Uint64(v) >= cutoff) || o.Live(ns, ref) {
+				owned = true
+				break
+			}
+		}
+		if owned {
+			continue
+		}
+		k := blobKey(ref)
+		if !blobs.SeekGE(k) || !bytes.Equal(blobs.Key(), k) {
+			continue
+		}
+		if loc, err := parseLocation(blobs.Value()); err == nil {
 			st.BlobBytes += int64(loc.storedLen)
 		}
 		st.Blobs++
-		if !dry {
-			if err := db.pending.Delete(it.key, nil); err != nil {
+		if !o.DryRun {
+			if err := db.pending.Delete(k, nil); err != nil {
 				return err
 			}
 		}
 	}
-	if dry {
+	for _, it := range iters {
+		if err := it.Error(); err != nil {
+			return err
+		}
+	}
+	if o.DryRun {
 		return nil
 	}
 	return db.flushLocked()

@@ -80,10 +80,15 @@ func TestSweepRemovesWhatNoNamespaceKeeps(t *testing.T) {
 	deadSmall := put(t, a, []byte("small and dead"))
 	keptB := put(t, b, random(3, 1<<20))
 
-	st, err := db.Sweep(ctx, cas.SweepOptions{
-		Live:   liveSet(map[string][]cas.Ref{"a": {shared}, "b": {keptB}}),
-		Before: time.Now().Add(time.Hour),
-	})
+	live := liveSet(map[string][]cas.Ref{"a": {shared}, "b": {keptB}})
+	dry, err := db.Sweep(ctx, cas.SweepOptions{Live: live, Before: time.Now().Add(time.Hour), DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dry.Ownerships != 3 || dry.Blobs != 2 {
+		t.Errorf("dry run would drop %d ownerships and %d blobs, want 3 and 2", dry.Ownerships, dry.Blobs)
+	}
+	st, err := db.Sweep(ctx, cas.SweepOptions{Live: live, Before: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,8 @@ func GC(ctx context.Context, store string, o GCOptions) (*gc.Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := cas.Open(abs, cas.Options{})
+	// A collection reads sequentially: a small block cache does.
+	db, err := cas.Open(abs, cas.Options{CacheSize: 8 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("gc %s: %w", abs, err)
 	}

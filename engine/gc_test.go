@@ -149,7 +149,7 @@ func TestGCInterleavings(t *testing.T) {
 		prepare func(t *testing.T, g *gcServer, dir string)
 		step    string
 		// during runs at step; collect is a full collection.
-		during   func(g *gcServer, dir string)
+		during func(g *gcServer, dir string)
 		// recovers: the push must have re-sent what the collection
 		// removed (the only way to succeed).
 		recovers bool

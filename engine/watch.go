@@ -104,6 +104,26 @@ type watcher struct {
 	dir   string
 	local bool
 	last  cas.Ref // the version the last round left
+	// mine are the versions this watcher's rounds made or reached: the
+	// server's announcements of them need no round.
+	mine  map[cas.Ref]bool
+	order []cas.Ref
+}
+
+// remember adds a version to mine, keeping the newest 1024.
+func (wt *watcher) remember(r cas.Ref) {
+	if r.IsZero() || wt.mine[r] {
+		return
+	}
+	if wt.mine == nil {
+		wt.mine = map[cas.Ref]bool{}
+	}
+	wt.mine[r] = true
+	wt.order = append(wt.order, r)
+	if len(wt.order) > 1024 {
+		delete(wt.mine, wt.order[0])
+		wt.order = wt.order[1:]
+	}
 }
 
 // session runs rounds over one connection until it fails.
@@ -161,8 +181,8 @@ func (wt *watcher) session(ctx context.Context, w *watch.Watcher, reason string)
 			if !ok {
 				return subEnd()
 			}
-			if e.Ref == wt.last {
-				continue // our own push
+			if wt.mine[e.Ref] {
+				continue // our own push, or a head we already have
 			}
 			reason = "remote"
 		case <-rescan.C:
@@ -172,6 +192,19 @@ func (wt *watcher) session(ctx context.Context, w *watch.Watcher, reason string)
 				continue
 			}
 			reason = "poll"
+		}
+		// Announcements queued meanwhile are covered by this round: a
+		// round syncs to whatever the head is now.
+	drain:
+		for {
+			select {
+			case _, ok := <-events:
+				if !ok {
+					break drain
+				}
+			default:
+				break drain
+			}
 		}
 		if err := wt.round(ctx, s, reason); err != nil {
 			if c, ok := s.remoteClient(); ok && !c.Alive() {
@@ -240,6 +273,18 @@ func (wt *watcher) round(ctx context.Context, conn *session, reason string) erro
 	}
 	if r, err := cas.ParseRef(e.Version); err == nil {
 		wt.last = r
+	}
+	var reached []string
+	if res.Pull != nil {
+		reached = append(reached, res.Pull.Version)
+	}
+	if res.Push != nil {
+		reached = append(reached, res.Push.Version)
+	}
+	for _, v := range reached {
+		if r, err := cas.ParseRef(v); err == nil {
+			wt.remember(r)
+		}
 	}
 	wt.o.Report(e)
 	return nil

@@ -79,7 +79,7 @@ func Collect(ctx context.Context, db *cas.DB, o Options) (*Stats, error) {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
 	t0 := time.Now()
-	live := map[string]cas.RefSet{}
+	live := map[string]*Live{}
 	for _, name := range names {
 		ns, err := db.Namespace(name)
 		if err != nil {
@@ -97,7 +97,7 @@ func Collect(ctx context.Context, db *cas.DB, o Options) (*Stats, error) {
 		}
 		live[name] = set
 		st.Namespaces++
-		st.Live += len(set)
+		st.Live += set.Len()
 		st.Mark.Roots += ms.Roots
 		st.Mark.Versions += ms.Versions
 		st.Mark.Objects += ms.Objects

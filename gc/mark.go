@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/index"
@@ -30,8 +31,8 @@ type MarkStats struct {
 // versions in its history and its tagged versions, each with everything
 // under its tree, plus everything under pins (shares). Parent links are
 // not followed: a forgotten version is gone even if a kept one names it.
-func Mark(ctx context.Context, ns Namespace, pins []cas.Ref) (cas.RefSet, MarkStats, error) {
-	m := &marker{ns: ns, live: cas.RefSet{}, walked: cas.RefSet{}}
+func Mark(ctx context.Context, ns Namespace, pins []cas.Ref) (*Live, MarkStats, error) {
+	m := &marker{ns: ns, walked: cas.RefSet{}}
 	roots, err := ns.Roots(ctx)
 	if err != nil {
 		return nil, m.st, fmt.Errorf("mark: %w", err)
@@ -71,15 +72,37 @@ func Mark(ctx context.Context, ns Namespace, pins []cas.Ref) (cas.RefSet, MarkSt
 			return nil, m.st, fmt.Errorf("mark pin %s: %w", r.Short(), err)
 		}
 	}
-	return m.live, m.st, nil
+	// Sorted in place: one array of refs at the peak, not two.
+	refs := m.chunks
+	m.chunks = nil
+	for r := range m.walked {
+		refs = append(refs, r)
+	}
+	slices.SortFunc(refs, cas.Ref.Compare)
+	refs = slices.Compact(refs)
+	m.st.Chunks = len(refs) - m.st.Objects
+	return &Live{refs: refs}, m.st, nil
 }
 
+// Live is the set of blobs a namespace keeps: sorted refs, 32 bytes each,
+// where a map would take twice that and more.
+type Live struct{ refs []cas.Ref }
+
+// Has reports whether r is live.
+func (l *Live) Has(r cas.Ref) bool {
+	_, ok := slices.BinarySearchFunc(l.refs, r, cas.Ref.Compare)
+	return ok
+}
+
+// Len is the number of live blobs.
+func (l *Live) Len() int { return len(l.refs) }
+
 type marker struct {
-	ns   Namespace
-	live cas.RefSet
-	// walked holds the objects already walked, apart from live: a chunk
-	// whose bytes happen to be an object must not stop that object's walk.
+	ns Namespace
+	// walked holds the objects walked; chunks the chunks met (with the
+	// few repeats that files sharing chunks give, removed at the end).
 	walked cas.RefSet
+	chunks []cas.Ref
 	st     MarkStats
 }
 
@@ -107,7 +130,6 @@ func (m *marker) object(ctx context.Context, ref cas.Ref, depth int) error {
 		return err
 	}
 	m.walked.Add(ref)
-	m.live.Add(ref)
 	m.st.Objects++
 	typ, err := index.TypeOf(b)
 	if err != nil {
@@ -139,10 +161,7 @@ func (m *marker) object(ctx context.Context, ref cas.Ref, depth int) error {
 			return fmt.Errorf("file %s: %w", ref.Short(), err)
 		}
 		for _, c := range f.Chunks {
-			if !m.live.Has(c.Ref) {
-				m.live.Add(c.Ref)
-				m.st.Chunks++
-			}
+			m.chunks = append(m.chunks, c.Ref)
 		}
 		for _, p := range f.Parts {
 			if err := m.object(ctx, p.Ref, depth+1); err != nil {

@@ -213,6 +213,8 @@ func newBench(g *globals) *cobra.Command {
 		},
 	}
 	lat.Flags().IntVar(&lcfg.Writes, "writes", 100, "writes to time")
+	lat.Flags().IntVar(&lcfg.IdleFiles, "idle-files", 100_000, "files written at once before the idle CPU is measured")
+	lat.Flags().DurationVar(&lcfg.Idle, "idle", 30*time.Second, "idle window over which the watchers' CPU is measured")
 	lat.Flags().StringVar(&cout, "out", "bench/results", "where to write watch.md and watch.json")
 	c.AddCommand(lat)
 	var gcfg bench.GCConfig
@@ -260,7 +262,8 @@ func newBenchAll(g *globals) *cobra.Command {
 emulated WAN (skipped with a note where network namespaces or netem are
 missing), the scale curves, watch latency and collection. Each writes its own
 NAME.md and NAME.json in DIR; latest.md gathers them. --quick uses small corpora
-and one run (under two minutes: what CI runs so the harness never rots).`,
+and one run (under two minutes: what CI runs so the harness never rots), written to
+DIR/quick unless --out is given.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			self, err := os.Executable()
@@ -280,9 +283,12 @@ and one run (under two minutes: what CI runs so the harness never rots).`,
 				reps = append(reps, rep)
 				return rep.Save(out, name)
 			}
-			suffix, note := "", ""
+			note := ""
 			if quick {
-				suffix, note = "-quick", "Quick run (--quick): small corpora, one run each; for the harness's health, not for the figures."
+				note = "Quick run (--quick): small corpora, one run each; for the harness's health, not for the figures."
+				if !c.Flags().Changed("out") {
+					out = filepath.Join(out, "quick")
+				}
 			}
 			ccfg := bench.CompareConfig{Ferry: self, Log: log}
 			wcfg := bench.WANConfig{Ferry: self, Log: log}
@@ -293,38 +299,34 @@ and one run (under two minutes: what CI runs so the harness never rots).`,
 				ccfg.Corpora, ccfg.Runs = bench.QuickCorpora(), 1
 				wcfg.Size, wcfg.Runs = 8<<20, 1
 				scfg.Files, scfg.Sizes, scfg.Runs = []int{1000, 10_000}, []int64{64 << 20}, 1
-				lcfg.Writes = 20
+				lcfg.Writes, lcfg.IdleFiles, lcfg.Idle = 20, 2000, 5*time.Second
 				gcfg.Chunks = 20_000
 			}
 			rep, err := bench.RunCompare(ctx, ccfg)
-			if err := save("compare"+suffix, rep, err); err != nil {
+			if err := save("compare", rep, err); err != nil {
 				return err
 			}
 			rep, err = bench.RunWAN(ctx, wcfg)
-			if err := save("wan"+suffix, rep, err); err != nil {
+			if err := save("wan", rep, err); err != nil {
 				return err
 			}
 			rep, err = bench.RunScale(ctx, scfg)
-			if err := save("scale"+suffix, rep, err); err != nil {
+			if err := save("scale", rep, err); err != nil {
 				return err
 			}
 			rep, err = bench.RunWatchLatency(ctx, lcfg)
-			if err := save("watch"+suffix, rep, err); err != nil {
+			if err := save("watch", rep, err); err != nil {
 				return err
 			}
 			rep, err = bench.RunGC(ctx, gcfg)
-			if err := save("gc"+suffix, rep, err); err != nil {
+			if err := save("gc", rep, err); err != nil {
 				return err
 			}
-			latest := out
-			if quick {
-				latest = filepath.Join(out, "quick")
-			}
-			if err := bench.WriteLatest(latest, reps, note); err != nil {
+			if err := bench.WriteLatest(out, reps, note); err != nil {
 				return err
 			}
 			if !g.quiet {
-				fmt.Fprintf(g.stderr, "bench: wrote %s\n", filepath.Join(latest, "latest.md"))
+				fmt.Fprintf(g.stderr, "bench: wrote %s\n", filepath.Join(out, "latest.md"))
 			}
 			return nil
 		},
