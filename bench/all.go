@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,7 +14,7 @@ import (
 // run, in order, under one heading with the date and machine.
 func WriteLatest(dir string, reps []*Report, note string) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# ferry benchmarks: latest run\n\n%s, on %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), Machine())
+	fmt.Fprintf(&b, "# ferry benchmarks\n\nGathered %s, on %s; each section gives the date of its own run.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), Machine())
 	if note != "" {
 		b.WriteString(note + "\n\n")
 	}
@@ -26,4 +28,29 @@ func WriteLatest(dir string, reps []*Report, note string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "latest.md"), []byte(b.String()), 0o644)
+}
+
+// AllReports are the reports `ferry bench all` writes, in the order
+// latest.md shows them.
+var AllReports = []string{"compare", "wan", "scale", "watch", "gc"}
+
+// Gather reads the saved reports of dir (those that exist), for
+// WriteLatest when the workloads ran one by one.
+func Gather(dir string) ([]*Report, error) {
+	var out []*Report
+	for _, name := range AllReports {
+		b, err := os.ReadFile(filepath.Join(dir, name+".json"))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var r Report
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("%s.json: %w", name, err)
+		}
+		out = append(out, &r)
+	}
+	return out, nil
 }

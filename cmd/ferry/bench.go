@@ -246,6 +246,21 @@ func newBench(g *globals) *cobra.Command {
 	gcCmd.Flags().StringVar(&cout, "out", "bench/results", "where to write gc.md and gc.json")
 	c.AddCommand(gcCmd)
 	c.AddCommand(newBenchAll(g))
+	var lout string
+	latest := &cobra.Command{
+		Use:   "latest [--out DIR]",
+		Short: "Gather the saved reports of DIR into DIR/latest.md (after running workloads one by one)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			reps, err := bench.Gather(lout)
+			if err != nil {
+				return err
+			}
+			return bench.WriteLatest(lout, reps, "")
+		},
+	}
+	latest.Flags().StringVar(&lout, "out", "bench/results", "the results directory")
+	c.AddCommand(latest)
 	return c
 }
 
