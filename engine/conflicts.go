@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/index"
 )
 
@@ -51,8 +52,13 @@ func (s *session) conflicts(ctx context.Context) ([]ConflictCopy, error) {
 		return nil, err
 	}
 	sc.CacheUpdate.Discard()
+	return s.conflictsIn(ctx, sc.Root)
+}
+
+// conflictsIn lists the conflict copies in a scanned tree.
+func (s *session) conflictsIn(ctx context.Context, root cas.Ref) ([]ConflictCopy, error) {
 	out := []ConflictCopy{}
-	err = index.Walk(ctx, s.objects(), sc.Root, func(p string, e index.Entry) error {
+	err := index.Walk(ctx, s.objects(), root, func(p string, e index.Entry) error {
 		if c, ok := parseConflict(p); ok && index.IsConflictCopy(e.Name) {
 			out = append(out, c)
 		}

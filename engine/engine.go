@@ -300,7 +300,7 @@ func (s *session) scan(ctx context.Context, dst scan.Dest) (*scan.Result, error)
 	// can read the trees of a scan that stored nothing; a push to a local
 	// store needs no second copy.
 	var objects cas.Putter = s.f.Cache()
-	if s.local() && dst != nil {
+	if _, dry := dst.(*dryDest); s.local() && dst != nil && !dry {
 		objects = nil
 	}
 	return scan.Scan(ctx, s.f.Dir, s.f.StatCache(), dst, scan.Options{

@@ -687,3 +687,40 @@ func TestStatusThenPush(t *testing.T) {
 		t.Errorf("pulled %q", got)
 	}
 }
+
+// TestSyncDryRun: the plan names each side's changes and the bytes a pull
+// would fetch, exactly as the pull then does, and changes nothing.
+func TestSyncDryRun(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.folder("a", "r"), e.folder("b", "r")
+	write(t, filepath.Join(a, "keep.txt"), []byte("kept"), 0o644)
+	write(t, filepath.Join(a, "big.bin"), random(7, 3<<20), 0o644)
+	e.push(a)
+	e.pull(b)
+	write(t, filepath.Join(a, "new.bin"), random(8, 1<<20), 0o644)
+	os.Remove(filepath.Join(a, "keep.txt"))
+	e.push(a)
+
+	before := snapshot(t, b)
+	p, err := PlanSync(e.ctx, b, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.PullChanges) != 2 || len(p.PushChanges) != 0 || p.Merge {
+		t.Fatalf("plan: pull %v, push %v, merge %v; want 2 pull changes only", p.PullChanges, p.PushChanges, p.Merge)
+	}
+	sameSnapshot(t, snapshot(t, b), before)
+	res := e.pull(b)
+	if res.BytesFetched != p.BytesToFetch || p.BytesToFetch != 1<<20 {
+		t.Errorf("the plan said %d bytes to fetch, the pull fetched %d (want %d)", p.BytesToFetch, res.BytesFetched, 1<<20)
+	}
+
+	write(t, filepath.Join(b, "local.txt"), []byte("mine"), 0o644)
+	p, err = PlanSync(e.ctx, b, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.PushChanges) != 1 || p.PushChanges[0].Path != "local.txt" || p.BlobsToSend == 0 {
+		t.Errorf("plan after a local change: push %v, %d blobs", p.PushChanges, p.BlobsToSend)
+	}
+}

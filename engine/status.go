@@ -39,7 +39,9 @@ type StatusResult struct {
 	// RemoteAhead: the head moved since the folder's base.
 	RemoteAhead  bool     `json:"remote_ahead"`
 	LocalChanges []Change `json:"local_changes"`
-	Warnings     []string `json:"warnings,omitempty"`
+	// Conflicts are the unresolved conflict copies in the folder.
+	Conflicts []ConflictCopy `json:"conflicts"`
+	Warnings  []string       `json:"warnings,omitempty"`
 }
 
 // Status compares the folder with its base and the remote head. It reads
@@ -79,6 +81,9 @@ func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
 		return nil, err
 	}
 	res.InSync = sameTree(sc.Root, headRoot)
+	if res.Conflicts, err = s.conflictsIn(ctx, sc.Root); err != nil {
+		return nil, err
+	}
 	err = index.Diff(ctx, s.objects(), baseRoot, sc.Root, func(c index.Change) error {
 		if c.New != nil && c.Old != nil && c.New.Kind == index.KindDir {
 			return nil // a directory whose contents changed: listed below it

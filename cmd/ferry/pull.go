@@ -47,12 +47,24 @@ func printPull(w io.Writer, res *engine.PullResult) {
 }
 
 func newSync(g *globals) *cobra.Command {
-	var message string
+	var (
+		message string
+		dryRun  bool
+	)
 	c := &cobra.Command{
 		Use:   "sync [DIR]",
 		Short: "Pull, then push, once",
 		Args:  args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
+			if dryRun {
+				o, done := g.options("scan")
+				p, err := engine.PlanSync(c.Context(), dirArg(a), o)
+				done()
+				if err != nil {
+					return err
+				}
+				return g.print(p, func(w io.Writer) { printPlan(w, p) })
+			}
 			o, done := g.options("sync")
 			res, err := engine.Sync(c.Context(), dirArg(a), engine.PushOptions{Options: o, Message: message})
 			done()
@@ -76,5 +88,25 @@ func newSync(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVarP(&message, "message", "m", "", "a note to keep with the version")
 	c.Flags().BoolVar(&g.force, "force", false, "delete even more than the deletion guard allows")
+	c.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "say what would change on each side and the bytes that would cross the wire; change nothing")
 	return c
+}
+
+func printPlan(w io.Writer, p *engine.SyncPlan) {
+	printWarnings(w, p.Warnings)
+	if len(p.PullChanges) == 0 && len(p.PushChanges) == 0 {
+		fmt.Fprintln(w, "nothing to sync: the folder and the head agree")
+		return
+	}
+	if len(p.PullChanges) > 0 {
+		fmt.Fprintf(w, "pull would change %d paths from head %s, fetching %d chunks (%s):\n", len(p.PullChanges), short(p.Head), p.ChunksToFetch, human(p.BytesToFetch))
+		printChanges(w, p.PullChanges)
+	}
+	if len(p.PushChanges) > 0 {
+		fmt.Fprintf(w, "push would send %d local changes: %d blobs (%s) the remote lacks:\n", len(p.PushChanges), p.BlobsToSend, human(p.BytesToSend))
+		printChanges(w, p.PushChanges)
+	}
+	if p.Merge {
+		fmt.Fprintln(w, "both sides changed: the sync would merge them (a file changed on both sides keeps both copies)")
+	}
 }

@@ -36,6 +36,12 @@ func newStatus(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "%d local changes (run 'ferry push'):\n", len(res.LocalChanges))
 					printChanges(w, res.LocalChanges)
 				}
+				if len(res.Conflicts) > 0 {
+					fmt.Fprintf(w, "%d unresolved conflicts (settle with 'ferry resolve PATH --keep local|remote|both'):\n", len(res.Conflicts))
+					for _, c := range res.Conflicts {
+						fmt.Fprintf(w, "  ! %s (other copy: %s, from %s)\n", c.Path, c.Copy, c.Device)
+					}
+				}
 			})
 		},
 	}
