@@ -81,8 +81,10 @@ type DB struct {
 	gcActive  bool
 	protected RefSet
 	closed    bool
-	nextPack  uint64
-	failed    error // a failed fsync: the store takes no more writes
+	// usage caches each namespace's charged bytes (see quota.go).
+	usage    map[string]int64
+	nextPack uint64
+	failed   error // a failed fsync: the store takes no more writes
 
 	packs packFiles
 }
@@ -297,10 +299,10 @@ func (db *DB) hasBlobLocked(r Ref) (bool, error) {
 	return err == nil, err
 }
 
-// putBlob stores data under ref unless a record exists, and adds the extra
-// records (ownership) to the same batch. Hashing and compression happen
-// outside the lock.
-func (db *DB) putBlob(ctx context.Context, ref Ref, data []byte, extra ...[]byte) error {
+// putBlob stores data under ref unless a record exists, and records that
+// owner owns it (charging its usage; see writeRecord). Hashing and
+// compression happen outside the lock.
+func (db *DB) putBlob(ctx context.Context, ref Ref, data []byte, owner string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -319,7 +321,7 @@ func (db *DB) putBlob(ctx context.Context, ref Ref, data []byte, extra ...[]byte
 	if flags&FlagZstd != 0 {
 		*bp = payload[:0]
 	}
-	_, err := db.writeRecord(ref, false, payload, flags, len(data), extra)
+	_, err := db.writeRecord(ref, false, payload, flags, len(data), owner)
 	return err
 }
 
@@ -328,7 +330,7 @@ var encBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b
 // putEncoded stores a blob given in its stored form (as a peer sends it):
 // it is decoded and verified, then kept as sent, so it is compressed once.
 // It reports whether the blob was new to the store.
-func (db *DB) putEncoded(ctx context.Context, ref Ref, flags Flags, payload []byte, rawLen int, extra ...[]byte) (bool, error) {
+func (db *DB) putEncoded(ctx context.Context, ref Ref, flags Flags, payload []byte, rawLen int, owner string) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -341,7 +343,7 @@ func (db *DB) putEncoded(ctx context.Context, ref Ref, flags Flags, payload []by
 	if err != nil {
 		return false, err
 	}
-	return db.writeRecord(ref, false, payload, flags, rawLen, extra)
+	return db.writeRecord(ref, false, payload, flags, rawLen, owner)
 }
 
 var decBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
@@ -372,18 +374,49 @@ func (db *DB) getEncoded(ctx context.Context, ref Ref) (Flags, []byte, int, erro
 	return loc.flags, payload, loc.rawLen, nil
 }
 
-// writeRecord stores the blob unless a record exists, plus the extra
-// records, and reports whether the blob was new.
-func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, rawLen int, extra [][]byte) (bool, error) {
+// writeRecord stores the blob unless a record exists, and records that
+// owner owns it, and reports whether the blob was new. A new ownership is
+// charged to the owner's usage (the blob's stored size), and refused with
+// ErrQuota when that would pass the owner's quota; nothing is written then.
+func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, rawLen int, owner string) (bool, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.failed != nil {
 		return false, db.failed
 	}
+	var stored int64 = int64(len(payload))
 	if !exists {
 		// Another writer may have stored it since we looked.
 		var err error
 		if exists, err = db.hasBlobLocked(ref); err != nil {
+			return false, err
+		}
+	}
+	if exists {
+		if rec, err := db.getLocked(blobKey(ref)); err == nil {
+			if loc, err := parseLocation(rec); err == nil {
+				stored = int64(loc.storedLen)
+				if loc.inline != nil {
+					stored = int64(len(loc.inline))
+				}
+			}
+		}
+	}
+	// Ownership records carry the time of the last put (garbage
+	// collection spares what was put within its grace) and the bytes the
+	// owner was charged for the blob (given back when it is collected).
+	ok := ownKey(owner, ref)
+	charged, newOwner := stored, true
+	if old, err := db.getLocked(ok); err == nil {
+		newOwner = false
+		if len(old) >= 16 {
+			charged = int64(binary.BigEndian.Uint64(old[8:]))
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return false, err
+	}
+	if newOwner {
+		if err := db.chargeLocked(owner, charged); err != nil {
 			return false, err
 		}
 	}
@@ -398,13 +431,10 @@ func (db *DB) writeRecord(ref Ref, exists bool, payload []byte, flags Flags, raw
 			return false, err
 		}
 	}
-	// Ownership records carry the time of the last put: garbage
-	// collection spares what was put within its grace period.
-	stamp := binary.BigEndian.AppendUint64(nil, uint64(db.opts.Now().UnixNano()))
-	for _, k := range extra {
-		if err := db.pending.Set(k, stamp, nil); err != nil {
-			return false, err
-		}
+	v := binary.BigEndian.AppendUint64(nil, uint64(db.opts.Now().UnixNano()))
+	v = binary.BigEndian.AppendUint64(v, uint64(charged))
+	if err := db.pending.Set(ok, v, nil); err != nil {
+		return false, err
 	}
 	db.protectLocked(ref)
 	db.writeSeq++

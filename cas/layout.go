@@ -20,7 +20,10 @@ import (
 //	"b" ref                        blob record (below)
 //	"p" P(8, big endian)           pack record: uvarint committed length
 //	"N" ns                         namespace config, JSON (chunk params)
-//	"o" ns \x00 ref                ns owns blob ref: unix ns of the last put (8, BE)
+//	"o" ns \x00 ref                ns owns blob ref: unix ns of the last put (8, BE),
+//	                               bytes charged to ns for it (8, BE)
+//	"u" ns                         bytes ns is charged for (8, BE): the sum of the above
+//	"q" ns                         ns's byte quota (8, BE); absent: none
 //	"h" ns \x00 root               head: ref (32 bytes)
 //	"l" ns \x00 root \x00 seq(8)   history entry: ref(32) time(8, unix ns)
 //	"t" ns \x00 root \x00 tag      tag: ref (32 bytes)

@@ -158,14 +158,14 @@ func (n *Namespace) Has(ctx context.Context, refs []Ref) ([]bool, error) {
 // again is harmless), but the bytes are verified all the same: a put proves
 // the caller has them.
 func (n *Namespace) Put(ctx context.Context, ref Ref, data []byte) error {
-	return n.db.putBlob(ctx, ref, data, ownKey(n.name, ref))
+	return n.db.putBlob(ctx, ref, data, n.name)
 }
 
 // PutEncoded stores a blob sent in its stored form (see Encode); it is
 // verified by decoding, and kept as sent. It reports whether the bytes were
 // new to the store (false: a dedup hit, only the ownership was recorded).
 func (n *Namespace) PutEncoded(ctx context.Context, ref Ref, flags Flags, payload []byte, rawLen int) (bool, error) {
-	return n.db.putEncoded(ctx, ref, flags, payload, rawLen, ownKey(n.name, ref))
+	return n.db.putEncoded(ctx, ref, flags, payload, rawLen, n.name)
 }
 
 // GetEncoded returns an owned blob in its stored form, unverified: for a

@@ -108,11 +108,15 @@ func (db *DB) Sweep(ctx context.Context, o SweepOptions) (SweepStats, error) {
 			return fmt.Errorf("%w: ownership key", ErrCorrupt)
 		}
 		ns, ref := string(k[1:i]), Ref(k[i+1:])
-		young := len(v) == 8 && binary.BigEndian.Uint64(v) >= cutoff
+		young := len(v) >= 8 && binary.BigEndian.Uint64(v) >= cutoff
 		if young || o.Live(ns, ref) {
 			return nil
 		}
-		batch = append(batch, keyRef{key: bytes.Clone(k), ref: ref})
+		var charge int64
+		if len(v) >= 16 {
+			charge = int64(binary.BigEndian.Uint64(v[8:]))
+		}
+		batch = append(batch, keyRef{key: bytes.Clone(k), ref: ref, ns: ns, charge: charge})
 		if len(batch) == sweepBatch {
 			return drop()
 		}
@@ -163,8 +167,10 @@ func (db *DB) Sweep(ctx context.Context, o SweepOptions) (SweepStats, error) {
 const sweepBatch = 4096
 
 type keyRef struct {
-	key []byte
-	ref Ref
+	key    []byte
+	ref    Ref
+	ns     string
+	charge int64 // bytes the ownership charged its namespace
 }
 
 // dropOwnerships deletes ownership records, sparing protected refs, and
@@ -181,6 +187,13 @@ func (db *DB) dropOwnerships(items []keyRef, dry bool, st *SweepStats) ([]Ref, e
 		out = append(out, it.ref)
 		if !dry {
 			if err := db.pending.Delete(it.key, nil); err != nil {
+				return out, err
+			}
+			used, err := db.usageLocked(it.ns)
+			if err != nil {
+				return out, err
+			}
+			if err := db.setUsageLocked(it.ns, used-it.charge); err != nil {
 				return out, err
 			}
 		}
@@ -236,7 +249,7 @@ func (db *DB) deleteUnowned(refs []Ref, spaces []string, o SweepOptions, cutoff 
 				continue
 			}
 			v := owners[i].Value()
-			if !o.DryRun || (len(v) == 8 && binary.BigEndian.Uint64(v) >= cutoff) || o.Live(ns, ref) {
+			if !o.DryRun || (len(v) >= 8 && binary.BigEndian.Uint64(v) >= cutoff) || o.Live(ns, ref) {
 				owned = true
 				break
 			}

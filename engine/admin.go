@@ -174,3 +174,25 @@ func AdminHistory(ctx context.Context, r ServerRef, nsRoot string) ([]HistoryLin
 	}
 	return out, nil
 }
+
+// QuotaInfo is a namespace's usage and quota.
+type QuotaInfo struct {
+	Namespace string `json:"namespace"`
+	Used      int64  `json:"used_bytes"`
+	Limit     int64  `json:"quota_bytes"` // 0: none
+}
+
+// AdminQuota reads a namespace's usage and quota, and sets the quota when
+// set is not nil (0 removes it).
+func AdminQuota(ctx context.Context, r ServerRef, namespace string, set *int64) (*QuotaInfo, error) {
+	c, err := dialAdmin(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	used, limit, err := c.AdminQuota(ctx, namespace, set)
+	if err != nil {
+		return nil, fmt.Errorf("quota %s: %w", namespace, err)
+	}
+	return &QuotaInfo{Namespace: namespace, Used: used, Limit: limit}, nil
+}

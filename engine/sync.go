@@ -76,6 +76,9 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 			res.ChunksSent, res.BytesSent = c.BlobsSent.Load()-blobs, c.BytesSent.Load()-bytes
 		}(c.BlobsSent.Load(), c.BytesSent.Load())
 	}
+	if err := s.quotaRoom(ctx, base); err != nil {
+		return nil, err
+	}
 	t0 := time.Now()
 	sc, err := s.scan(ctx, s.remote)
 	if err != nil {
@@ -166,6 +169,31 @@ func (s *session) pushRecovering(ctx context.Context, message string) (*PushResu
 		res, err = s.push(ctx, message)
 	}
 	return res, err
+}
+
+// quotaRoom fails a push before it sends anything when the namespace is
+// already at its quota and the folder has changes to send. (A push that
+// crosses the quota midway is refused by the server, blob by blob.)
+func (s *session) quotaRoom(ctx context.Context, base cas.Ref) error {
+	q, ok := s.remote.(interface {
+		Usage(context.Context) (int64, int64, error)
+	})
+	if !ok {
+		return nil
+	}
+	used, limit, err := q.Usage(ctx)
+	if err != nil || limit == 0 || used < limit {
+		return nil // an older server, or room left: the puts will say
+	}
+	sc, err := s.scan(ctx, nil)
+	if err != nil {
+		return err
+	}
+	sc.CacheUpdate.Discard()
+	if baseRoot, err := s.versionRoot(ctx, base); err == nil && sameTree(sc.Root, baseRoot) {
+		return nil // nothing to send
+	}
+	return &cas.QuotaError{Namespace: s.f.Config.Namespace, Used: used, Limit: limit}
 }
 
 // missingAtRemote reports whether err is a refused commit that lists

@@ -151,3 +151,16 @@ func (c *Client) CheckStore(ctx context.Context, req MaintenanceRequest) (json.R
 	resp, err := c.request(ctx, Request{Op: opAdminCheck, ReadData: req.ReadData, SubsetN: req.SubsetN, SubsetM: req.SubsetM})
 	return resp.Report, err
 }
+
+// Usage returns the bytes the namespace holds and its quota (0: none).
+func (c *Client) Usage(ctx context.Context) (used, limit int64, err error) {
+	resp, err := c.request(ctx, Request{Op: opQuota})
+	return resp.Used, resp.Limit, err
+}
+
+// AdminQuota reads a namespace's usage and quota, and sets the quota
+// when set is not nil (0 removes it) (admin).
+func (c *Client) AdminQuota(ctx context.Context, namespace string, set *int64) (used, limit int64, err error) {
+	resp, err := c.request(ctx, Request{Op: opAdminQuota, Namespace: namespace, Quota: set})
+	return resp.Used, resp.Limit, err
+}

@@ -56,6 +56,8 @@ func (e *RemoteError) Is(target error) bool {
 	switch e.Code {
 	case codeNotFound:
 		return target == cas.ErrNotFound
+	case codeQuota:
+		return target == cas.ErrQuota
 	case codeHash:
 		return target == cas.ErrCorrupt
 	case codeTooBig:
@@ -95,6 +97,8 @@ func toWire(err error) *WireError {
 		w.Missing = refsToWire(missing.refs)
 	case errors.Is(err, cas.ErrNotFound):
 		w.Code = codeNotFound
+	case errors.Is(err, cas.ErrQuota):
+		w.Code = codeQuota
 	case errors.Is(err, cas.ErrCorrupt):
 		w.Code = codeHash
 	case errors.Is(err, cas.ErrTooBig):

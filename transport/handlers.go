@@ -34,6 +34,8 @@ const (
 	opDropHistory  = "drop-history"
 	opAdminGC      = "admin.gc"
 	opAdminCheck   = "admin.check"
+	opQuota        = "quota"
+	opAdminQuota   = "admin.quota"
 )
 
 func (s *session) handle(ctx context.Context, req Request) (Response, error) {
@@ -42,7 +44,7 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 	switch req.Op {
 	case opSwapHead, opSetTag, opDelete, opDropHistory:
 		perm = PermWrite
-	case opAdminClients, opAdminRoots, opAdminHistory, opTokenCreate, opTokenList, opTokenRevoke, opAdminGC:
+	case opAdminClients, opAdminRoots, opAdminHistory, opTokenCreate, opTokenList, opTokenRevoke, opAdminGC, opAdminQuota:
 		perm = PermAdmin
 	case opAdminCheck:
 		perm = PermRead // a namespace's token checks that namespace
@@ -214,6 +216,24 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 			return resp, err
 		}
 		return historyPage(ctx, ns, req)
+	case opQuota:
+		used, limit, err := s.ns.Usage(ctx)
+		resp.Used, resp.Limit = used, limit
+		return resp, err
+	case opAdminQuota:
+		ns, err := s.adminNamespace(req.Namespace)
+		if err != nil {
+			return resp, err
+		}
+		if req.Quota != nil {
+			if err := ns.SetQuota(ctx, *req.Quota); err != nil {
+				return resp, fmt.Errorf("%w: %v", ErrProtocol, err)
+			}
+			s.log.Info("quota set", "namespace", req.Namespace, "bytes", *req.Quota)
+		}
+		used, limit, err := ns.Usage(ctx)
+		resp.Used, resp.Limit = used, limit
+		return resp, err
 	case opTokenCreate:
 		if _, err := s.adminNamespace(req.Namespace); err != nil && req.Namespace != AllNamespaces {
 			return resp, err

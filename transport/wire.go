@@ -81,6 +81,9 @@ type Request struct {
 	ReadData bool   `cbor:"17,keyasint,omitempty"`
 	SubsetN  int    `cbor:"18,keyasint,omitempty"`
 	SubsetM  int    `cbor:"19,keyasint,omitempty"`
+	// Quota sets a namespace's byte quota (admin.quota; 0 removes it,
+	// absent only reads).
+	Quota *int64 `cbor:"20,keyasint,omitempty"`
 }
 
 // Response answers a request, or ends a put stream.
@@ -101,6 +104,8 @@ type Response struct {
 	Refs    [][]byte      `cbor:"14,keyasint,omitempty"`
 	Event   *Event        `cbor:"15,keyasint,omitempty"`
 	Report  []byte        `cbor:"16,keyasint,omitempty"` // JSON of a maintenance report
+	Used    int64         `cbor:"17,keyasint,omitempty"` // bytes a namespace holds (quota)
+	Limit   int64         `cbor:"18,keyasint,omitempty"` // its quota, 0: none
 }
 
 // WireError is an error on the wire; see RemoteError.

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ferry-sync/ferry/engine"
@@ -65,6 +67,65 @@ func newAdmin(g *globals) *cobra.Command {
 			})
 		},
 	}
-	c.AddCommand(clients, roots, history)
+	var setQuota string
+	quota := &cobra.Command{
+		Use:   "quota NAMESPACE [--set SIZE|none]",
+		Short: "A namespace's bytes held and its quota; --set changes the quota (10GiB, 500MB, none)",
+		Long: `Show the bytes a namespace holds (each blob's stored size, counted once per
+namespace, whether referenced yet or still in flight) and its quota. --set
+changes it: a push that would pass the quota is refused (EQUOTA) before it sends
+anything, or blob by blob if it crosses the quota midway; other namespaces are
+unaffected. Sizes: 1048576, 500MB, 10GiB; none removes the quota.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			var set *int64
+			if setQuota != "" {
+				n, err := parseSize(setQuota)
+				if err != nil {
+					return usageError{err}
+				}
+				set = &n
+			}
+			q, err := engine.AdminQuota(c.Context(), g.serverRef(r), a[0], set)
+			if err != nil {
+				return err
+			}
+			return g.print(q, func(w io.Writer) {
+				limit := "no quota"
+				if q.Limit > 0 {
+					limit = fmt.Sprintf("quota %s (%.0f%% used)", human(q.Limit), 100*float64(q.Used)/float64(q.Limit))
+				}
+				fmt.Fprintf(w, "%s: %s held, %s\n", q.Namespace, human(q.Used), limit)
+			})
+		},
+	}
+	quota.Flags().StringVar(&setQuota, "set", "", "the new quota: a size (500MB, 10GiB) or none")
+	c.AddCommand(clients, roots, history, quota)
 	return c
+}
+
+// parseSize reads 1048576, 500MB, 10GiB, 2T or none (0).
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToLower(s))
+	if t == "none" || t == "0" {
+		return 0, nil
+	}
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
+		{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12},
+		{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40}, {"b", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSuffix(t, u.suffix), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("size %q: want a byte count like 500MB or 10GiB, or none", s)
+	}
+	return int64(v * float64(mult)), nil
 }

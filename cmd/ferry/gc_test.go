@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,5 +78,67 @@ func TestServeForgetGCCheck(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(to, "data.bin"))
 	if err != nil || !bytes.Equal(got, last) {
 		t.Fatalf("the head does not restore exactly after gc (%v)", err)
+	}
+}
+
+// TestQuotaRefusesPush: a namespace over its quota gets EQUOTA (midway,
+// blob by blob; and, when already full, before anything is sent), while
+// another namespace on the same server pushes on.
+func TestQuotaRefusesPush(t *testing.T) {
+	tmp := t.TempDir()
+	srv := startServe(t, filepath.Join(tmp, "data"))
+	folder := func(ns string) string {
+		dir := filepath.Join(tmp, ns)
+		env := []string{"FERRY_TOKEN=" + srv.token(ns, "write"), "FERRY_FINGERPRINT=" + srv.fp}
+		if out, err := ferryRun(t, env, "init", dir, "--remote", srv.url(ns), "--root", "r"); err != nil {
+			t.Fatal(out)
+		}
+		return dir
+	}
+	small, big := folder("small"), folder("big")
+	quota := func(set string) string {
+		args := []string{"--json", "admin", "quota", "small", "--data", srv.data}
+		if set != "" {
+			args = append(args, "--set", set)
+		}
+		out, err := ferryRun(t, nil, args...)
+		if err != nil {
+			t.Fatalf("admin quota: %v\n%s", err, out)
+		}
+		return out
+	}
+	quota("1.5MiB")
+	randomFile(t, filepath.Join(small, "one.bin"), 1<<20)
+	if out, err := ferryRun(t, nil, "push", small); err != nil {
+		t.Fatalf("a push within the quota: %v\n%s", err, out)
+	}
+	randomFile(t, filepath.Join(small, "two.bin"), 1<<20)
+	out, err := ferryRun(t, nil, "push", small)
+	if err == nil || !strings.Contains(out, "EQUOTA") {
+		t.Fatalf("a push past the quota: %v\n%s", err, out)
+	}
+	// Full to the byte: the next push is refused before it sends anything.
+	var q struct {
+		Used int64 `json:"used_bytes"`
+	}
+	// The chunks that fitted before the refusal count (in flight, until
+	// a commit names them or a collection takes them), never past it.
+	if err := json.Unmarshal([]byte(quota("")), &q); err != nil || q.Used < 1<<20 || q.Used > 3<<19 {
+		t.Fatalf("usage %d after a refused push (%v), want between 1 and 1.5 MiB", q.Used, err)
+	}
+	quota(fmt.Sprint(q.Used))
+	out, err = ferryRun(t, nil, "--json", "push", small)
+	if err == nil || !strings.Contains(out, "nothing was sent") {
+		t.Fatalf("a push into a full namespace: %v\n%s", err, out)
+	}
+	// The other namespace is not affected.
+	randomFile(t, filepath.Join(big, "three.bin"), 3<<20)
+	if out, err := ferryRun(t, nil, "push", big); err != nil {
+		t.Fatalf("another namespace: %v\n%s", err, out)
+	}
+	// Raising the quota lets the push through.
+	quota("none")
+	if out, err := ferryRun(t, nil, "push", small); err != nil {
+		t.Fatalf("a push after the quota was removed: %v\n%s", err, out)
 	}
 }
