@@ -88,7 +88,11 @@ func CollectDB(ctx context.Context, db *cas.DB, pause func() func(), o GCOptions
 	return st, nil
 }
 
-// sharePins are the refs live shares keep (none until shares exist).
+// sharePins are the refs the namespace's unexpired shares keep.
 func sharePins(ctx context.Context, db *cas.DB, ns string, now time.Time) ([]cas.Ref, error) {
-	return nil, nil
+	tokens, err := transport.NewTokens(db, nil)
+	if err != nil {
+		return nil, err
+	}
+	return tokens.SharePins(ns, now)
 }

@@ -36,14 +36,28 @@ const (
 	opAdminCheck   = "admin.check"
 	opQuota        = "quota"
 	opAdminQuota   = "admin.quota"
+	opShareCreate  = "share.create"
+	opShareList    = "share.list"
+	opShareUpdate  = "share.update"
+	opShareInfo    = "share.info"
 )
 
 func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 	var resp Response
 	perm := PermRead
 	switch req.Op {
-	case opSwapHead, opSetTag, opDelete, opDropHistory:
+	case opSwapHead, opSetTag, opDelete, opDropHistory, opShareCreate, opShareUpdate:
 		perm = PermWrite
+	case opShareInfo:
+		// The one request a share link's connection may make.
+		if s.tok.Share == nil {
+			return resp, fmt.Errorf("%w: not a share link", ErrPermission)
+		}
+		if s.tok.Share.Expired(s.srv.opts.Now()) {
+			return resp, fmt.Errorf("%w: the share link expired", ErrAuth)
+		}
+		resp.Share = s.tok.Share
+		return resp, nil
 	case opAdminClients, opAdminRoots, opAdminHistory, opTokenCreate, opTokenList, opTokenRevoke, opAdminGC, opAdminQuota:
 		perm = PermAdmin
 	case opAdminCheck:
@@ -216,6 +230,58 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 			return resp, err
 		}
 		return historyPage(ctx, ns, req)
+	case opShareCreate:
+		if req.Share == nil || req.GraceNS == nil || *req.GraceNS <= 0 {
+			return resp, fmt.Errorf("%w: share.create needs a share and a ttl", ErrProtocol)
+		}
+		info := *req.Share
+		ref, err := refFromWire(info.Ref)
+		if err != nil {
+			return resp, err
+		}
+		// The object must be the namespace's, and a file or a tree.
+		b, err := s.ns.Get(ctx, ref)
+		if err != nil {
+			return resp, fmt.Errorf("share %s: %w", ref.Short(), err)
+		}
+		switch typ, err := index.TypeOf(b); {
+		case err != nil:
+			return resp, fmt.Errorf("%w: share %s: %v", ErrProtocol, ref.Short(), err)
+		case typ == index.TypeFile:
+			info.Kind = "file"
+		case typ == index.TypeTree:
+			info.Kind = "dir"
+		default:
+			return resp, fmt.Errorf("%w: a share names a file or a directory", ErrProtocol)
+		}
+		info.Namespace = s.ns.Name()
+		token, created, err := s.srv.tokens.createShare(info, time.Duration(*req.GraceNS))
+		if err != nil {
+			return resp, err
+		}
+		s.log.Info("share created", "id", created.ID, "name", created.Name, "expires", time.Unix(0, created.Expires).UTC())
+		resp.Token, resp.Share = token, &created
+	case opShareList:
+		shares, err := s.srv.tokens.Shares(s.ns.Name())
+		resp.Shares = shares
+		return resp, err
+	case opShareUpdate:
+		if req.GraceNS == nil || *req.GraceNS < 0 {
+			return resp, fmt.Errorf("%w: share.update needs a ttl (0 revokes)", ErrProtocol)
+		}
+		var expires time.Time
+		if *req.GraceNS > 0 {
+			expires = s.srv.opts.Now().Add(time.Duration(*req.GraceNS))
+		}
+		info, err := s.srv.tokens.updateShare(s.ns.Name(), req.ID, expires)
+		if err != nil {
+			return resp, err
+		}
+		if expires.IsZero() {
+			s.log.Info("share revoked", "id", req.ID)
+			s.srv.closeToken(req.ID)
+		}
+		resp.Share = &info
 	case opQuota:
 		used, limit, err := s.ns.Usage(ctx)
 		resp.Used, resp.Limit = used, limit

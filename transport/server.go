@@ -160,6 +160,9 @@ type session struct {
 	since    time.Time
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
+	// shareSet is what a share link's session may read, walked once.
+	shareMu  sync.Mutex
+	shareSet cas.RefSet
 }
 
 // Connection close codes.
@@ -456,7 +459,7 @@ var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return 
 func (s *session) serveGet(st *quic.Stream) {
 	var req Request
 	err := readLast(st, &req)
-	if err == nil {
+	if err == nil && s.tok.Share == nil {
 		err = s.need(PermRead)
 	}
 	var refs []cas.Ref
@@ -466,6 +469,10 @@ func (s *session) serveGet(st *quic.Stream) {
 		} else {
 			refs, err = refsFromWire(req.Refs)
 		}
+	}
+	if err == nil && s.tok.Share != nil {
+		// A share link reads only what its share names.
+		err = s.shareAllows(st.Context(), refs)
 	}
 	if err != nil {
 		s.log.Info("get refused", "err", err)

@@ -67,6 +67,8 @@ type tokenRecord struct {
 	Perm      Perm      `json:"perm"`
 	Created   time.Time `json:"created"`
 	Label     string    `json:"label,omitempty"`
+	// Share is set for a share link's token (Perm is PermShare).
+	Share *ShareInfo `json:"share,omitempty"`
 }
 
 // NewTokens returns the token store of db.
@@ -137,6 +139,9 @@ func (t *Tokens) Lookup(token string) (tokenRecord, error) {
 	var rec tokenRecord
 	if err := json.Unmarshal(v, &rec); err != nil {
 		return tokenRecord{}, fmt.Errorf("%w: token record: %v", cas.ErrCorrupt, err)
+	}
+	if rec.Share != nil && rec.Share.Expired(t.now()) {
+		return tokenRecord{}, fmt.Errorf("%w: the share link expired", ErrAuth)
 	}
 	return rec, nil
 }

@@ -83,7 +83,8 @@ type Request struct {
 	SubsetM  int    `cbor:"19,keyasint,omitempty"`
 	// Quota sets a namespace's byte quota (admin.quota; 0 removes it,
 	// absent only reads).
-	Quota *int64 `cbor:"20,keyasint,omitempty"`
+	Quota *int64     `cbor:"20,keyasint,omitempty"`
+	Share *ShareInfo `cbor:"21,keyasint,omitempty"` // share.create
 }
 
 // Response answers a request, or ends a put stream.
@@ -106,6 +107,8 @@ type Response struct {
 	Report  []byte        `cbor:"16,keyasint,omitempty"` // JSON of a maintenance report
 	Used    int64         `cbor:"17,keyasint,omitempty"` // bytes a namespace holds (quota)
 	Limit   int64         `cbor:"18,keyasint,omitempty"` // its quota, 0: none
+	Share   *ShareInfo    `cbor:"19,keyasint,omitempty"`
+	Shares  []ShareInfo   `cbor:"20,keyasint,omitempty"`
 }
 
 // WireError is an error on the wire; see RemoteError.
