@@ -2,9 +2,11 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
+	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/gc"
 	"github.com/ferry-sync/ferry/index"
 )
@@ -93,4 +95,79 @@ func (s *session) forget(ctx context.Context, o ForgetOptions) (*ForgetResult, e
 		return nil, err
 	}
 	return res, nil
+}
+
+// ForgetNamespace applies a policy to every root of a namespace of an open
+// store (a server's scheduled retention) and returns how many history
+// entries it dropped.
+func ForgetNamespace(ctx context.Context, ns *cas.Namespace, p gc.Policy, loc *time.Location) (int, error) {
+	roots, err := ns.Roots(ctx)
+	if err != nil {
+		return 0, err
+	}
+	dropped := 0
+	for _, root := range roots {
+		head, err := ns.Head(ctx, root)
+		if err != nil {
+			return dropped, err
+		}
+		hist, err := ns.History(ctx, root)
+		if err != nil {
+			return dropped, err
+		}
+		tags, err := ns.Tags(ctx, root)
+		if err != nil {
+			return dropped, err
+		}
+		decisions, err := p.Apply(hist, tags, head, loc)
+		if err != nil {
+			return dropped, err
+		}
+		var drop []uint64
+		for _, d := range decisions {
+			if !d.Keep {
+				drop = append(drop, d.Entry.Seq)
+			}
+		}
+		if len(drop) == 0 {
+			continue
+		}
+		if err := ns.DropHistory(ctx, root, drop); err != nil {
+			return dropped, fmt.Errorf("forget %s/%s: %w", ns.Name(), root, err)
+		}
+		dropped += len(drop)
+	}
+	return dropped, nil
+}
+
+// AdminPolicy reads a namespace's retention policy on a server, setting it
+// first when set is not nil, or clearing it. A server applies it before
+// each scheduled collection.
+func AdminPolicy(ctx context.Context, r ServerRef, namespace string, set *gc.Policy, clear bool) (*gc.Policy, error) {
+	c, err := dialAdmin(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var raw []byte
+	switch {
+	case clear:
+		raw = []byte("null")
+	case set != nil:
+		if raw, err = json.Marshal(set); err != nil {
+			return nil, err
+		}
+	}
+	got, err := c.AdminPolicy(ctx, namespace, raw)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", namespace, err)
+	}
+	if len(got) == 0 {
+		return nil, nil
+	}
+	var p gc.Policy
+	if err := json.Unmarshal(got, &p); err != nil {
+		return nil, fmt.Errorf("policy %s: %w", namespace, err)
+	}
+	return &p, nil
 }

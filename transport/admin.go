@@ -164,3 +164,10 @@ func (c *Client) AdminQuota(ctx context.Context, namespace string, set *int64) (
 	resp, err := c.request(ctx, Request{Op: opAdminQuota, Namespace: namespace, Quota: set})
 	return resp.Used, resp.Limit, err
 }
+
+// AdminPolicy reads a namespace's retention policy (JSON), and sets it
+// first when set is not nil ("null" clears it) (admin).
+func (c *Client) AdminPolicy(ctx context.Context, namespace string, set []byte) ([]byte, error) {
+	resp, err := c.request(ctx, Request{Op: opAdminPolicy, Namespace: namespace, Policy: set})
+	return resp.Report, err
+}

@@ -40,6 +40,7 @@ const (
 	opShareList    = "share.list"
 	opShareUpdate  = "share.update"
 	opShareInfo    = "share.info"
+	opAdminPolicy  = "admin.policy"
 )
 
 func (s *session) handle(ctx context.Context, req Request) (Response, error) {
@@ -58,7 +59,7 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		}
 		resp.Share = s.tok.Share
 		return resp, nil
-	case opAdminClients, opAdminRoots, opAdminHistory, opTokenCreate, opTokenList, opTokenRevoke, opAdminGC, opAdminQuota:
+	case opAdminClients, opAdminRoots, opAdminHistory, opTokenCreate, opTokenList, opTokenRevoke, opAdminGC, opAdminQuota, opAdminPolicy:
 		perm = PermAdmin
 	case opAdminCheck:
 		perm = PermRead // a namespace's token checks that namespace
@@ -282,6 +283,19 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 			s.srv.closeToken(req.ID)
 		}
 		resp.Share = &info
+	case opAdminPolicy:
+		if _, err := s.adminNamespace(req.Namespace); err != nil {
+			return resp, err
+		}
+		if req.Policy != nil {
+			if err := s.srv.SetPolicy(req.Namespace, req.Policy); err != nil {
+				return resp, err
+			}
+			s.log.Info("retention policy set", "namespace", req.Namespace, "policy", string(req.Policy))
+		}
+		p, err := s.srv.Policy(req.Namespace)
+		resp.Report = p
+		return resp, err
 	case opQuota:
 		used, limit, err := s.ns.Usage(ctx)
 		resp.Used, resp.Limit = used, limit

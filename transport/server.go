@@ -508,3 +508,54 @@ func (s *session) serveGet(st *quic.Stream) {
 	}
 	st.Close()
 }
+
+// SetPolicy keeps a namespace's retention policy (JSON, given meaning by
+// the daemon, which applies it before each scheduled collection); "null"
+// or empty clears it.
+func (s *Server) SetPolicy(namespace string, policy []byte) error {
+	if err := cas.ValidName(namespace); err != nil {
+		return err
+	}
+	kv, err := s.db.KV("policies")
+	if err != nil {
+		return err
+	}
+	b := kv.Batch()
+	if len(policy) == 0 || string(policy) == "null" {
+		err = b.Delete([]byte(namespace))
+	} else {
+		err = b.Set([]byte(namespace), policy)
+	}
+	if err != nil {
+		b.Close()
+		return err
+	}
+	return b.Commit(true)
+}
+
+// Policy returns a namespace's retention policy, nil when it has none.
+func (s *Server) Policy(namespace string) ([]byte, error) {
+	kv, err := s.db.KV("policies")
+	if err != nil {
+		return nil, err
+	}
+	v, err := kv.Get([]byte(namespace))
+	if errors.Is(err, cas.ErrNotFound) {
+		return nil, nil
+	}
+	return v, err
+}
+
+// Policies returns every namespace's retention policy.
+func (s *Server) Policies() (map[string][]byte, error) {
+	kv, err := s.db.KV("policies")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	err = kv.Scan(nil, func(k, v []byte) error {
+		out[string(k)] = append([]byte(nil), v...)
+		return nil
+	})
+	return out, err
+}

@@ -85,6 +85,9 @@ type Request struct {
 	// absent only reads).
 	Quota *int64     `cbor:"20,keyasint,omitempty"`
 	Share *ShareInfo `cbor:"21,keyasint,omitempty"` // share.create
+	// Policy is a namespace's retention policy, JSON (admin.policy):
+	// absent only reads, "null" clears it.
+	Policy []byte `cbor:"22,keyasint,omitempty"`
 }
 
 // Response answers a request, or ends a put stream.

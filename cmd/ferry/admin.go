@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/gc"
 	"github.com/spf13/cobra"
 )
 
@@ -100,7 +101,44 @@ unaffected. Sizes: 1048576, 500MB, 10GiB; none removes the quota.`,
 		},
 	}
 	quota.Flags().StringVar(&setQuota, "set", "", "the new quota: a size (500MB, 10GiB) or none")
-	c.AddCommand(clients, roots, history, quota)
+	var clearPolicy bool
+	policyCmd := &cobra.Command{
+		Use:   "policy NAMESPACE [--keep-last N ...] [--clear]",
+		Short: "A namespace's retention policy, which the server applies before each scheduled gc",
+		Long: `Show or set the retention policy of a namespace (the --keep-* rules of
+'ferry forget'). Before each scheduled collection (serve --gc-every), the server
+forgets, in every root of the namespace, the versions the policy does not keep.
+--clear removes the policy. With no rule and no --clear, shows the policy.`,
+		Args: args(cobra.ExactArgs(1)),
+	}
+	readPolicy := policyFlags(policyCmd)
+	policyCmd.Flags().BoolVar(&clearPolicy, "clear", false, "remove the policy")
+	policyCmd.RunE = func(c *cobra.Command, a []string) error {
+		var set *gc.Policy
+		changed := false
+		for _, name := range []string{"keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly", "keep-within", "keep-tag", "forget-tagged"} {
+			changed = changed || c.Flags().Changed(name)
+		}
+		if !clearPolicy && changed {
+			p, err := readPolicy()
+			if err != nil {
+				return err
+			}
+			set = &p
+		}
+		p, err := engine.AdminPolicy(c.Context(), g.serverRef(r), a[0], set, clearPolicy)
+		if err != nil {
+			return err
+		}
+		return g.print(p, func(w io.Writer) {
+			if p == nil {
+				fmt.Fprintf(w, "%s: no retention policy (every version is kept)\n", a[0])
+				return
+			}
+			fmt.Fprintf(w, "%s: %s\n", a[0], describePolicy(*p))
+		})
+	}
+	c.AddCommand(clients, roots, history, quota, policyCmd)
 	return c
 }
 

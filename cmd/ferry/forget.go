@@ -12,11 +12,8 @@ import (
 )
 
 func newForget(g *globals) *cobra.Command {
-	var (
-		o      engine.ForgetOptions
-		within string
-		noTags bool
-	)
+	var o engine.ForgetOptions
+	var policy func() (gc.Policy, error)
 	c := &cobra.Command{
 		Use:   "forget [DIR] --keep-last N [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--keep-within D] [--keep-tag T] [--dry-run]",
 		Short: "Drop versions from the root's history by a retention policy (data goes at the next gc)",
@@ -29,17 +26,9 @@ every bucket. The head is always kept; tagged versions are kept unless
 stay readable until 'ferry gc' (or the server's scheduled gc) reclaims their data.`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
-			if within != "" {
-				d, err := gc.ParseWithin(within)
-				if err != nil {
-					return usageError{err}
-				}
-				o.Policy.Within = d
-			}
-			o.Policy.KeepTagged = !noTags
-			if o.Policy.Empty() || (o.Policy.KeepTagged && o.Policy.Last == 0 && o.Policy.Hourly == 0 && o.Policy.Daily == 0 &&
-				o.Policy.Weekly == 0 && o.Policy.Monthly == 0 && o.Policy.Yearly == 0 && o.Policy.Within == 0 && len(o.Policy.Tags) == 0) {
-				return usageError{fmt.Errorf("forget: give at least one --keep-* rule (refusing to forget every version)")}
+			var err error
+			if o.Policy, err = policy(); err != nil {
+				return err
 			}
 			eo, _ := g.options("")
 			o.Options = eo
@@ -61,18 +50,43 @@ stay readable until 'ferry gc' (or the server's scheduled gc) reclaims their dat
 			})
 		},
 	}
-	f := c.Flags()
-	f.IntVar(&o.Policy.Last, "keep-last", 0, "keep the newest N versions")
-	f.IntVar(&o.Policy.Hourly, "keep-hourly", 0, "keep the newest version of each of the last N hours")
-	f.IntVar(&o.Policy.Daily, "keep-daily", 0, "keep the newest version of each of the last N days")
-	f.IntVar(&o.Policy.Weekly, "keep-weekly", 0, "keep the newest version of each of the last N ISO weeks")
-	f.IntVar(&o.Policy.Monthly, "keep-monthly", 0, "keep the newest version of each of the last N months")
-	f.IntVar(&o.Policy.Yearly, "keep-yearly", 0, "keep the newest version of each of the last N years")
-	f.StringVar(&within, "keep-within", "", "keep versions within this duration of the newest (e.g. 2y5m7d3h, 36h)")
-	f.StringSliceVar(&o.Policy.Tags, "keep-tag", nil, "keep versions with this tag (repeatable)")
-	f.BoolVar(&noTags, "forget-tagged", false, "tagged versions are not kept for being tagged (only --keep-tag keeps)")
-	f.BoolVarP(&o.DryRun, "dry-run", "n", false, "say what would be removed, remove nothing")
+	policy = policyFlags(c)
+	c.Flags().BoolVarP(&o.DryRun, "dry-run", "n", false, "say what would be removed, remove nothing")
 	return c
+}
+
+// policyFlags adds the --keep-* flags to c and returns the function that
+// reads them into a policy, refusing one with no rule.
+func policyFlags(c *cobra.Command) func() (gc.Policy, error) {
+	var (
+		p      gc.Policy
+		within string
+		noTags bool
+	)
+	f := c.Flags()
+	f.IntVar(&p.Last, "keep-last", 0, "keep the newest N versions")
+	f.IntVar(&p.Hourly, "keep-hourly", 0, "keep the newest version of each of the last N hours")
+	f.IntVar(&p.Daily, "keep-daily", 0, "keep the newest version of each of the last N days")
+	f.IntVar(&p.Weekly, "keep-weekly", 0, "keep the newest version of each of the last N ISO weeks")
+	f.IntVar(&p.Monthly, "keep-monthly", 0, "keep the newest version of each of the last N months")
+	f.IntVar(&p.Yearly, "keep-yearly", 0, "keep the newest version of each of the last N years")
+	f.StringVar(&within, "keep-within", "", "keep versions within this duration of the newest (e.g. 2y5m7d3h, 36h)")
+	f.StringSliceVar(&p.Tags, "keep-tag", nil, "keep versions with this tag (repeatable)")
+	f.BoolVar(&noTags, "forget-tagged", false, "tagged versions are not kept for being tagged (only --keep-tag keeps)")
+	return func() (gc.Policy, error) {
+		if within != "" {
+			d, err := gc.ParseWithin(within)
+			if err != nil {
+				return p, usageError{err}
+			}
+			p.Within = d
+		}
+		p.KeepTagged = !noTags
+		if p.Last == 0 && p.Hourly == 0 && p.Daily == 0 && p.Weekly == 0 && p.Monthly == 0 && p.Yearly == 0 && p.Within == 0 && len(p.Tags) == 0 {
+			return p, usageError{fmt.Errorf("give at least one --keep-* rule (refusing to forget every version)")}
+		}
+		return p, nil
+	}
 }
 
 func describePolicy(p gc.Policy) string {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestServeForgetGCCheck: on a live server, forget drops versions, an
@@ -140,5 +141,57 @@ func TestQuotaRefusesPush(t *testing.T) {
 	quota("none")
 	if out, err := ferryRun(t, nil, "push", small); err != nil {
 		t.Fatalf("a push after the quota was removed: %v\n%s", err, out)
+	}
+}
+
+// TestServerAppliesRetentionPolicy: an admin sets a namespace's policy;
+// the server's scheduled maintenance forgets what it does not keep and
+// collects it, while the head stays and restores.
+func TestServerAppliesRetentionPolicy(t *testing.T) {
+	tmp := t.TempDir()
+	srv := startServeArgs(t, filepath.Join(tmp, "data"), "127.0.0.1:0", nil, "--gc-every=300ms", "--gc-grace=1ns")
+	env := []string{"FERRY_TOKEN=" + srv.token("team", "write"), "FERRY_FINGERPRINT=" + srv.fp}
+	dir := filepath.Join(tmp, "f")
+	if out, err := ferryRun(t, env, "init", dir, "--remote", srv.url("team"), "--root", "r"); err != nil {
+		t.Fatal(out)
+	}
+	for i := range 3 {
+		os.WriteFile(filepath.Join(dir, "f.txt"), []byte(fmt.Sprint("version ", i)), 0o644)
+		if out, err := ferryRun(t, nil, "push", dir); err != nil {
+			t.Fatal(out)
+		}
+	}
+	out, err := ferryRun(t, nil, "admin", "policy", "team", "--data", srv.data)
+	if err != nil || !strings.Contains(out, "no retention policy") {
+		t.Fatalf("policy before: %v\n%s", err, out)
+	}
+	if out, err := ferryRun(t, nil, "admin", "policy", "team", "--data", srv.data, "--keep-last", "1"); err != nil || !strings.Contains(out, "1 latest") {
+		t.Fatalf("policy set: %v\n%s", err, out)
+	}
+	versions := func() int {
+		out, err := ferryCmd(nil, "--json", "log", dir).Output()
+		if err != nil {
+			t.Fatalf("log: %v", err)
+		}
+		var l []any
+		json.Unmarshal(out, &l)
+		return len(l)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for versions() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server kept %d versions 20 s after a keep-last 1 policy", versions())
+		}
+		time.Sleep(100 * time.Millisecond) // the schedule runs every 300 ms: waiting for it is the scenario
+	}
+	to := filepath.Join(tmp, "r")
+	if out, err := ferryRun(t, nil, "restore", dir, "--version", "head", "--to", to); err != nil {
+		t.Fatal(out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(to, "f.txt")); string(b) != "version 2" {
+		t.Fatalf("head restores %q", b)
+	}
+	if out, err := ferryRun(t, nil, "admin", "policy", "team", "--data", srv.data, "--clear"); err != nil || !strings.Contains(out, "no retention policy") {
+		t.Fatalf("policy clear: %v\n%s", err, out)
 	}
 }

@@ -44,7 +44,13 @@ func startServe(t *testing.T, data string, env ...string) *serverProc {
 // its clients expect it).
 func startServeAt(t *testing.T, data, addr string, env ...string) *serverProc {
 	t.Helper()
-	cmd := ferryCmd(append(env, "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"), "--json", "serve", "--data", data, "--listen", addr)
+	return startServeArgs(t, data, addr, env)
+}
+
+// startServeArgs starts ferry serve with extra flags.
+func startServeArgs(t *testing.T, data, addr string, env []string, extra ...string) *serverProc {
+	t.Helper()
+	cmd := ferryCmd(append(env, "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"), append([]string{"--json", "serve", "--data", data, "--listen", addr}, extra...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/gc"
 	"github.com/ferry-sync/ferry/transport"
 )
 
@@ -72,8 +73,38 @@ func (m *maintenance) schedule(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
+		m.applyPolicies(ctx)
 		if _, err := m.GC(ctx, transport.MaintenanceRequest{Grace: -1}); err != nil && ctx.Err() == nil {
 			m.log.Error("scheduled gc failed", "err", err)
+		}
+	}
+}
+
+// applyPolicies forgets, in every namespace with a retention policy, the
+// versions it does not keep.
+func (m *maintenance) applyPolicies(ctx context.Context) {
+	policies, err := m.srv.Policies()
+	if err != nil {
+		m.log.Error("retention policies", "err", err)
+		return
+	}
+	for name, raw := range policies {
+		var p gc.Policy
+		if err := json.Unmarshal(raw, &p); err != nil || p.Empty() {
+			m.log.Error("retention policy unreadable or empty; skipped", "namespace", name, "err", err)
+			continue
+		}
+		ns, err := m.db.Namespace(name)
+		if err != nil {
+			continue
+		}
+		n, err := engine.ForgetNamespace(ctx, ns, p, time.Local)
+		if err != nil {
+			m.log.Error("retention policy failed", "namespace", name, "err", err)
+			continue
+		}
+		if n > 0 {
+			m.log.Info("retention policy applied", "namespace", name, "forgotten", n)
 		}
 	}
 }
