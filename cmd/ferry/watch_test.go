@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,14 @@ type watchProc struct {
 	cmd    *exec.Cmd
 	rounds chan map[string]any
 	errs   *bytes.Buffer
+	mu     sync.Mutex
+	failed []string // error events the watcher reported
+}
+
+func (w *watchProc) errorEvents() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.failed)
 }
 
 func startWatch(t *testing.T, dir string) *watchProc {
@@ -41,6 +50,11 @@ func startWatch(t *testing.T, dir string) *watchProc {
 		for sc.Scan() {
 			var e map[string]any
 			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				if e["message_type"] == "error" {
+					w.mu.Lock()
+					w.failed = append(w.failed, fmt.Sprint(e["error"]))
+					w.mu.Unlock()
+				}
 				select {
 				case w.rounds <- e:
 				default:
@@ -416,5 +430,35 @@ func TestThreeWatchersConverge(t *testing.T) {
 		if !slices.Contains(got, fmt.Sprintf("shared from device %d", i)) {
 			t.Errorf("device %d's write of shared.txt was lost (neither the file nor a conflict copy)", i)
 		}
+	}
+}
+
+// TestWatchWhileCollecting: two watchers keep syncing while the server
+// collects garbage every 100 ms with no grace; no round fails, every
+// write arrives, and the store checks clean.
+func TestWatchWhileCollecting(t *testing.T) {
+	tmp := t.TempDir()
+	srv := startServeArgs(t, filepath.Join(tmp, "data"), "127.0.0.1:0", nil, "--gc-every=100ms", "--gc-grace=1ns")
+	env := []string{"FERRY_TOKEN=" + srv.token("team", "write"), "FERRY_FINGERPRINT=" + srv.fp}
+	a, b := filepath.Join(tmp, "a"), filepath.Join(tmp, "b")
+	for _, args := range [][]string{{"init", a, "--remote", srv.url("team"), "--root", "r"}, {"init", b, "--remote", srv.url("team"), "--root", "r"}} {
+		if out, err := ferryRun(t, env, args...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	wa, wb := startWatch(t, a), startWatch(t, b)
+	for i := range 15 {
+		name := fmt.Sprintf("f%02d.bin", i%5) // rewrites leave dead data behind
+		data := bytes.Repeat([]byte{byte(i)}, 300_000+i)
+		os.WriteFile(filepath.Join(a, name), data, 0o644)
+		eventually(t, wb, 30*time.Second, name+" on b", fileIs(filepath.Join(b, name), string(data)))
+	}
+	for _, w := range []*watchProc{wa, wb} {
+		if ev := w.errorEvents(); len(ev) > 0 {
+			t.Errorf("a watcher reported errors while the server collected: %q", ev)
+		}
+	}
+	if out, err := ferryRun(t, nil, "check", a, "--read-data"); err != nil {
+		t.Fatalf("check: %v\n%s", err, out)
 	}
 }
