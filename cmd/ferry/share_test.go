@@ -85,7 +85,7 @@ func TestShareLinks(t *testing.T) {
 
 	// A share of a file that is then deleted and forgotten keeps its data
 	// while it lives, and loses it once it expires.
-	shortLink, _ := share("private.bin", "--ttl", "2s")
+	shortLink, _ := share("private.bin", "--ttl", "10s")
 	os.Remove(filepath.Join(dir, "private.bin"))
 	if out, err := ferryRun(t, nil, "push", dir); err != nil {
 		t.Fatal(out)
@@ -113,15 +113,16 @@ func TestShareLinks(t *testing.T) {
 	if b, _ := os.ReadFile(live); !bytes.Equal(b, secret) {
 		t.Fatal("a live share's file did not survive gc")
 	}
-	// Expiry is by the server's clock; the link is good for 2 s.
-	deadline := time.Now().Add(10 * time.Second)
+	// Expiry is by the server's clock; the link is good for 10 s (long
+	// enough for the steps above under the race detector).
+	deadline := time.Now().Add(40 * time.Second)
 	for {
 		out, err = ferryRun(t, nil, "get", shortLink, "--to", filepath.Join(tmp, "late.bin"))
 		if err != nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the link still works 10 s after it expired")
+			t.Fatal("the link still works 30 s after it expired")
 		}
 		time.Sleep(200 * time.Millisecond) // waiting for the server's clock to pass the expiry: the scenario itself
 	}
