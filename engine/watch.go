@@ -164,6 +164,8 @@ func (wt *watcher) session(ctx context.Context, w *watch.Watcher, reason string)
 		defer t.Stop()
 		poll = t.C
 	}
+	var retry <-chan time.Time
+	retryIn := time.Second
 	for {
 		var reason string
 		select {
@@ -187,6 +189,8 @@ func (wt *watcher) session(ctx context.Context, w *watch.Watcher, reason string)
 			reason = "remote"
 		case <-rescan.C:
 			reason = "rescan"
+		case <-retry:
+			reason = "retry"
 		case <-poll:
 			if !wt.moved(ctx) {
 				continue
@@ -206,11 +210,18 @@ func (wt *watcher) session(ctx context.Context, w *watch.Watcher, reason string)
 				break drain
 			}
 		}
+		retry = nil
 		if err := wt.round(ctx, s, reason); err != nil {
 			if c, ok := s.remoteClient(); ok && !c.Alive() {
 				return err // the connection is gone: reconnect
 			}
 			wt.o.Report(WatchEvent{MessageType: "error", Time: time.Now(), Reason: reason, Error: err.Error()})
+			// Changes may be waiting that no event will announce again:
+			// try again soon, then less and less often.
+			retry = time.After(retryIn)
+			retryIn = min(2*retryIn, time.Minute)
+		} else {
+			retryIn = time.Second
 		}
 	}
 }

@@ -18,10 +18,28 @@ import (
 )
 
 // watchProc is a real `ferry watch` process.
+// lockedBuffer is a buffer a process writes while a test may read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 type watchProc struct {
 	cmd    *exec.Cmd
 	rounds chan map[string]any
-	errs   *bytes.Buffer
+	errs   *lockedBuffer
 	mu     sync.Mutex
 	failed []string // error events the watcher reported
 }
@@ -39,7 +57,7 @@ func startWatch(t *testing.T, dir string) *watchProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	errs := &bytes.Buffer{}
+	errs := &lockedBuffer{}
 	cmd.Stderr = errs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -91,7 +109,7 @@ func eventually(t *testing.T, w *watchProc, limit time.Duration, what string, co
 		case <-w.rounds:
 		case <-tick.C:
 		case <-deadline:
-			t.Fatalf("after %v: %s never happened\nwatcher stderr:\n%s", limit, what, w.errs)
+			t.Fatalf("after %v: %s never happened\nwatcher stderr:\n%s\nwatcher errors: %q", limit, what, w.errs, w.errorEvents())
 		}
 	}
 }
@@ -434,11 +452,12 @@ func TestThreeWatchersConverge(t *testing.T) {
 }
 
 // TestWatchWhileCollecting: two watchers keep syncing while the server
-// collects garbage every 100 ms with no grace; no round fails, every
-// write arrives, and the store checks clean.
+// collects garbage every 100 ms with a grace of 3 s (an hour by default),
+// so rewritten files' old data goes while writes go on; every write
+// arrives, and the store checks clean.
 func TestWatchWhileCollecting(t *testing.T) {
 	tmp := t.TempDir()
-	srv := startServeArgs(t, filepath.Join(tmp, "data"), "127.0.0.1:0", nil, "--gc-every=100ms", "--gc-grace=1ns")
+	srv := startServeArgs(t, filepath.Join(tmp, "data"), "127.0.0.1:0", nil, "--gc-every=100ms", "--gc-grace=3s")
 	env := []string{"FERRY_TOKEN=" + srv.token("team", "write"), "FERRY_FINGERPRINT=" + srv.fp}
 	a, b := filepath.Join(tmp, "a"), filepath.Join(tmp, "b")
 	for _, args := range [][]string{{"init", a, "--remote", srv.url("team"), "--root", "r"}, {"init", b, "--remote", srv.url("team"), "--root", "r"}} {
