@@ -46,7 +46,7 @@ fuzz:
 	@set -e; for spec in $$(grep -rhoE --include='*_test.go' '^func (Fuzz[A-Za-z0-9_]+)' . | sed 's/func //' | sort -u); do \
 		pkg=$$(grep -rlE --include='*_test.go' "^func $$spec\(" . | head -1 | xargs dirname); \
 		echo "fuzz $$pkg $$spec ($(FUZZTIME))"; \
-		$(GO) test $$pkg -run XXX -fuzz "^$$spec\$$" -fuzztime $(FUZZTIME) >/dev/null || { $(GO) test $$pkg -run XXX -fuzz "^$$spec\$$" -fuzztime $(FUZZTIME); exit 1; }; \
+		out=$$($(GO) test $$pkg -run XXX -fuzz "^$$spec\$$" -fuzztime $(FUZZTIME) 2>&1) || { echo "$$out"; exit 1; }; \
 	done
 
 lint:

@@ -301,14 +301,31 @@ func readFrame(r io.Reader, buf []byte) (FrameHeader, []byte, error) {
 	if err != nil || h.NotFound() {
 		return h, nil, err
 	}
-	if cap(buf) < int(h.StoredLen) {
-		buf = make([]byte, h.StoredLen)
-	}
-	buf = buf[:h.StoredLen]
-	if _, err := io.ReadFull(r, buf); err != nil {
+	buf, err = readPayload(r, buf[:0], int(h.StoredLen))
+	if err != nil {
 		return h, nil, fmt.Errorf("%w: truncated frame of blob %s: %v", ErrProtocol, h.Ref.Short(), err)
 	}
 	return h, buf, nil
+}
+
+// readPayload reads n bytes into buf, growing it only as bytes arrive: a
+// header that announces 16 MiB and then stops costs the reader what was
+// sent, not what was claimed.
+func readPayload(r io.Reader, buf []byte, n int) ([]byte, error) {
+	const step = 256 << 10
+	for len(buf) < n {
+		want := min(n, max(2*len(buf), step))
+		if cap(buf) < want {
+			grown := make([]byte, len(buf), want)
+			copy(grown, buf)
+			buf = grown
+		}
+		if _, err := io.ReadFull(r, buf[len(buf):want]); err != nil {
+			return nil, err
+		}
+		buf = buf[:want]
+	}
+	return buf, nil
 }
 
 func refsToWire(refs []cas.Ref) [][]byte {

@@ -155,6 +155,8 @@ func newBench(g *globals) *cobra.Command {
 
 	var scfg bench.ScaleConfig
 	var large bool
+	var files []int
+	var sizes []string
 	scale := &cobra.Command{
 		Use:   "scale",
 		Short: "No-op sync time and memory for 1k..100k files (1M with --large); push time for 1 GiB (4, 16 GiB with --large)",
@@ -168,6 +170,19 @@ func newBench(g *globals) *cobra.Command {
 			if large {
 				scfg.Files = []int{1000, 10_000, 100_000, 1_000_000}
 				scfg.Sizes = []int64{1 << 30, 4 << 30, 16 << 30}
+			}
+			if c.Flags().Changed("files") {
+				scfg.Files = files
+			}
+			if c.Flags().Changed("sizes") {
+				scfg.Sizes = nil
+				for _, v := range sizes {
+					n, err := parseSize(v)
+					if err != nil {
+						return usageError{err}
+					}
+					scfg.Sizes = append(scfg.Sizes, n)
+				}
 			}
 			if !g.quiet && !g.json {
 				scfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
@@ -183,6 +198,8 @@ func newBench(g *globals) *cobra.Command {
 		},
 	}
 	scale.Flags().BoolVar(&large, "large", false, "add 1M files and 4, 16 GiB")
+	scale.Flags().IntSliceVar(&files, "files", nil, "folder sizes for the no-op curve (default 1000,10000,100000)")
+	scale.Flags().StringSliceVar(&sizes, "sizes", nil, "file sizes for the push curve (default 1GiB)")
 	scale.Flags().IntVar(&scfg.Runs, "runs", 3, "runs per figure")
 	scale.Flags().StringVar(&scfg.Work, "work", "", "scratch directory")
 	scale.Flags().StringVar(&cout, "out", "bench/results", "where to write scale.md and scale.json")
