@@ -300,13 +300,15 @@ func (s *session) scan(ctx context.Context, dst scan.Dest) (*scan.Result, error)
 	// can read the trees of a scan that stored nothing; a push to a local
 	// store needs no second copy.
 	var objects cas.Putter = s.f.Cache()
-	if _, dry := dst.(*dryDest); s.local() && dst != nil && !dry {
+	_, dry := dst.(*dryDest)
+	if s.local() && dst != nil && !dry {
 		objects = nil
 	}
 	return scan.Scan(ctx, s.f.Dir, s.f.StatCache(), dst, scan.Options{
 		Params:     s.remote.Params(),
 		Objects:    objects,
 		PutObjects: true, // a local store and the client both skip what they have
+		DryRun:     dry,
 		// The client asks the server which chunks it lacks, in batches, on
 		// its own time: the scan never waits on a round trip.
 		PutChunks:   !s.local(),

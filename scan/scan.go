@@ -13,6 +13,7 @@ package scan
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +33,7 @@ import (
 	"github.com/ferry-sync/ferry/chunk"
 	"github.com/ferry-sync/ferry/index"
 	"github.com/ferry-sync/ferry/state"
+	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -60,6 +63,9 @@ type Options struct {
 	// count what was handed to Dest, not what was new to it; Dest counts
 	// that itself.
 	PutChunks bool
+	// DryRun says Dest stores nothing (it only counts): the scan records
+	// nothing in the stat cache, whose entries promise content at Dest.
+	DryRun bool
 	// Retries is how often a file that changes while it is read is read
 	// again before it is left as it was (default 3).
 	Retries int
@@ -153,7 +159,8 @@ func Scan(ctx context.Context, dir string, cache *state.StatCache, dst Dest, opt
 		chunks: make(chan chunkJob, opts.Workers),
 		// Buffers bound the chunks in flight: enough to keep the cutters and
 		// a has-many round trip busy, whatever the number of uploaders.
-		bufs: make(chan []byte, 2*opts.Workers+4),
+		bufs:    make(chan []byte, 2*opts.Workers+4),
+		walkers: make(chan struct{}, 2*opts.Workers),
 	}
 	for range cap(s.bufs) {
 		s.bufs <- nil // allocated on first use, at most cap(bufs) of them
@@ -218,6 +225,9 @@ type scanner struct {
 	res     Result
 	update  *state.Update
 	rootDir *dirNode
+	// walkers bounds the goroutines walking directories beside the first.
+	walkers chan struct{}
+	walking sync.WaitGroup
 
 	nFiles, nDirs, nLinks atomic.Int64
 }
@@ -250,6 +260,9 @@ type dirNode struct {
 	size    atomic.Int64
 	ref     cas.Ref
 	done    chan struct{} // closed when ref is set (root only)
+	// tree is what the stat cache remembers of this directory's tree.
+	tree    state.TreeStat
+	hasTree bool
 }
 
 // fileJob is one file to read.
@@ -285,6 +298,9 @@ func statOf(fi fs.FileInfo) state.Stat {
 
 func (s *scanner) walkRoot() (*dirNode, error) {
 	root := &dirNode{done: make(chan struct{})}
+	// No walker may still queue files once this returns: the files
+	// channel closes after.
+	defer s.walking.Wait()
 	if err := s.walkDir(root, nil); err != nil {
 		return nil, err
 	}
@@ -297,40 +313,54 @@ func (s *scanner) walkRoot() (*dirNode, error) {
 }
 
 // walkDir lists one directory, queues its files, walks its subdirectories
-// and finishes the node once nothing is pending.
+// (on another goroutine while a walker is free: a no-op scan is bound by
+// lstat, and lstats of different directories overlap) and finishes the
+// node once nothing is pending.
 func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 	if depth := strings.Count(d.path, "/"); d.path != "" && depth+1 >= index.MaxDepth {
 		return fmt.Errorf("scan: %s is deeper than %d levels", d.path, index.MaxDepth)
 	}
 	abs := filepath.Join(s.dir, filepath.FromSlash(d.path))
-	ign, err := ign.enter(abs, d.path)
+	// The directory is opened without following a link (one swapped in
+	// since the parent's listing is not walked), and its entries are
+	// lstat'ed relative to it: no path resolution per file.
+	fd, err := unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		s.warn("%s: %v", index.JoinPath(d.path, ".ferryignore"), err)
+		return fmt.Errorf("scan: open %s: %w", abs, err)
 	}
-	list, err := os.ReadDir(abs)
+	dirf := os.NewFile(uintptr(fd), abs)
+	defer dirf.Close()
+	names, err := dirf.Readdirnames(-1)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
+	}
+	slices.Sort(names)
+	if _, found := slices.BinarySearch(names, IgnoreFile); found {
+		if ign, err = ign.enter(abs, d.path); err != nil {
+			s.warn("%s: %v", index.JoinPath(d.path, IgnoreFile), err)
+		}
 	}
 	cached, err := s.cache.Dir(d.path)
 	if err != nil {
 		return err
 	}
+	d.tree, d.hasTree = s.cache.Tree(d.path)
 	d.mu.Lock()
 	d.pending = 1 // the listing itself
 	d.mu.Unlock()
-	seen := make(map[string]bool, len(list))
-	for _, de := range list {
+	seen := make(map[string]bool, len(names))
+	var subdirs []*dirNode
+	for _, name := range names {
 		if err := s.ctx.Err(); err != nil {
 			return err
 		}
-		name := de.Name()
 		p := index.JoinPath(d.path, name)
 		if d.path == "" && name == index.StateDir {
 			continue
 		}
 		if strings.HasPrefix(name, index.TempPrefix) {
-			if s.opts.RemoveTemps && !de.IsDir() {
-				if fi, err := de.Info(); err == nil && s.start.Sub(fi.ModTime()) > TempMaxAge {
+			if s.opts.RemoveTemps {
+				if mode, st, err := lstatAt(fd, name); err == nil && mode.IsRegular() && s.start.Sub(time.Unix(0, st.MTime)) > TempMaxAge {
 					s.removeTemp(abs, p)
 				}
 			}
@@ -340,24 +370,23 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 			s.warn("%q: skipped: %v", p, err)
 			continue
 		}
-		fi, err := de.Info()
+		mode, st, err := lstatAt(fd, name)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // vanished since the listing
 		}
 		if err != nil {
-			return fmt.Errorf("scan: %w", err)
+			return fmt.Errorf("scan: lstat %s: %w", filepath.Join(abs, name), err)
 		}
-		isDir := fi.IsDir()
+		isDir := mode.IsDir()
 		if ign.match(p, isDir) {
 			continue
 		}
-		entry := index.Entry{Name: name, Mode: fi.Mode().Perm() | fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)}
+		entry := index.Entry{Name: name, Mode: mode.Perm() | mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)}
 		switch {
-		case fi.Mode().IsRegular():
+		case mode.IsRegular():
 			s.nFiles.Add(1)
-			st := statOf(fi)
 			seen[name] = true
-			entry.Kind, entry.Size, entry.MTime = index.KindFile, fi.Size(), st.MTime
+			entry.Kind, entry.Size, entry.MTime = index.KindFile, st.Size, st.MTime
 			slot := d.add(entry)
 			old, had := cached[name]
 			had = had && old.Mode&uint32(fs.ModeDir) == 0
@@ -391,20 +420,20 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 			case <-s.ctx.Done():
 				return s.ctx.Err()
 			}
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(filepath.Join(abs, name))
+		case mode&fs.ModeSymlink != 0:
+			target, err := readlinkAt(fd, name)
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
 					continue
 				}
-				return fmt.Errorf("scan: %w", err)
+				return fmt.Errorf("scan: readlink %s: %w", filepath.Join(abs, name), err)
 			}
 			if target == "" || len(target) > index.MaxTargetLen {
-				s.warn("%q: skipped: symlink target of %d bytes", p, len(target))
+				s.warn("%q: skipped: symlink target of %d bytes or more", p, len(target))
 				continue
 			}
 			s.nLinks.Add(1)
-			entry.Kind, entry.Target, entry.Size, entry.MTime = index.KindSymlink, target, int64(len(target)), fi.ModTime().UnixNano()
+			entry.Kind, entry.Target, entry.Size, entry.MTime = index.KindSymlink, target, int64(len(target)), st.MTime
 			d.add(entry)
 		case isDir:
 			s.nDirs.Add(1)
@@ -420,17 +449,15 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 			// so they are not kept: they would make versions of noise.
 			entry.Kind = index.KindDir
 			slot := d.add(entry)
-			child := &dirNode{path: p, parent: d, slot: slot}
 			d.mu.Lock()
 			d.pending++
 			d.mu.Unlock()
-			if err := s.walkDir(child, ign); err != nil {
-				return err
-			}
+			subdirs = append(subdirs, &dirNode{path: p, parent: d, slot: slot})
 		default:
-			s.warn("%q: skipped: not a regular file, directory or symlink (%s)", p, fi.Mode().Type())
+			s.warn("%q: skipped: not a regular file, directory or symlink (%s)", p, mode.Type())
 		}
 	}
+	dirf.Close()
 	// Forget cache entries of names that are gone, and everything below
 	// directories that are gone.
 	s.mu.Lock()
@@ -448,7 +475,83 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 		}
 	}
 	s.mu.Unlock()
+	for _, child := range subdirs {
+		select {
+		case s.walkers <- struct{}{}:
+			s.walking.Add(1)
+			go func() {
+				defer s.walking.Done()
+				defer func() { <-s.walkers }()
+				if err := s.walkDir(child, ign); err != nil {
+					s.abort(err)
+				}
+			}()
+		default:
+			if err := s.walkDir(child, ign); err != nil {
+				return err
+			}
+		}
+	}
 	return s.childDone(d)
+}
+
+// lstatAt lstats name in the directory open as dirfd. Its Stat equals
+// statOf of os.Lstat's FileInfo, so that both compare.
+func lstatAt(dirfd int, name string) (fs.FileMode, state.Stat, error) {
+	var sys unix.Stat_t
+	for {
+		err := unix.Fstatat(dirfd, name, &sys, unix.AT_SYMLINK_NOFOLLOW)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, state.Stat{}, err
+		}
+		break
+	}
+	mode := fs.FileMode(sys.Mode & 0o777)
+	switch sys.Mode & unix.S_IFMT {
+	case unix.S_IFBLK:
+		mode |= fs.ModeDevice
+	case unix.S_IFCHR:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFDIR:
+		mode |= fs.ModeDir
+	case unix.S_IFIFO:
+		mode |= fs.ModeNamedPipe
+	case unix.S_IFLNK:
+		mode |= fs.ModeSymlink
+	case unix.S_IFSOCK:
+		mode |= fs.ModeSocket
+	}
+	if sys.Mode&unix.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if sys.Mode&unix.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if sys.Mode&unix.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode, state.Stat{
+		Size:  sys.Size,
+		MTime: sys.Mtim.Nano(),
+		CTime: sys.Ctim.Nano(),
+		Inode: sys.Ino,
+		Mode:  uint32(mode),
+	}, nil
+}
+
+// readlinkAt reads the target of the link name in dirfd. A target longer
+// than index.MaxTargetLen comes back cut at MaxTargetLen+1 bytes, for the
+// caller to refuse.
+func readlinkAt(dirfd int, name string) (string, error) {
+	buf := make([]byte, index.MaxTargetLen+1)
+	n, err := unix.Readlinkat(dirfd, name, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
 }
 
 // cachePut records a stat cache entry. A large update is applied in
@@ -456,12 +559,18 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 // every applied entry's content is durable at Dest. A scan without a Dest
 // records nothing: there is nothing its entries could promise.
 func (s *scanner) cachePut(dir, name string, st state.Stat) error {
-	if s.dst == nil {
+	return s.record(func(u *state.Update) error { return u.Put(dir, name, st) })
+}
+
+// record applies one change to the pending stat cache update: see
+// cachePut.
+func (s *scanner) record(change func(*state.Update) error) error {
+	if s.dst == nil || s.opts.DryRun {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.update.Put(dir, name, st); err != nil {
+	if err := change(s.update); err != nil {
 		return err
 	}
 	if s.update.Size() < maxCacheUpdate {
@@ -526,17 +635,30 @@ func (s *scanner) childDone(d *dirNode) error {
 			entries = append(entries, e)
 		}
 	}
-	t, err := index.NewTree(entries)
-	if err != nil {
-		return fmt.Errorf("scan %q: %w", d.path, err)
-	}
-	b := index.EncodeTree(t)
-	if len(b) > cas.MaxBlobSize {
-		return fmt.Errorf("scan %q: directory has too many entries (%d) for one tree object", d.path, len(entries))
-	}
-	ref := cas.Sum(b)
-	if err := s.putObject(ref, b); err != nil {
-		return err
+	fp := fingerprint(entries)
+	var ref cas.Ref
+	if d.hasTree && d.tree.Fingerprint == fp {
+		// The same entries as a scan whose objects are at Dest: the same
+		// tree, stored already.
+		ref = d.tree.Ref
+	} else {
+		t, err := index.NewTree(entries)
+		if err != nil {
+			return fmt.Errorf("scan %q: %w", d.path, err)
+		}
+		b := index.EncodeTree(t)
+		if len(b) > cas.MaxBlobSize {
+			return fmt.Errorf("scan %q: directory has too many entries (%d) for one tree object", d.path, len(entries))
+		}
+		ref = cas.Sum(b)
+		if err := s.putObject(ref, b); err != nil {
+			return err
+		}
+		if err := s.record(func(u *state.Update) error {
+			return u.PutTree(d.path, state.TreeStat{Fingerprint: fp, Ref: ref})
+		}); err != nil {
+			return err
+		}
 	}
 	d.ref = ref
 	if d.parent == nil {
@@ -549,6 +671,40 @@ func (s *scanner) childDone(d *dirNode) error {
 	d.parent.mu.Unlock()
 	d.parent.size.Add(d.size.Load())
 	return s.childDone(d.parent)
+}
+
+// fingerprintVersion names the tree encoding that fingerprint stands for:
+// bump it when index encodes trees differently, so that no cached ref of
+// the old encoding is reused.
+const fingerprintVersion = 1
+
+// fingerprint hashes exactly what index.NewTree encodes, in the order it
+// encodes it (entries come from a sorted listing), at a fraction of the
+// cost of encoding: equal fingerprints mean equal trees.
+func fingerprint(entries []index.Entry) [32]byte {
+	h := blake3.New()
+	var b []byte
+	b = append(b, "ferry tree fingerprint"...)
+	b = binary.LittleEndian.AppendUint32(b, fingerprintVersion)
+	for _, e := range entries {
+		b = binary.AppendUvarint(b, uint64(len(e.Name)))
+		b = append(b, e.Name...)
+		b = append(b, byte(e.Kind))
+		b = binary.LittleEndian.AppendUint32(b, uint32(e.Mode))
+		b = binary.LittleEndian.AppendUint64(b, uint64(e.MTime))
+		b = binary.LittleEndian.AppendUint64(b, uint64(e.Size))
+		b = append(b, e.Ref[:]...)
+		b = binary.AppendUvarint(b, uint64(len(e.Target)))
+		b = append(b, e.Target...)
+		if len(b) > 32<<10 {
+			h.Write(b)
+			b = b[:0]
+		}
+	}
+	h.Write(b)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
 }
 
 // putObject stores an object in Dest (when missing) and in the cache.

@@ -95,6 +95,33 @@ func (c *StatCache) Lookup(path string) (Stat, bool) {
 	return s, err == nil
 }
 
+// TreeStat is what the stat cache remembers of one directory: a
+// fingerprint of the entries its tree was built from, and the tree's ref.
+// A scan that lists the same entries again reuses the ref instead of
+// encoding, hashing and storing the same tree once more.
+type TreeStat struct {
+	Fingerprint [32]byte
+	Ref         cas.Ref
+}
+
+const treeStatLen = 1 + 32 + 32
+
+// Tree keys are "t" DIR: beside the "s" keys, so that a directory's
+// own entries stay one range scan.
+func treeKey(dir string) []byte { return append([]byte{'t'}, dir...) }
+
+// Tree returns the cached tree of one directory ("" is the root).
+func (c *StatCache) Tree(dir string) (TreeStat, bool) {
+	v, err := c.kv.Get(treeKey(dir))
+	if err != nil || len(v) != treeStatLen || v[0] != statVersion {
+		return TreeStat{}, false
+	}
+	var t TreeStat
+	copy(t.Fingerprint[:], v[1:33])
+	copy(t.Ref[:], v[33:])
+	return t, true
+}
+
 // Update is a set of stat cache changes applied together.
 type Update struct {
 	b *cas.KVBatch
@@ -108,15 +135,31 @@ func (u *Update) Put(dir, name string, s Stat) error {
 	return u.b.Set(statKey(dir, name), s.append(nil))
 }
 
+// PutTree records the tree of directory dir.
+func (u *Update) PutTree(dir string, t TreeStat) error {
+	v := make([]byte, 0, treeStatLen)
+	v = append(v, statVersion)
+	v = append(v, t.Fingerprint[:]...)
+	v = append(v, t.Ref[:]...)
+	return u.b.Set(treeKey(dir), v)
+}
+
 // Delete forgets one entry.
 func (u *Update) Delete(dir, name string) error { return u.b.Delete(statKey(dir, name)) }
 
-// DeleteTree forgets every entry in directory dir and below it.
+// DeleteTree forgets every entry in directory dir and below it, and
+// their trees.
 func (u *Update) DeleteTree(dir string) error {
-	if err := u.b.DeletePrefix(append(append([]byte{'s'}, dir...), 0)); err != nil {
-		return err
+	for _, p := range [][]byte{
+		append(append([]byte{'s'}, dir...), 0),
+		append(append([]byte{'s'}, dir...), '/'),
+		append(treeKey(dir), '/'),
+	} {
+		if err := u.b.DeletePrefix(p); err != nil {
+			return err
+		}
 	}
-	return u.b.DeletePrefix(append(append([]byte{'s'}, dir...), '/'))
+	return u.b.Delete(treeKey(dir))
 }
 
 // Size is the pending update's size, to commit in bounded pieces.
@@ -147,9 +190,11 @@ func (u *Update) Discard() {
 // (a collection removed it since).
 func (c *StatCache) Clear() error {
 	b := c.kv.Batch()
-	if err := b.DeletePrefix([]byte{'s'}); err != nil {
-		b.Close()
-		return err
+	for _, p := range []byte{'s', 't'} {
+		if err := b.DeletePrefix([]byte{p}); err != nil {
+			b.Close()
+			return err
+		}
 	}
 	return b.Commit(true)
 }
