@@ -340,15 +340,30 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 			s.warn("%s: %v", index.JoinPath(d.path, IgnoreFile), err)
 		}
 	}
-	cached, err := s.cache.Dir(d.path)
+	cached, err := s.cache.Dir(d.path, len(names))
 	if err != nil {
 		return err
 	}
 	d.tree, d.hasTree = s.cache.Tree(d.path)
 	d.mu.Lock()
 	d.pending = 1 // the listing itself
+	d.entries = make([]index.Entry, 0, len(names))
+	d.skip = make([]bool, 0, len(names))
 	d.mu.Unlock()
-	seen := make(map[string]bool, len(names))
+	// cached and names are both sorted: the cursor c walks cached beside
+	// the listing; keep marks the entries still present.
+	keep := make([]bool, len(cached))
+	c := 0
+	lookup := func(name string) (state.Stat, bool) {
+		for c < len(cached) && cached[c].Name < name {
+			c++
+		}
+		if c < len(cached) && cached[c].Name == name {
+			keep[c] = true
+			return cached[c].Stat, true
+		}
+		return state.Stat{}, false
+	}
 	var subdirs []*dirNode
 	for _, name := range names {
 		if err := s.ctx.Err(); err != nil {
@@ -385,10 +400,9 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 		switch {
 		case mode.IsRegular():
 			s.nFiles.Add(1)
-			seen[name] = true
 			entry.Kind, entry.Size, entry.MTime = index.KindFile, st.Size, st.MTime
 			slot := d.add(entry)
-			old, had := cached[name]
+			old, had := lookup(name)
 			had = had && old.Mode&uint32(fs.ModeDir) == 0
 			s.progress(Event{Files: 1, CurrentPath: p})
 			if s.opts.Hold != nil && s.opts.Hold(p) {
@@ -437,8 +451,7 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 			d.add(entry)
 		case isDir:
 			s.nDirs.Add(1)
-			seen[name] = true
-			if _, ok := cached[name]; !ok {
+			if _, ok := lookup(name); !ok {
 				// A marker, so that the directory's entries are forgotten
 				// when it goes.
 				if err := s.cachePut(d.path, name, state.Stat{Mode: uint32(fs.ModeDir)}); err != nil {
@@ -461,13 +474,13 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 	// Forget cache entries of names that are gone, and everything below
 	// directories that are gone.
 	s.mu.Lock()
-	for name, old := range cached {
-		if seen[name] {
+	for i, old := range cached {
+		if keep[i] {
 			continue
 		}
-		err := s.update.Delete(d.path, name)
+		err := s.update.Delete(d.path, old.Name)
 		if err == nil && old.Mode&uint32(fs.ModeDir) != 0 {
-			err = s.update.DeleteTree(index.JoinPath(d.path, name))
+			err = s.update.DeleteTree(index.JoinPath(d.path, old.Name))
 		}
 		if err != nil {
 			s.mu.Unlock()
@@ -629,10 +642,13 @@ func (s *scanner) childDone(d *dirNode) error {
 	if !last {
 		return nil
 	}
-	var entries []index.Entry
-	for i, e := range d.entries {
-		if !d.skip[i] {
-			entries = append(entries, e)
+	entries := d.entries
+	if slices.Contains(d.skip, true) {
+		entries = make([]index.Entry, 0, len(d.entries))
+		for i, e := range d.entries {
+			if !d.skip[i] {
+				entries = append(entries, e)
+			}
 		}
 	}
 	fp := fingerprint(entries)
@@ -683,7 +699,9 @@ const fingerprintVersion = 1
 // cost of encoding: equal fingerprints mean equal trees.
 func fingerprint(entries []index.Entry) [32]byte {
 	h := blake3.New()
-	var b []byte
+	bp := fingerprintBufs.Get().(*[]byte)
+	defer fingerprintBufs.Put(bp)
+	b := (*bp)[:0]
 	b = append(b, "ferry tree fingerprint"...)
 	b = binary.LittleEndian.AppendUint32(b, fingerprintVersion)
 	for _, e := range entries {
@@ -702,10 +720,13 @@ func fingerprint(entries []index.Entry) [32]byte {
 		}
 	}
 	h.Write(b)
+	*bp = b
 	var out [32]byte
 	h.Sum(out[:0])
 	return out
 }
+
+var fingerprintBufs = sync.Pool{New: func() any { b := make([]byte, 0, 40<<10); return &b }}
 
 // putObject stores an object in Dest (when missing) and in the cache.
 func (s *scanner) putObject(ref cas.Ref, b []byte) error {

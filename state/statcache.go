@@ -63,16 +63,24 @@ func statKey(dir, name string) []byte {
 	return append(append(append([]byte{'s'}, dir...), 0), name...)
 }
 
-// Dir returns the cached entries of one directory ("" is the root).
-func (c *StatCache) Dir(dir string) (map[string]Stat, error) {
+// Named is one cached entry of a directory.
+type Named struct {
+	Name string
+	Stat
+}
+
+// Dir returns the cached entries of one directory ("" is the root),
+// sorted by name (byte order, as a sorted listing is); sizeHint is how
+// many there likely are.
+func (c *StatCache) Dir(dir string, sizeHint int) ([]Named, error) {
 	p := statKey(dir, "")
-	out := map[string]Stat{}
+	out := make([]Named, 0, sizeHint)
 	err := c.kv.Scan(p, func(k, v []byte) error {
 		s, err := parseStat(v)
 		if err != nil {
 			return err
 		}
-		out[string(k[len(p):])] = s
+		out = append(out, Named{Name: string(k[len(p):]), Stat: s})
 		return nil
 	})
 	return out, err
