@@ -45,11 +45,19 @@ func codecs() (*zstd.Encoder, *zstd.Decoder) {
 }
 
 // Encode returns the stored form of raw: zstd when that is strictly
-// smaller, raw otherwise. The result is appended to dst[:0]; when no
-// compression pays, payload is raw itself.
+// smaller, raw otherwise. The result is appended to dst[:0] (give it the
+// capacity of raw to spare the encoder growing it); when no compression
+// pays, payload is raw itself.
+//
+// A large blob is first sampled: when none of a few 4 KiB pieces spread
+// over it shrinks by 3%, it is taken for incompressible (already
+// compressed media, archives, encrypted or random data) and not
+// compressed at all. On such data the full attempt cost a push as much
+// CPU as hashing; the price is that a blob compressible only between the
+// samples is stored raw.
 func Encode(dst, raw []byte) (payload []byte, flags Flags) {
 	e, _ := codecs()
-	if len(raw) < 64 {
+	if len(raw) < 64 || looksIncompressible(e, raw) {
 		return raw, 0
 	}
 	c := e.EncodeAll(raw, dst[:0])
@@ -57,6 +65,33 @@ func Encode(dst, raw []byte) (payload []byte, flags Flags) {
 		return c, FlagZstd
 	}
 	return raw, 0
+}
+
+const (
+	sampleLen     = 4 << 10
+	samples       = 4
+	sampledAbove  = 64 << 10 // smaller blobs are simply tried
+	sampleGainPct = 97       // a sample must shrink below this % to count
+)
+
+var sampleBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2*sampleLen); return &b }}
+
+func looksIncompressible(e *zstd.Encoder, raw []byte) bool {
+	if len(raw) < sampledAbove {
+		return false
+	}
+	bp := sampleBufs.Get().(*[]byte)
+	defer sampleBufs.Put(bp)
+	step := (len(raw) - sampleLen) / (samples - 1)
+	for i := range samples {
+		piece := raw[i*step : i*step+sampleLen]
+		c := e.EncodeAll(piece, (*bp)[:0])
+		if len(c)*100 < len(piece)*sampleGainPct {
+			return false
+		}
+		*bp = c[:0]
+	}
+	return true
 }
 
 // Decode turns a stored payload back into raw bytes (appended to dst[:0]

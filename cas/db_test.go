@@ -339,3 +339,37 @@ func TestReadsAcrossThePackBuffer(t *testing.T) {
 	n = ns(t, openDB(t, dir), "a")
 	check("reopened")
 }
+
+// TestEncodeSamples: a large blob is compressed when any part of it
+// compresses where the samples fall, stored raw when it is random
+// throughout, and a blob with a compressible head still compresses.
+func TestEncodeSamples(t *testing.T) {
+	text := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog. "), 1<<20/45)
+	half := append(append([]byte(nil), text[:len(text)/2]...), random(7, len(text)/2)...)
+	cases := []struct {
+		name     string
+		raw      []byte
+		wantZstd bool
+	}{
+		{"random 1 MiB", random(6, 1<<20), false},
+		{"text 1 MiB", text, true},
+		{"text then random", half, true},
+		{"random 32 KiB (below sampling)", random(8, 32<<10), false},
+		{"text 32 KiB (below sampling)", text[:32<<10], true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			payload, flags := cas.Encode(make([]byte, 0, len(tc.raw)), tc.raw)
+			if got := flags&cas.FlagZstd != 0; got != tc.wantZstd {
+				t.Fatalf("compressed %v, want %v", got, tc.wantZstd)
+			}
+			if tc.wantZstd && len(payload) >= len(tc.raw) {
+				t.Fatalf("compressed to %d of %d bytes", len(payload), len(tc.raw))
+			}
+			back, err := cas.Decode(nil, cas.Sum(tc.raw), flags, payload, len(tc.raw))
+			if err != nil || !bytes.Equal(back, tc.raw) {
+				t.Fatalf("round trip: %v", err)
+			}
+		})
+	}
+}

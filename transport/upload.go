@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ferry-sync/ferry/cas"
@@ -52,9 +53,17 @@ func (c *Client) Put(ctx context.Context, ref cas.Ref, data []byte) error {
 	if c.uploading(ref) {
 		return nil // already on its way
 	}
-	payload, flags := cas.Encode(nil, data)
-	if flags == 0 {
-		payload = append([]byte(nil), data...)
+	// One buffer the size of data serves both outcomes: the encoder never
+	// grows it, and raw bytes are copied into it. A payload that shrank a
+	// lot is copied out, so that what waits in flight is what the budget
+	// counts.
+	buf := make([]byte, 0, len(data))
+	payload, flags := cas.Encode(buf, data)
+	switch {
+	case flags == 0:
+		payload = append(buf, data...)
+	case cap(payload) > 2*len(payload):
+		payload = slices.Clone(payload)
 	}
 	it := &upItem{ref: ref, flags: flags, rawLen: len(data), payload: payload, units: (len(payload) + frameHead + budgetUnit - 1) / budgetUnit}
 	if it.units > cap(c.budget) {
