@@ -172,12 +172,7 @@ func (w *writer) commitBatch() error {
 		}
 		err = w.rename(pfd, pf.tmp, pf.name, pf.path)
 		if err == nil {
-			var fd int
-			fd, err = unix.Openat(pfd, pf.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-			if err == nil {
-				err = w.cachePut(fd, pf.dir, pf.name, pf.ref)
-				unix.Close(fd)
-			}
+			err = w.cachePutAt(pfd, pf.dir, pf.name, pf.ref)
 		}
 		release()
 		if err != nil {

@@ -563,6 +563,26 @@ func (w *writer) cachePut(fd int, dir, name string, ref cas.Ref) error {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return err
 	}
+	return w.cacheStat(&st, dir, name, ref)
+}
+
+// cachePutAt is cachePut for the entry name of the directory pfd, without
+// opening it.
+func (w *writer) cachePutAt(pfd int, dir, name string, ref cas.Ref) error {
+	if w.upd == nil {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil // replaced since the rename: nothing to promise
+	}
+	return w.cacheStat(&st, dir, name, ref)
+}
+
+func (w *writer) cacheStat(st *unix.Stat_t, dir, name string, ref cas.Ref) error {
 	s := state.Stat{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Inode: st.Ino, Mode: uint32(fileMode(st.Mode)), Ref: ref}
 	w.mu.Lock()
 	defer w.mu.Unlock()
