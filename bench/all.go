@@ -30,9 +30,10 @@ func WriteLatest(dir string, reps []*Report, note string) error {
 	return os.WriteFile(filepath.Join(dir, "latest.md"), []byte(b.String()), 0o644)
 }
 
-// AllReports are the reports `ferry bench all` writes, in the order
-// latest.md shows them.
-var AllReports = []string{"compare", "wan", "scale", "watch", "gc"}
+// AllReports are the reports latest.md shows, in its order: those
+// `ferry bench all` writes, and scale-1m, the 1M-file curve kept from a
+// separate `ferry bench scale --files 1000000` run (about 15 minutes).
+var AllReports = []string{"compare", "wan", "scale", "scale-1m", "watch", "gc"}
 
 // Gather reads the saved reports of dir (those that exist), for
 // WriteLatest when the workloads ran one by one.

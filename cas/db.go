@@ -25,7 +25,7 @@ import (
 type Options struct {
 	// Create makes the store when DIR holds none.
 	Create bool
-	// CacheSize is Pebble's block cache (default 32 MiB).
+	// CacheSize is Pebble's block cache (default 128 MiB, taken as used).
 	CacheSize int64
 	// MemTableSize is Pebble's memtable size (default 16 MiB).
 	MemTableSize uint64
@@ -37,7 +37,7 @@ type Options struct {
 
 func (o *Options) applyDefaults() {
 	if o.CacheSize == 0 {
-		o.CacheSize = 32 << 20
+		o.CacheSize = 128 << 20
 	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = 16 << 20
@@ -83,6 +83,7 @@ type DB struct {
 	closed    bool
 	// usage caches each namespace's charged bytes (see quota.go).
 	usage    map[string]int64
+	quotas   map[string]int64 // each namespace's quota, 0 for none
 	nextPack uint64
 	failed   error // a failed fsync: the store takes no more writes
 

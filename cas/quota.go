@@ -85,15 +85,28 @@ func (db *DB) usageLocked(ns string) (int64, error) {
 }
 
 // quotaLocked returns ns's byte quota, 0 for none.
+// Quotas are cached: every new ownership is checked against one, and a
+// lookup each cost a quarter of the time of putting many small blobs.
 func (db *DB) quotaLocked(ns string) (int64, error) {
+	if q, ok := db.quotas[ns]; ok {
+		return q, nil
+	}
 	v, err := db.getLocked(quotaKey(ns))
-	if errors.Is(err, ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil || len(v) != 8 {
+	var q int64
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
 		return 0, err
+	case len(v) != 8:
+		return 0, fmt.Errorf("%w: quota record of namespace %q", ErrCorrupt, ns)
+	default:
+		q = int64(binary.BigEndian.Uint64(v))
 	}
-	return int64(binary.BigEndian.Uint64(v)), nil
+	if db.quotas == nil {
+		db.quotas = map[string]int64{}
+	}
+	db.quotas[ns] = q
+	return q, nil
 }
 
 // SetQuota limits the bytes the namespace may hold (its blobs' stored
@@ -114,7 +127,16 @@ func (n *Namespace) SetQuota(ctx context.Context, limit int64) error {
 	if err != nil {
 		return err
 	}
-	return n.db.flushLocked()
+	err = n.db.flushLocked()
+	if err == nil {
+		if n.db.quotas == nil {
+			n.db.quotas = map[string]int64{}
+		}
+		n.db.quotas[n.name] = limit
+	} else {
+		delete(n.db.quotas, n.name) // read again from the store
+	}
+	return err
 }
 
 // Usage returns the bytes the namespace holds and its quota (0: none).
