@@ -68,7 +68,12 @@ type Server struct {
 // StartServer starts `ferry serve` on 127.0.0.1 and waits for its ready
 // line.
 func StartServer(ctx context.Context, ferry, data string) (*Server, error) {
-	cmd := exec.CommandContext(ctx, ferry, "--json", "-q", "serve", "--data", data, "--listen", "127.0.0.1:0")
+	return startServer(exec.CommandContext(ctx, ferry, "--json", "-q", "serve", "--data", data, "--listen", "127.0.0.1:0"), data)
+}
+
+// startServer runs cmd, a `ferry --json serve`, and waits for its ready
+// line.
+func startServer(cmd *exec.Cmd, data string) (*Server, error) {
 	cmd.Env = append(os.Environ(), "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true")
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -94,36 +93,7 @@ func startServerOn(ctx context.Context, ferry, data string, n Net) (*Server, err
 		return StartServer(ctx, ferry, data)
 	}
 	name, args := n.cmd(n.Server, ferry, "--json", "-q", "serve", "--data", data, "--listen", n.Host+":7443")
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &Server{cmd: cmd, Data: data, done: make(chan error, 1)}
-	sc := bufio.NewScanner(out)
-	if !sc.Scan() {
-		cmd.Process.Kill()
-		return nil, fmt.Errorf("ferry serve did not start: %v", cmd.Wait())
-	}
-	var info struct {
-		Addr        string `json:"addr"`
-		Fingerprint string `json:"fingerprint"`
-	}
-	if err := json.Unmarshal(sc.Bytes(), &info); err != nil {
-		cmd.Process.Kill()
-		return nil, err
-	}
-	s.Addr, s.Fingerprint = info.Addr, info.Fingerprint
-	go func() {
-		for sc.Scan() {
-		}
-		s.done <- cmd.Wait()
-	}()
-	return s, nil
+	return startServer(exec.CommandContext(ctx, name, args...), data)
 }
 
 func (p *ferryPeer) Name() string { return "ferry" }

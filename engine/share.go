@@ -36,6 +36,16 @@ type ShareResult struct {
 // ErrNeedsServer: sharing works through a server.
 var ErrNeedsServer = errors.New("sharing needs a folder synced with a server (quic://)")
 
+// server is the session's remote as a server client, for what only a
+// server does.
+func (s *session) server() (*transport.Client, error) {
+	c, ok := s.remote.(*transport.Client)
+	if !ok {
+		return nil, ErrNeedsServer
+	}
+	return c, nil
+}
+
 // Share makes a read-only link to PATH (a file or directory; "" the whole
 // folder) as it is in a version, valid for TTL: `ferry get LINK` fetches
 // it without a synced folder. The server keeps what the share names until
@@ -49,9 +59,9 @@ func Share(ctx context.Context, dir, p string, o ShareOptions) (*ShareResult, er
 		return nil, err
 	}
 	defer s.close()
-	c, ok := s.remote.(*transport.Client)
-	if !ok {
-		return nil, ErrNeedsServer
+	c, err := s.server()
+	if err != nil {
+		return nil, err
 	}
 	if o.Version == "" {
 		o.Version = "head"
@@ -100,9 +110,9 @@ func Shares(ctx context.Context, dir string, o Options) ([]transport.ShareInfo, 
 		return nil, err
 	}
 	defer s.close()
-	c, ok := s.remote.(*transport.Client)
-	if !ok {
-		return nil, ErrNeedsServer
+	c, err := s.server()
+	if err != nil {
+		return nil, err
 	}
 	return c.Shares(ctx)
 }
@@ -115,9 +125,9 @@ func UpdateShare(ctx context.Context, dir, id string, ttl time.Duration, o Optio
 		return nil, err
 	}
 	defer s.close()
-	c, ok := s.remote.(*transport.Client)
-	if !ok {
-		return nil, ErrNeedsServer
+	c, err := s.server()
+	if err != nil {
+		return nil, err
 	}
 	info, err := c.UpdateShare(ctx, id, ttl)
 	if err != nil {

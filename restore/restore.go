@@ -583,7 +583,8 @@ func (w *writer) cachePutAt(pfd int, dir, name string, ref cas.Ref) error {
 }
 
 func (w *writer) cacheStat(st *unix.Stat_t, dir, name string, ref cas.Ref) error {
-	s := state.Stat{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Inode: st.Ino, Mode: uint32(fileMode(st.Mode)), Ref: ref}
+	_, s := state.FromSys(st)
+	s.Ref = ref
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.upd.Put(dir, name, s)
@@ -606,26 +607,4 @@ func (w *writer) commitCache() error {
 	err := w.upd.Commit()
 	w.upd = nil
 	return err
-}
-
-// fileMode converts a Unix st_mode to the fs.FileMode os.Lstat reports,
-// so cached stats compare equal with the scan's.
-func fileMode(m uint32) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	switch m & unix.S_IFMT {
-	case unix.S_IFDIR:
-		mode |= fs.ModeDir
-	case unix.S_IFLNK:
-		mode |= fs.ModeSymlink
-	}
-	if m&unix.S_ISUID != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&unix.S_ISGID != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&unix.S_ISVTX != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
 }

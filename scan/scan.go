@@ -508,8 +508,7 @@ func (s *scanner) walkDir(d *dirNode, ign *ignorer) error {
 	return s.childDone(d)
 }
 
-// lstatAt lstats name in the directory open as dirfd. Its Stat equals
-// statOf of os.Lstat's FileInfo, so that both compare.
+// lstatAt lstats name in the directory open as dirfd.
 func lstatAt(dirfd int, name string) (fs.FileMode, state.Stat, error) {
 	var sys unix.Stat_t
 	for {
@@ -520,39 +519,9 @@ func lstatAt(dirfd int, name string) (fs.FileMode, state.Stat, error) {
 		if err != nil {
 			return 0, state.Stat{}, err
 		}
-		break
+		mode, st := state.FromSys(&sys)
+		return mode, st, nil
 	}
-	mode := fs.FileMode(sys.Mode & 0o777)
-	switch sys.Mode & unix.S_IFMT {
-	case unix.S_IFBLK:
-		mode |= fs.ModeDevice
-	case unix.S_IFCHR:
-		mode |= fs.ModeDevice | fs.ModeCharDevice
-	case unix.S_IFDIR:
-		mode |= fs.ModeDir
-	case unix.S_IFIFO:
-		mode |= fs.ModeNamedPipe
-	case unix.S_IFLNK:
-		mode |= fs.ModeSymlink
-	case unix.S_IFSOCK:
-		mode |= fs.ModeSocket
-	}
-	if sys.Mode&unix.S_ISGID != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if sys.Mode&unix.S_ISUID != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if sys.Mode&unix.S_ISVTX != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode, state.Stat{
-		Size:  sys.Size,
-		MTime: sys.Mtim.Nano(),
-		CTime: sys.Ctim.Nano(),
-		Inode: sys.Ino,
-		Mode:  uint32(mode),
-	}, nil
 }
 
 // readlinkAt reads the target of the link name in dirfd. A target longer
