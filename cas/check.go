@@ -32,7 +32,11 @@ type CheckStats struct {
 
 // Check verifies every blob record (and, with ReadData, every blob's bytes)
 // and calls report for each damaged blob. It reads a consistent view of
-// committed records while writers go on.
+// committed records while writers go on. What it finds damaged is marked
+// so (see damage.go); a marked blob that it reads and finds sound is
+// unmarked; a marked blob it does not read is reported from its mark.
+// Records that Pebble cannot read (a block whose checksum fails) end the
+// walk with one report under the zero Ref.
 func (db *DB) Check(ctx context.Context, opts CheckOptions, report func(Damage)) (CheckStats, error) {
 	var st CheckStats
 	if err := db.Flush(ctx); err != nil {
@@ -47,7 +51,7 @@ func (db *DB) Check(ctx context.Context, opts CheckOptions, report func(Damage))
 		ref := Ref(k[1:])
 		damage := func(err error) {
 			st.Damaged++
-			report(Damage{Ref: ref, Err: err.Error()})
+			report(Damage{Ref: ref, Err: db.damage(ref, err).Error()})
 		}
 		loc, err := parseLocation(v)
 		if err != nil {
@@ -68,6 +72,9 @@ func (db *DB) Check(ctx context.Context, opts CheckOptions, report func(Damage))
 			}
 		}
 		if !opts.ReadData || (opts.SubsetM > 0 && int(binary.BigEndian.Uint64(ref[:8])%uint64(opts.SubsetM)) != opts.SubsetN-1) {
+			if db.isDamaged(ref) {
+				damage(fmt.Errorf("%w: recorded damaged (not read again)", ErrCorrupt))
+			}
 			return nil
 		}
 		st.BlobsRead++
@@ -81,8 +88,18 @@ func (db *DB) Check(ctx context.Context, opts CheckOptions, report func(Damage))
 		}
 		if _, err := Decode(nil, ref, loc.flags, payload, loc.rawLen); err != nil {
 			damage(err)
+			return nil
 		}
+		db.sound(ref)
 		return nil
 	})
+	if errors.Is(err, ErrCorrupt) {
+		st.Damaged++
+		report(Damage{Err: fmt.Sprintf("blob records after the %d read are unreadable: %v", st.Blobs, err)})
+		err = nil
+	}
+	if err == nil {
+		err = db.Flush(ctx) // the marks
+	}
 	return st, err
 }

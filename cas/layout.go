@@ -10,6 +10,7 @@ import (
 // change it only with a new FormatVersion.
 //
 //	DIR/LOCK               flock(2) held while a process has the store open
+//	DIR/ballast            reserved space a collection on a full disk frees
 //	DIR/pebble/            the Pebble database: every key below
 //	DIR/packs/P.pack       append-only pack files, P = 16 hex digits
 //
@@ -28,6 +29,8 @@ import (
 //	"l" ns \x00 root \x00 seq(8)   history entry: ref(32) time(8, unix ns)
 //	"t" ns \x00 root \x00 tag      tag: ref (32 bytes)
 //	"k" space \x00 key             KV spaces (a synced folder's state)
+//	"d" ref                        blob ref failed verification: unix ns when
+//	                               found (8, BE), then the reason (text)
 //
 // A blob record is one of
 //

@@ -124,7 +124,8 @@ func (n *Namespace) owns(r Ref) (bool, error) {
 	return err == nil, err
 }
 
-// Has reports which refs the namespace owns.
+// Has reports which refs the namespace owns. A damaged blob is missing:
+// whoever has its bytes should send them.
 func (n *Namespace) Has(ctx context.Context, refs []Ref) ([]bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -133,11 +134,11 @@ func (n *Namespace) Has(ctx context.Context, refs []Ref) ([]bool, error) {
 	n.db.mu.RLock()
 	for i, r := range refs {
 		ok, err := n.owns(r)
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrCorrupt) {
 			n.db.mu.RUnlock()
 			return nil, err
 		}
-		out[i] = ok
+		out[i] = ok && !n.db.damaged.Has(r)
 	}
 	gc := n.db.gcActive
 	n.db.mu.RUnlock()
@@ -171,31 +172,35 @@ func (n *Namespace) PutEncoded(ctx context.Context, ref Ref, flags Flags, payloa
 // GetEncoded returns an owned blob in its stored form, unverified: for a
 // server handing it to a client, which verifies it.
 func (n *Namespace) GetEncoded(ctx context.Context, ref Ref) (Flags, []byte, int, error) {
-	n.db.mu.RLock()
-	owned, err := n.owns(ref)
-	n.db.mu.RUnlock()
-	if err != nil {
+	if err := n.ownedForRead(ref); err != nil {
 		return 0, nil, 0, err
-	}
-	if !owned {
-		return 0, nil, 0, fmt.Errorf("get %s: %w", ref.Short(), ErrNotFound)
 	}
 	return n.db.getEncoded(ctx, ref)
 }
 
 // Get returns the blob if the namespace owns it.
 func (n *Namespace) Get(ctx context.Context, ref Ref) ([]byte, error) {
-	n.db.mu.RLock()
-	owned, err := n.owns(ref)
-	n.db.mu.RUnlock()
-	if err != nil {
+	if err := n.ownedForRead(ref); err != nil {
 		return nil, err
-	}
-	if !owned {
-		return nil, fmt.Errorf("get %s: %w", ref.Short(), ErrNotFound)
 	}
 	n.db.protect(ref)
 	return n.db.getBlob(ctx, ref)
+}
+
+// ownedForRead answers ErrNotFound for a blob the namespace does not own.
+// An ownership record that cannot be read marks the blob damaged: a put
+// of its bytes writes both anew.
+func (n *Namespace) ownedForRead(ref Ref) error {
+	n.db.mu.RLock()
+	owned, err := n.owns(ref)
+	n.db.mu.RUnlock()
+	switch {
+	case err != nil:
+		return n.db.damage(ref, fmt.Errorf("get %s: ownership: %w", ref.Short(), err))
+	case !owned:
+		return fmt.Errorf("get %s: %w", ref.Short(), ErrNotFound)
+	}
+	return nil
 }
 
 // Flush makes the namespace's puts durable (and every other's).
@@ -264,6 +269,9 @@ func (n *Namespace) checkRoot(root string) error {
 // Head returns the root's head or ErrNotFound.
 func (n *Namespace) Head(ctx context.Context, root string) (Ref, error) {
 	if err := n.checkRoot(root); err != nil {
+		return Ref{}, err
+	}
+	if err := n.db.failure(); err != nil {
 		return Ref{}, err
 	}
 	v, err := n.db.get(headKey(n.name, root))
@@ -338,6 +346,9 @@ func (n *Namespace) lastSeq(root string) (uint64, error) {
 // History lists the root's history, oldest first.
 func (n *Namespace) History(ctx context.Context, root string) ([]HistoryEntry, error) {
 	if err := n.checkRoot(root); err != nil {
+		return nil, err
+	}
+	if err := n.db.failure(); err != nil {
 		return nil, err
 	}
 	p := histPrefix(n.name, root)

@@ -25,7 +25,9 @@ import (
 // recorded length, which is all any record points into, and Open cuts it.
 type packWriter struct {
 	id        uint64
-	f         *os.File
+	path      string
+	st        storage
+	f         file
 	direct    bool
 	size      int64  // logical length: every byte appended
 	base      int64  // file offset of buf[0], aligned
@@ -51,17 +53,13 @@ func alignedBuf(n int) []byte {
 	return b[off : off : off+n]
 }
 
-func createPack(dir string, id uint64) (*packWriter, error) {
+func createPack(st storage, dir string, id uint64) (*packWriter, error) {
 	path := packPath(dir, id)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_DIRECT, 0o600)
-	direct := err == nil
-	if errors.Is(err, unix.EINVAL) {
-		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	}
+	f, direct, err := st.createPack(path)
 	if err != nil {
 		return nil, fmt.Errorf("cas: create pack: %w", err)
 	}
-	w := &packWriter{id: id, f: f, direct: direct, buf: alignedBuf(packBuf), dirty: true}
+	w := &packWriter{id: id, path: path, st: st, f: f, direct: direct, buf: alignedBuf(packBuf), dirty: true}
 	if err := w.write([]byte(packMagic)); err != nil {
 		f.Close()
 		return nil, err
@@ -110,7 +108,7 @@ func (w *packWriter) write(p []byte) error {
 func (w *packWriter) writeAt(b []byte, off int64) error {
 	_, err := w.f.WriteAt(b, off)
 	if err != nil && w.direct && errors.Is(err, unix.EINVAL) {
-		f, oerr := os.OpenFile(w.f.Name(), os.O_RDWR, 0)
+		f, oerr := w.st.reopenBuffered(w.path)
 		if oerr == nil {
 			w.f.Close()
 			w.f, w.direct = f, false
@@ -123,13 +121,17 @@ func (w *packWriter) writeAt(b []byte, off int64) error {
 	return nil
 }
 
-// flushTail writes the buffered partial block, padded to the alignment.
+// flushTail writes the buffered partial block, padded to the alignment
+// when O_DIRECT needs it.
 func (w *packWriter) flushTail() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	n := (len(w.buf) + packAlign - 1) &^ (packAlign - 1)
-	clear(w.buf[len(w.buf):n])
+	n := len(w.buf)
+	if w.direct {
+		n = (n + packAlign - 1) &^ (packAlign - 1)
+		clear(w.buf[len(w.buf):n])
+	}
 	return w.writeAt(w.buf[:n], w.base)
 }
 
@@ -141,7 +143,7 @@ func (w *packWriter) sync() error {
 		return fmt.Errorf("cas: fsync pack %d: %w", w.id, err)
 	}
 	if !w.dirSynced {
-		if err := syncDir(filepath.Dir(w.f.Name())); err != nil {
+		if err := w.st.syncDir(filepath.Dir(w.path)); err != nil {
 			return err
 		}
 		w.dirSynced = true
@@ -158,12 +160,12 @@ func (w *packWriter) seal() error {
 	if err := w.flushTail(); err != nil {
 		return err
 	}
-	if err := w.f.Truncate(w.size); err != nil {
+	if err := truncateFile(w.f, w.size); err != nil {
 		return fmt.Errorf("cas: truncate pack %d: %w", w.id, err)
 	}
 	w.base, w.buf = w.size, nil
-	if !w.direct {
-		_ = unix.SyncFileRange(int(w.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	if f, ok := w.f.(*os.File); ok && !w.direct {
+		_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 	}
 	return nil
 }
@@ -182,44 +184,30 @@ func (w *packWriter) readBuffered(dst []byte, off int64) (head int, ok bool) {
 	return head, true
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("cas: fsync %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("cas: fsync %s: %w", dir, err)
-	}
-	return nil
-}
-
 // packFiles caches read handles. Handles are never closed while the DB is
 // open (a closed handle could race a reader); past maxOpen, a read opens a
 // handle of its own.
 type packFiles struct {
 	dir  string
+	st   storage
 	mu   sync.Mutex
-	open map[uint64]*os.File
+	open map[uint64]file
 }
 
 const maxOpenPacks = 256
 
-func (p *packFiles) handle(id uint64) (f *os.File, owned bool, err error) {
+func (p *packFiles) handle(id uint64) (f file, owned bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if f := p.open[id]; f != nil {
 		return f, false, nil
 	}
-	f, err = os.Open(packPath(p.dir, id))
+	f, err = p.st.open(packPath(p.dir, id))
 	if err != nil {
 		return nil, false, err
 	}
 	if p.open == nil {
-		p.open = map[uint64]*os.File{}
+		p.open = map[uint64]file{}
 	}
 	if len(p.open) >= maxOpenPacks {
 		return f, true, nil
@@ -256,8 +244,10 @@ func (p *packFiles) readAt(id uint64, b []byte, off int64) error {
 	if owned {
 		defer f.Close()
 	}
-	_, err = f.ReadAt(b, off)
-	return err
+	if _, err = f.ReadAt(b, off); err != nil {
+		return fmt.Errorf("%w: read pack %d: %w", ErrCorrupt, id, err)
+	}
+	return nil
 }
 
 // read returns the payload of the entry at loc, after checking that the
@@ -278,7 +268,8 @@ func (p *packFiles) read(ref Ref, loc location) ([]byte, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: blob %s: pack %d is short", ErrCorrupt, ref.Short(), loc.pack)
 		}
-		return nil, fmt.Errorf("cas: read pack %d: %w", loc.pack, err)
+		// A read error (EIO) is damage too: the bytes cannot be had.
+		return nil, fmt.Errorf("%w: blob %s: read pack %d: %w", ErrCorrupt, ref.Short(), loc.pack, err)
 	}
 	return checkEntry(ref, loc, buf)
 }

@@ -90,6 +90,15 @@ func (db *DB) Sweep(ctx context.Context, o SweepOptions) (SweepStats, error) {
 	if err := db.Flush(ctx); err != nil {
 		return st, err
 	}
+	if !o.DryRun && db.releaseBallast() {
+		// The ballast made room for this collection's own writes; it is
+		// made again when the collection leaves enough space.
+		defer func() {
+			if err := db.ensureBallast(); err != nil {
+				db.opts.Logger.Warn("no ballast", "err", err)
+			}
+		}()
+	}
 	cutoff := uint64(o.Before.UnixNano())
 	var batch []keyRef
 	var dropped []Ref
@@ -384,7 +393,7 @@ func (db *DB) deletePack(id uint64) error {
 		return err
 	}
 	db.packs.forget(id)
-	if err := os.Remove(packPath(db.dir, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := db.st.remove(packPath(db.dir, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil
@@ -403,6 +412,13 @@ func (db *DB) rewritePack(ctx context.Context, id uint64, refs []Ref) (int64, er
 			continue
 		}
 		payload, err := db.packs.read(ref, loc)
+		if errors.Is(err, ErrCorrupt) {
+			// Damaged: marked, and left for a put of its bytes to replace.
+			// Its record keeps pointing at the deleted pack, which reads as
+			// damage too.
+			db.damage(ref, err)
+			continue
+		}
 		if err != nil {
 			return moved, fmt.Errorf("cas: repack %d: %w", id, err)
 		}

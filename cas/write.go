@@ -1,0 +1,263 @@
+package cas
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// putBlob stores data under ref unless a record exists, and records that
+// owner owns it (charging its usage; see writeRecord). Hashing and
+// compression happen outside the lock.
+func (db *DB) putBlob(ctx context.Context, ref Ref, data []byte, owner string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(data) > MaxBlobSize {
+		return fmt.Errorf("%w: %d bytes", ErrTooBig, len(data))
+	}
+	if got := Sum(data); got != ref {
+		return fmt.Errorf("%w: put %s: bytes hash to %s", ErrCorrupt, ref.Short(), got.Short())
+	}
+	// Compress before taking the lock. When the blob turns out to be
+	// stored already, the work is wasted, but callers ask Has first, so
+	// that is rare, and it saves a lookup on every new blob.
+	bp := encBufs.Get().(*[]byte)
+	defer encBufs.Put(bp)
+	payload, flags := Encode(*bp, data)
+	if flags&FlagZstd != 0 {
+		*bp = payload[:0]
+	}
+	_, err := db.writeRecord(ref, payload, flags, len(data), owner)
+	return err
+}
+
+var encBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
+
+// putEncoded stores a blob given in its stored form (as a peer sends it):
+// it is decoded and verified, then kept as sent, so it is compressed once.
+// It reports whether the blob was new to the store.
+func (db *DB) putEncoded(ctx context.Context, ref Ref, flags Flags, payload []byte, rawLen int, owner string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if len(payload) > MaxBlobSize {
+		return false, fmt.Errorf("%w: %d bytes", ErrTooBig, len(payload))
+	}
+	bp := decBufs.Get().(*[]byte)
+	_, err := Decode(*bp, ref, flags, payload, rawLen)
+	decBufs.Put(bp)
+	if err != nil {
+		return false, err
+	}
+	return db.writeRecord(ref, payload, flags, rawLen, owner)
+}
+
+var decBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
+
+// writeRecord stores the blob unless a sound record of it exists, and
+// records that owner owns it, and reports whether the blob was new. A
+// record that failed verification (damaged) or cannot be read is replaced
+// by these bytes, which the caller verified: the new copy goes to a new
+// pack entry, and the old one is garbage for the next collection. A new
+// ownership is charged to the owner's usage (the blob's stored size), and
+// refused with ErrQuota when that would pass the owner's quota; nothing is
+// written then. New bytes are refused with ErrFull while the filesystem
+// is below its free-space mark.
+func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owner string) (bool, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.failed != nil {
+		return false, db.failed
+	}
+	stored := int64(len(payload))
+	exists := false
+	switch rec, err := db.getLocked(blobKey(ref)); {
+	case err == nil && !db.damaged.Has(ref):
+		if loc, err := parseLocation(rec); err == nil {
+			exists, stored = true, int64(loc.storedLen)
+		}
+	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
+	default:
+		return false, err
+	}
+	if !exists {
+		if err := db.space.check(int64(len(payload))); err != nil {
+			return false, err
+		}
+	}
+	// Ownership records carry the time of the last put (garbage
+	// collection spares what was put within its grace) and the bytes the
+	// owner was charged for the blob (given back when it is collected).
+	ok := ownKey(owner, ref)
+	charged, newOwner := stored, true
+	if old, err := db.getLocked(ok); err == nil {
+		newOwner = false
+		if len(old) >= 16 {
+			charged = int64(binary.BigEndian.Uint64(old[8:]))
+		}
+	} else if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) {
+		// An unreadable ownership is written anew (and charged again).
+		return false, err
+	}
+	if newOwner {
+		if err := db.chargeLocked(owner, charged); err != nil {
+			return false, err
+		}
+	}
+	if !exists {
+		loc := location{flags: flags, rawLen: rawLen}
+		if len(payload) <= InlineMax {
+			loc.inline = payload
+		} else if err := db.appendPackLocked(ref, &loc, payload); err != nil {
+			return false, db.fail(err)
+		}
+		if err := db.pending.Set(blobKey(ref), loc.append(nil), nil); err != nil {
+			return false, err
+		}
+		if err := db.healedLocked(ref); err != nil {
+			return false, err
+		}
+	}
+	v := binary.BigEndian.AppendUint64(nil, uint64(db.opts.Now().UnixNano()))
+	v = binary.BigEndian.AppendUint64(v, uint64(charged))
+	if err := db.pending.Set(ok, v, nil); err != nil {
+		return false, err
+	}
+	db.protectLocked(ref)
+	db.writeSeq++
+	// A full pack is sealed: its writeback starts now, its fsync waits
+	// for the next flush, so writing goes on meanwhile. Too many sealed
+	// packs, or a large batch, force a flush to bound what waits.
+	if db.cur != nil && db.cur.size >= packTarget {
+		if err := db.cur.seal(); err != nil {
+			return false, db.fail(err)
+		}
+		db.sealed = append(db.sealed, db.cur)
+		db.cur = nil
+	}
+	if len(db.sealed) >= maxSealed || db.pending.Len() >= 4<<20 {
+		return !exists, db.flushLocked()
+	}
+	return !exists, nil
+}
+
+func (db *DB) appendPackLocked(ref Ref, loc *location, payload []byte) error {
+	if db.cur == nil {
+		w, err := createPack(db.st, db.dir, db.nextPack)
+		if err != nil {
+			return err
+		}
+		db.nextPack++
+		db.cur = w
+	}
+	off, err := db.cur.append(ref, loc.flags, loc.rawLen, payload)
+	if err != nil {
+		return err
+	}
+	loc.pack, loc.off, loc.storedLen = db.cur.id, off, len(payload)
+	return nil
+}
+
+// failure returns the error that failed the store, or nil. A failed
+// store answers no head or history: after a failed WAL fsync Pebble may
+// show writes that a restart will not have, and a client must never be
+// told of a head that was not made durable.
+func (db *DB) failure() error {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return db.failed
+}
+
+// fail records a write or fsync error: after one, nothing more is written
+// or acknowledged (an fsync error is never retried; see fsyncgate).
+func (db *DB) fail(err error) error {
+	if db.failed == nil {
+		db.failed = fmt.Errorf("%w: %v", ErrFailed, err)
+		db.opts.Logger.Error("store failed", "dir", db.dir, "err", err)
+	}
+	return db.failed
+}
+
+// Flush makes every blob and record written so far durable.
+func (db *DB) Flush(ctx context.Context) error {
+	db.mu.Lock()
+	target := db.writeSeq
+	done := db.durableSeq >= target && db.failed == nil
+	db.mu.Unlock()
+	if done {
+		return nil
+	}
+	db.flushMu.Lock()
+	defer db.flushMu.Unlock()
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.durableSeq >= target && db.failed == nil {
+		return nil // a flush that ran while we waited covered our writes
+	}
+	return db.flushLocked()
+}
+
+// flushLocked: pack bytes first (fsync file, then its directory once),
+// then the batch that records them, with Sync. This order is the
+// crash-consistency contract: no record ever points at bytes that a crash
+// could lose.
+func (db *DB) flushLocked() error {
+	if db.failed != nil {
+		return db.failed
+	}
+	packs := db.sealed
+	if db.cur != nil {
+		packs = append(packs, db.cur)
+	}
+	for _, w := range packs {
+		if !w.dirty {
+			continue
+		}
+		if err := w.sync(); err != nil {
+			return db.fail(err)
+		}
+		if err := db.pending.Set(packKey(w.id), binary.AppendUvarint(nil, uint64(w.size)), nil); err != nil {
+			return err
+		}
+	}
+	if !db.pending.Empty() {
+		if err := db.commitPending(); err != nil {
+			return db.fail(err)
+		}
+		db.pending.Close()
+		db.pending = db.pdb.NewIndexedBatch()
+	}
+	for _, w := range db.sealed {
+		if err := w.f.Close(); err != nil {
+			return db.fail(err)
+		}
+	}
+	db.sealed = nil
+	db.durableSeq = db.writeSeq
+	return nil
+}
+
+// maxSealed bounds the sealed packs awaiting a flush (512 MiB of data).
+const maxSealed = 8
+
+
+// commitPending commits the pending batch with sync. Pebble answers a
+// failed WAL write or fsync with Fatalf (its commit pipeline cannot go
+// on); that panic becomes the error that fails the store.
+func (db *DB) commitPending() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			msg, ok := r.(pebbleFatal)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("pebble: %s", string(msg))
+		}
+	}()
+	return db.pending.Commit(pebble.Sync)
+}
