@@ -117,4 +117,3 @@ func (db *DB) readPacked(ref Ref, loc location) ([]byte, error) {
 	}
 	return checkEntry(ref, loc, buf)
 }
-

@@ -245,7 +245,6 @@ func (db *DB) flushLocked() error {
 // maxSealed bounds the sealed packs awaiting a flush (512 MiB of data).
 const maxSealed = 8
 
-
 // commitPending commits the pending batch with sync. Pebble answers a
 // failed WAL write or fsync with Fatalf (its commit pipeline cannot go
 // on); that panic becomes the error that fails the store.
