@@ -171,7 +171,7 @@ func TestMinFreeRefusesNewBlobs(t *testing.T) {
 			t.Fatalf("%d bytes accepted below the free-space mark", written)
 		}
 	}
-	if !strings.Contains(fmt.Sprint(a.Put(ctx, cas.Sum(fresh), fresh)), "keeps 536870912 free") {
+	if !strings.Contains(fmt.Sprint(a.Put(ctx, cas.Sum(fresh), fresh)), "the store keeps 536870912 free") {
 		t.Error("the refusal does not say how much the server keeps free")
 	}
 	if has, _ := a.Has(ctx, []cas.Ref{cas.Sum(fresh)}); has[0] {

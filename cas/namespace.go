@@ -154,6 +154,36 @@ func (n *Namespace) Has(ctx context.Context, refs []Ref) ([]bool, error) {
 	return out, nil
 }
 
+// Sizes reports, for each ref the namespace has (as Has answers), the
+// blob's raw length, and -1 for the others: a commit checks that every
+// chunk length a file object declares is the stored chunk's.
+func (n *Namespace) Sizes(ctx context.Context, refs []Ref) ([]int64, error) {
+	has, err := n.Has(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(refs))
+	n.db.mu.RLock()
+	defer n.db.mu.RUnlock()
+	for i, r := range refs {
+		out[i] = -1
+		if !has[i] {
+			continue
+		}
+		rec, err := n.db.getLocked(blobKey(r))
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if loc, err := parseLocation(rec); err == nil {
+			out[i] = int64(loc.rawLen)
+		}
+	}
+	return out, nil
+}
+
 // Put stores data under ref for this namespace. Putting a blob the store
 // holds for any namespace writes only the ownership record (setting it
 // again is harmless), but the bytes are verified all the same: a put proves

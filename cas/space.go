@@ -49,7 +49,7 @@ func (g *spaceGuard) check(n int64) error {
 		g.restat()
 	}
 	if g.free >= 0 && g.free-n < g.min {
-		return fmt.Errorf("%w: %d bytes free on %s, and the server keeps %d free", ErrFull, max(g.free, 0), g.dir, g.min)
+		return fmt.Errorf("%w: %d bytes free, and the store keeps %d free", ErrFull, max(g.free, 0), g.min)
 	}
 	g.written += n
 	if g.free >= 0 {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ferry-sync/ferry/cas"
-	"github.com/ferry-sync/ferry/index"
 	"github.com/ferry-sync/ferry/transport"
 )
 
@@ -20,6 +19,10 @@ type CheckOptions struct {
 	Options
 	ReadData         bool
 	SubsetN, SubsetM int
+	// For repair: watch names blobs whose paths to record even when they
+	// are sound, and walked receives the walk.
+	watch  cas.RefSet
+	walked **walk
 }
 
 // Damaged is one damaged or missing blob and what it breaks.
@@ -28,6 +31,9 @@ type Damaged struct {
 	Error    string   `json:"error"`
 	Versions []string `json:"versions,omitempty"` // namespace/root@version
 	Paths    []string `json:"paths,omitempty"`
+	// where maps each path to the versions that hold it there (repair
+	// reports by path).
+	where map[string][]string
 }
 
 // CheckResult is check's report. OK is false when anything is damaged.
@@ -121,15 +127,18 @@ func CheckDB(ctx context.Context, db *cas.DB, namespace string, o CheckOptions) 
 			return nil, fmt.Errorf("check: %w", err)
 		}
 	}
-	clean := cas.RefSet{}
+	w := &walk{bad: bad, clean: cas.RefSet{}, readChunks: namespace != "" && o.ReadData, res: res, watch: o.watch, heads: map[string]bool{}}
 	for _, name := range spaces {
 		ns, err := db.Namespace(name)
 		if err != nil {
 			return nil, fmt.Errorf("check: %w", err)
 		}
-		if err := checkVersions(ctx, ns, bad, clean, namespace != "" && o.ReadData, res); err != nil {
+		if err := w.namespace(ctx, ns); err != nil {
 			return nil, fmt.Errorf("check %s: %w", name, err)
 		}
+	}
+	if o.walked != nil {
+		*o.walked = w
 	}
 	for _, d := range bad {
 		res.Damaged = append(res.Damaged, *d)
@@ -141,190 +150,4 @@ func CheckDB(ctx context.Context, db *cas.DB, namespace string, o CheckOptions) 
 		return res, ErrDamaged
 	}
 	return res, nil
-}
-
-// checkVersions walks every kept version of every root of a namespace.
-// Subtrees found whole are not walked again for later versions; a damaged
-// or missing blob is attributed to each version and path that needs it.
-func checkVersions(ctx context.Context, ns *cas.Namespace, bad map[cas.Ref]*Damaged, clean cas.RefSet, readChunks bool, res *CheckResult) error {
-	roots, err := ns.Roots(ctx)
-	if err != nil {
-		return err
-	}
-	for _, root := range roots {
-		hist, err := ns.History(ctx, root)
-		if err != nil {
-			return err
-		}
-		tags, err := ns.Tags(ctx, root)
-		if err != nil {
-			return err
-		}
-		keep := make([]cas.Ref, 0, len(hist)+len(tags))
-		for _, h := range hist {
-			keep = append(keep, h.Ref)
-		}
-		for _, r := range tags {
-			keep = append(keep, r)
-		}
-		done := cas.RefSet{}
-		for _, r := range keep {
-			if done.Has(r) {
-				continue
-			}
-			done.Add(r)
-			c := &checker{ns: ns, bad: bad, seen: map[cas.Ref]bool{}, clean: clean, readChunks: readChunks,
-				where: fmt.Sprintf("%s/%s@%s", ns.Name(), root, r.Short()), res: res}
-			res.Versions++
-			if err := c.version(ctx, r); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-type checker struct {
-	ns  *cas.Namespace
-	bad map[cas.Ref]*Damaged
-	// seen: walked for this version; clean: trees whole, for any version.
-	seen       map[cas.Ref]bool
-	clean      cas.RefSet
-	damages    int
-	readChunks bool // re-hash chunks by reading them
-	where      string
-	res        *CheckResult
-}
-
-// damage records that ref is broken for this version at path.
-func (c *checker) damage(ref cas.Ref, path string, err error) {
-	c.damages++
-	d := c.bad[ref]
-	if d == nil {
-		d = &Damaged{Ref: ref.String(), Error: err.Error()}
-		c.bad[ref] = d
-	}
-	if len(d.Versions) == 0 || d.Versions[len(d.Versions)-1] != c.where {
-		d.Versions = append(d.Versions, c.where)
-	}
-	if path != "" && len(d.Paths) < 100 {
-		d.Paths = append(d.Paths, path)
-	}
-}
-
-func (c *checker) get(ctx context.Context, ref cas.Ref, path string) ([]byte, bool) {
-	if d := c.bad[ref]; d != nil {
-		c.damage(ref, path, errors.New(d.Error))
-		return nil, false
-	}
-	b, err := c.ns.Get(ctx, ref)
-	if err != nil {
-		c.damage(ref, path, err)
-		return nil, false
-	}
-	c.res.Objects++
-	return b, true
-}
-
-func (c *checker) version(ctx context.Context, ref cas.Ref) error {
-	b, ok := c.get(ctx, ref, "")
-	if !ok {
-		return ctx.Err()
-	}
-	v, err := index.DecodeVersion(b)
-	if err != nil {
-		c.damage(ref, "", err)
-		return nil
-	}
-	return c.tree(ctx, v.Root, "", 0)
-}
-
-func (c *checker) tree(ctx context.Context, ref cas.Ref, dir string, depth int) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if c.seen[ref] || c.clean.Has(ref) {
-		return nil
-	}
-	c.seen[ref] = true
-	before := c.damages
-	defer func() {
-		if c.damages == before {
-			c.clean.Add(ref)
-		}
-	}()
-	b, ok := c.get(ctx, ref, dir)
-	if !ok {
-		return nil
-	}
-	t, err := index.DecodeTree(b)
-	if err != nil || depth >= index.MaxDepth {
-		c.damage(ref, dir, fmt.Errorf("tree: %v", err))
-		return nil
-	}
-	for _, e := range t.Entries {
-		p := index.JoinPath(dir, e.Name)
-		switch e.Kind {
-		case index.KindDir:
-			if err := c.tree(ctx, e.Ref, p, depth+1); err != nil {
-				return err
-			}
-		case index.KindFile:
-			c.file(ctx, e.Ref, p)
-		}
-	}
-	return nil
-}
-
-// file checks a file object and that its chunks are present (their bytes
-// were verified by the blob check when it read data).
-func (c *checker) file(ctx context.Context, ref cas.Ref, p string) {
-	if c.seen[ref] || c.clean.Has(ref) {
-		return
-	}
-	c.seen[ref] = true
-	before := c.damages
-	defer func() {
-		if c.damages == before {
-			c.clean.Add(ref)
-		}
-	}()
-	chunks, _, err := index.Chunks(ctx, cas.Getter(c.ns), ref)
-	if err != nil {
-		c.damage(ref, p, err)
-		return
-	}
-	refs := make([]cas.Ref, len(chunks))
-	for i, ch := range chunks {
-		refs[i] = ch.Ref
-	}
-	if c.readChunks {
-		for _, r := range refs {
-			if c.bad[r] != nil {
-				c.damage(r, p, errors.New(c.bad[r].Error))
-				continue
-			}
-			b, err := c.ns.Get(ctx, r)
-			if err != nil {
-				c.damage(r, p, fmt.Errorf("chunk %s: %w", r.Short(), err))
-				continue
-			}
-			c.res.BlobsRead++
-			c.res.BytesRead += int64(len(b))
-		}
-		return
-	}
-	has, err := c.ns.Has(ctx, refs)
-	if err != nil {
-		c.damage(ref, p, err)
-		return
-	}
-	for i, ok := range has {
-		switch {
-		case !ok:
-			c.damage(refs[i], p, fmt.Errorf("chunk %s: %w", refs[i].Short(), cas.ErrNotFound))
-		case c.bad[refs[i]] != nil:
-			c.damage(refs[i], p, errors.New(c.bad[refs[i]].Error))
-		}
-	}
 }

@@ -33,6 +33,11 @@ var (
 	ErrLocalChanges = errors.New("the folder has changes that are not pushed")
 	// ErrNoHead: the root has no version yet.
 	ErrNoHead = errors.New("the root has no versions yet")
+	// ErrQuota: the namespace is at its quota.
+	ErrQuota = cas.ErrQuota
+	// ErrStorageFull: the store's disk is below its free-space mark; it
+	// takes no new data until forget and gc free space.
+	ErrStorageFull = cas.ErrFull
 )
 
 // Remote is where a folder syncs to: a store of blobs and heads, and the

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -41,7 +42,12 @@ type StatusResult struct {
 	LocalChanges []Change `json:"local_changes"`
 	// Conflicts are the unresolved conflict copies in the folder.
 	Conflicts []ConflictCopy `json:"conflicts"`
-	Warnings  []string       `json:"warnings,omitempty"`
+	// StoreDamaged counts the namespace's blobs the store found damaged;
+	// Healable, the objects, files and directories of this folder that
+	// hold them (the next push sends them again).
+	StoreDamaged int      `json:"store_damaged,omitempty"`
+	Healable     int      `json:"healable,omitempty"`
+	Warnings     []string `json:"warnings,omitempty"`
 }
 
 // Status compares the folder with its base and the remote head. It reads
@@ -81,8 +87,25 @@ func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
 		return nil, err
 	}
 	res.InSync = sameTree(sc.Root, headRoot)
+	if p, err := s.planHeal(ctx); err != nil {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("could not ask the store about damage: %v", err))
+	} else if p != nil {
+		res.StoreDamaged, res.Healable = len(p.damaged), p.count()
+	}
+	// A damaged store may hold trees this folder needs to list conflicts
+	// or changes: status says so and goes on (the push heals them).
+	damaged := func(what string, err error) error {
+		if errors.Is(err, cas.ErrCorrupt) {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: %v", what, err))
+			return nil
+		}
+		return err
+	}
 	if res.Conflicts, err = s.conflictsIn(ctx, sc.Root); err != nil {
-		return nil, err
+		if err := damaged("conflicts not listed", err); err != nil {
+			return nil, err
+		}
+		res.Conflicts = []ConflictCopy{}
 	}
 	err = index.Diff(ctx, s.objects(), baseRoot, sc.Root, func(c index.Change) error {
 		if c.New != nil && c.Old != nil && c.New.Kind == index.KindDir {
@@ -91,7 +114,7 @@ func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
 		res.LocalChanges = append(res.LocalChanges, toChange(c))
 		return nil
 	})
-	return res, err
+	return res, damaged("local changes not listed in full", err)
 }
 
 // resolve names a version of the folder's root.

@@ -33,6 +33,9 @@ type PushResult struct {
 	BytesSent    int64  `json:"bytes_sent"`
 	BytesScanned int64  `json:"bytes_scanned"`
 	DurationMS   int64  `json:"duration_ms"`
+	// Resent counts objects, files and directories sent again because
+	// the store had found its copy of them damaged (see heal.go).
+	Resent int `json:"damaged_resent,omitempty"`
 	// Merged: the head had moved, and the push merged with it (the
 	// folder now holds the merge); Conflicts are the copies made.
 	Merged    bool       `json:"merged,omitempty"`
@@ -77,6 +80,9 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 		}(c.BlobsSent.Load(), c.BytesSent.Load())
 	}
 	if err := s.quotaRoom(ctx, base); err != nil {
+		return nil, err
+	}
+	if res.Resent, err = s.heal(ctx); err != nil {
 		return nil, err
 	}
 	t0 := time.Now()

@@ -1,8 +1,10 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io/fs"
 
 	"github.com/ferry-sync/ferry/cas"
 )
@@ -130,6 +132,42 @@ func (c *StatCache) Tree(dir string) (TreeStat, bool) {
 	return t, true
 }
 
+// Files calls fn for every cached regular file, with its slash-separated
+// path, in key order.
+func (c *StatCache) Files(fn func(path string, s Stat) error) error {
+	return c.kv.Scan([]byte{'s'}, func(k, v []byte) error {
+		i := bytes.IndexByte(k, 0)
+		if i < 0 {
+			return fmt.Errorf("%w: stat cache key", cas.ErrCorrupt)
+		}
+		s, err := parseStat(v)
+		if err != nil {
+			return err
+		}
+		if s.Mode&uint32(fs.ModeDir) != 0 {
+			return nil // a directory's marker
+		}
+		dir, name := string(k[1:i]), string(k[i+1:])
+		if dir == "" {
+			return fn(name, s)
+		}
+		return fn(dir+"/"+name, s)
+	})
+}
+
+// Trees calls fn for every cached directory tree.
+func (c *StatCache) Trees(fn func(dir string, t TreeStat) error) error {
+	return c.kv.Scan([]byte{'t'}, func(k, v []byte) error {
+		if len(v) != treeStatLen || v[0] != statVersion {
+			return nil
+		}
+		var t TreeStat
+		copy(t.Fingerprint[:], v[1:33])
+		copy(t.Ref[:], v[33:])
+		return fn(string(k[1:]), t)
+	})
+}
+
 // Update is a set of stat cache changes applied together.
 type Update struct {
 	b *cas.KVBatch
@@ -154,6 +192,10 @@ func (u *Update) PutTree(dir string, t TreeStat) error {
 
 // Delete forgets one entry.
 func (u *Update) Delete(dir, name string) error { return u.b.Delete(statKey(dir, name)) }
+
+// ForgetTree forgets the cached tree of directory dir alone: the next
+// scan encodes and stores it again.
+func (u *Update) ForgetTree(dir string) error { return u.b.Delete(treeKey(dir)) }
 
 // DeleteTree forgets every entry in directory dir and below it, and
 // their trees.

@@ -152,6 +152,50 @@ func (c *Client) CheckStore(ctx context.Context, req MaintenanceRequest) (json.R
 	return resp.Report, err
 }
 
+// Repair asks the server to re-verify its store (or, with a namespace's
+// admin token, that namespace), record damage and report what it breaks
+// and whether it can heal (see engine.RepairResult).
+func (c *Client) Repair(ctx context.Context, req MaintenanceRequest) (json.RawMessage, error) {
+	resp, err := c.request(ctx, Request{Op: opAdminRepair})
+	return resp.Report, err
+}
+
+// Damaged lists up to limit blobs of the namespace that the server
+// recorded as damaged: a device that holds their bytes should send them
+// again (Has calls them missing).
+func (c *Client) Damaged(ctx context.Context, limit int) ([]cas.Ref, error) {
+	resp, err := c.request(ctx, Request{Op: opDamaged})
+	if err != nil {
+		return nil, err
+	}
+	refs, err := refsFromWire(resp.Refs)
+	if err != nil {
+		return nil, err
+	}
+	return refs[:min(len(refs), max(limit, 0))], nil
+}
+
+// Verify asks the server to re-read and re-hash blobs (a client that got
+// bytes that fail verification says so); it reports which are damaged.
+func (c *Client) Verify(ctx context.Context, refs []cas.Ref) ([]bool, error) {
+	out := make([]bool, 0, len(refs))
+	for len(refs) > 0 {
+		n := min(len(refs), maxVerify)
+		resp, err := c.request(ctx, Request{Op: opVerify, Refs: refsToWire(refs[:n])})
+		if err != nil {
+			return nil, err
+		}
+		if len(resp.Has) != (n+7)/8 {
+			return nil, fmt.Errorf("%w: verify bitmap of %d bytes for %d refs", ErrProtocol, len(resp.Has), n)
+		}
+		for i := range n {
+			out = append(out, resp.Has[i/8]&(1<<(i%8)) != 0)
+		}
+		refs = refs[n:]
+	}
+	return out, nil
+}
+
 // Usage returns the bytes the namespace holds and its quota (0: none).
 func (c *Client) Usage(ctx context.Context) (used, limit int64, err error) {
 	resp, err := c.request(ctx, Request{Op: opQuota})

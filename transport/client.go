@@ -523,7 +523,12 @@ func (c *Client) GetMany(ctx context.Context, refs []cas.Ref, fn func(cas.Ref, [
 		c.BytesFetched.Add(int64(frameHead + len(payload)))
 		data, err := cas.Decode(raw, want, h.Flags, payload, int(h.RawLen))
 		if err != nil {
-			return fmt.Errorf("from the server: %w", err)
+			// Tell the server, which re-reads the blob and records the
+			// damage, so that a device holding the bytes sends them again.
+			vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, verr := c.Verify(vctx, []cas.Ref{want})
+			cancel()
+			return errors.Join(fmt.Errorf("from the server: %w", err), verr)
 		}
 		if h.Flags&cas.FlagZstd != 0 {
 			raw = data[:0]

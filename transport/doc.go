@@ -33,7 +33,8 @@
 // response carries either its result fields or an error: {code, message,
 // current (for ECONFLICT), missing (for ENOTFOUND on a commit)}. Codes are
 // the strings of RELIABILITY.md: EINVALPATH, EHASH, ETOOBIG, ECONFLICT,
-// ENOTFOUND, EAUTH, EPERM, EQUOTA, EUNAVAIL, EPROTO, EINTERNAL.
+// ENOTFOUND, EAUTH, EPERM, EQUOTA, EFULL (the server's disk is below its
+// free-space mark), EUNAVAIL, EPROTO, EINTERNAL.
 //
 // # Blob frames
 //
@@ -58,7 +59,10 @@
 // swap-head(root, old, new) moves a root's head by compare-and-swap. The
 // server first checks the commit: new is a version the namespace owns, and
 // every tree, file list and chunk it adds over old is present in the
-// namespace (walking only the subtrees whose refs differ from old's). The
+// namespace (walking only the subtrees whose refs differ from old's), with
+// the length each file object gives every chunk equal to the stored
+// chunk's (EINVALPATH otherwise: a version that checks clean must
+// restore). The
 // trees pass the strict decoders of package index, so a name like "../x" is
 // refused (EINVALPATH). Missing refs are listed in the ENOTFOUND error.
 package transport

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/index"
@@ -31,6 +32,7 @@ const (
 	codeAuth        = "EAUTH"
 	codePerm        = "EPERM"
 	codeQuota       = "EQUOTA"
+	codeFull        = "EFULL"
 	codeUnavailable = "EUNAVAIL"
 	codeProtocol    = "EPROTO"
 	codeInternal    = "EINTERNAL"
@@ -45,6 +47,9 @@ type RemoteError struct {
 }
 
 func (e *RemoteError) Error() string {
+	if e.Code == codeFull {
+		return "server storage is full: " + strings.TrimPrefix(e.Msg, cas.ErrFull.Error()+": ")
+	}
 	if len(e.Missing) > 0 {
 		return fmt.Sprintf("server: %s: %s (%d missing, first %s)", e.Code, e.Msg, len(e.Missing), e.Missing[0].Short())
 	}
@@ -58,6 +63,8 @@ func (e *RemoteError) Is(target error) bool {
 		return target == cas.ErrNotFound
 	case codeQuota:
 		return target == cas.ErrQuota
+	case codeFull:
+		return target == cas.ErrFull
 	case codeHash:
 		return target == cas.ErrCorrupt
 	case codeTooBig:
@@ -99,6 +106,8 @@ func toWire(err error) *WireError {
 		w.Code = codeNotFound
 	case errors.Is(err, cas.ErrQuota):
 		w.Code = codeQuota
+	case errors.Is(err, cas.ErrFull):
+		w.Code = codeFull
 	case errors.Is(err, cas.ErrCorrupt):
 		w.Code = codeHash
 	case errors.Is(err, cas.ErrTooBig):

@@ -41,7 +41,13 @@ const (
 	opShareUpdate  = "share.update"
 	opShareInfo    = "share.info"
 	opAdminPolicy  = "admin.policy"
+	opDamaged      = "damaged"
+	opVerify       = "verify"
+	opAdminRepair  = "admin.repair"
 )
+
+// maxVerify bounds the blobs one verify request re-reads.
+const maxVerify = 64
 
 func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 	var resp Response
@@ -66,6 +72,8 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		if s.ns == nil {
 			perm = PermAdmin
 		}
+	case opAdminRepair:
+		perm = PermAdmin
 	}
 	if err := s.need(perm); err != nil {
 		return resp, err
@@ -113,12 +121,7 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		if err != nil {
 			return resp, err
 		}
-		resp.Has = make([]byte, (len(has)+7)/8)
-		for i, h := range has {
-			if h {
-				resp.Has[i/8] |= 1 << (i % 8)
-			}
-		}
+		resp.Has = bitmap(has)
 	case opHistory:
 		return historyPage(ctx, s.ns, req)
 	case opRoots:
@@ -171,7 +174,31 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 			return resp, err
 		}
 		s.log.Info("history dropped", "root", req.Root, "entries", len(req.Seqs))
-	case opAdminGC, opAdminCheck:
+	case opDamaged:
+		refs, err := s.ns.Damaged(ctx, MaxRefs)
+		if err != nil {
+			return resp, err
+		}
+		resp.Refs = refsToWire(refs)
+	case opVerify:
+		if len(req.Refs) > maxVerify {
+			return resp, fmt.Errorf("%w: %d refs in one verify (max %d)", ErrProtocol, len(req.Refs), maxVerify)
+		}
+		refs, err := refsFromWire(req.Refs)
+		if err != nil {
+			return resp, err
+		}
+		bad, err := s.ns.Verify(ctx, refs)
+		if err != nil {
+			return resp, err
+		}
+		resp.Has = bitmap(bad)
+		for i, b := range bad {
+			if b {
+				s.log.Warn("a client found a damaged blob; verified and recorded", "ref", refs[i].String())
+			}
+		}
+	case opAdminGC, opAdminCheck, opAdminRepair:
 		if req.Op == opAdminGC && s.tok.Namespace != AllNamespaces {
 			return resp, fmt.Errorf("%w: gc covers the whole store: it needs a server admin token", ErrPermission)
 		}
@@ -188,10 +215,14 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		}
 		var rep []byte
 		var err error
-		if req.Op == opAdminGC {
+		switch req.Op {
+		case opAdminGC:
 			s.log.Info("gc requested", "dry_run", mr.DryRun, "grace", mr.Grace)
 			rep, err = m.GC(ctx, mr)
-		} else {
+		case opAdminRepair:
+			s.log.Info("repair requested", "namespace", mr.Namespace)
+			rep, err = m.Repair(ctx, mr)
+		default:
 			s.log.Info("check requested", "read_data", mr.ReadData)
 			rep, err = m.Check(ctx, mr)
 		}
@@ -361,6 +392,17 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 	return resp, nil
 }
 
+// bitmap packs bits, bit i for bits[i].
+func bitmap(bits []bool) []byte {
+	out := make([]byte, (len(bits)+7)/8)
+	for i, b := range bits {
+		if b {
+			out[i/8] |= 1 << (i % 8)
+		}
+	}
+	return out
+}
+
 func cmpString(a, b string) int {
 	switch {
 	case a < b:
@@ -431,21 +473,30 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 		return fmt.Errorf("commit %s: %w", newRef.Short(), err)
 	}
 	var missing []cas.Ref
-	var chunkRefs []cas.Ref
+	var chunks []pathChunk
 	flush := func() error {
-		if len(chunkRefs) == 0 {
+		if len(chunks) == 0 {
 			return nil
 		}
-		has, err := ns.Has(ctx, chunkRefs)
+		refs := make([]cas.Ref, len(chunks))
+		for i, c := range chunks {
+			refs[i] = c.Ref
+		}
+		sizes, err := ns.Sizes(ctx, refs)
 		if err != nil {
 			return err
 		}
-		for i, ok := range has {
-			if !ok && len(missing) < maxMissing {
-				missing = append(missing, chunkRefs[i])
+		for i, n := range sizes {
+			switch c := chunks[i]; {
+			case n < 0:
+				if len(missing) < maxMissing {
+					missing = append(missing, c.Ref)
+				}
+			case n != int64(c.Len):
+				return fmt.Errorf("%w: %s: its file object gives chunk %s %d bytes, the stored chunk has %d", index.ErrMalformed, c.path, c.Ref.Short(), c.Len, n)
 			}
 		}
-		chunkRefs = chunkRefs[:0]
+		chunks = chunks[:0]
 		return nil
 	}
 	absent := &absentGetter{g: ns}
@@ -453,7 +504,7 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 		if c.New == nil || c.New.Kind != index.KindFile || (c.Old != nil && c.Old.Kind == index.KindFile && c.Old.Ref == c.New.Ref) {
 			return nil
 		}
-		chunks, size, err := index.Chunks(ctx, ns, c.New.Ref)
+		list, size, err := index.Chunks(ctx, ns, c.New.Ref)
 		switch {
 		case errors.Is(err, cas.ErrNotFound):
 			if len(missing) < maxMissing {
@@ -465,9 +516,9 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 		case size != c.New.Size:
 			return fmt.Errorf("%w: %s: the entry says %d bytes, its file object %d", index.ErrMalformed, c.Path, c.New.Size, size)
 		}
-		for _, ch := range chunks {
-			chunkRefs = append(chunkRefs, ch.Ref)
-			if len(chunkRefs) == MaxRefs {
+		for _, ch := range list {
+			chunks = append(chunks, pathChunk{ChunkRef: ch, path: c.Path})
+			if len(chunks) == MaxRefs {
 				if err := flush(); err != nil {
 					return err
 				}
@@ -494,6 +545,12 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 }
 
 var errStopWalk = errors.New("stop")
+
+// pathChunk is a chunk a commit adds, with the path that names it.
+type pathChunk struct {
+	index.ChunkRef
+	path string
+}
 
 // absentGetter remembers the last ref its getter did not have.
 type absentGetter struct {

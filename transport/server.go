@@ -48,7 +48,7 @@ type ServerOptions struct {
 	// StreamIdle is how long a stream may go without progress (default 2m).
 	StreamIdle time.Duration
 	// Maintenance runs store-wide work a server admin asks for (gc,
-	// check); nil refuses those requests.
+	// check, repair); nil refuses those requests.
 	Maintenance Maintenance
 }
 
@@ -57,6 +57,7 @@ type ServerOptions struct {
 type Maintenance interface {
 	GC(ctx context.Context, req MaintenanceRequest) (json.RawMessage, error)
 	Check(ctx context.Context, req MaintenanceRequest) (json.RawMessage, error)
+	Repair(ctx context.Context, req MaintenanceRequest) (json.RawMessage, error)
 }
 
 // MaintenanceRequest carries a gc or check request's options.

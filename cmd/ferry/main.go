@@ -28,6 +28,7 @@ const (
 	exitError     = 1
 	exitUsage     = 2
 	exitConflicts = 3
+	exitFull      = 13 // quota exceeded, or the server's storage is full
 	exitCancelled = 130
 )
 
@@ -141,6 +142,8 @@ func exitCode(err error) int {
 		return exitCancelled
 	case errors.Is(err, errConflicts):
 		return exitConflicts
+	case errors.Is(err, engine.ErrQuota), errors.Is(err, engine.ErrStorageFull):
+		return exitFull
 	}
 	return exitError
 }
@@ -174,7 +177,7 @@ diff and restore any version.`,
 		newInit(g), newPush(g), newPull(g), newSync(g), newStatus(g),
 		newLog(g), newDiff(g), newLs(g), newRestore(g), newTag(g), newCheck(g),
 		newBench(g), newServe(g), newToken(g), newAdmin(g), newConflicts(g), newResolve(g), newWatch(g),
-		newForget(g), newGC(g), newShare(g), newGet(g),
+		newForget(g), newGC(g), newShare(g), newGet(g), newRepair(g),
 	)
 	return root
 }

@@ -47,6 +47,9 @@ func printConflicts(w io.Writer, cs []engine.Conflict) {
 
 func printPush(w io.Writer, res *engine.PushResult) {
 	printWarnings(w, res.Warnings)
+	if res.Resent > 0 {
+		fmt.Fprintf(w, "sent again %d files or objects whose copy in the store was damaged\n", res.Resent)
+	}
 	printConflicts(w, res.Conflicts)
 	if res.Merged {
 		fmt.Fprintf(w, "merged with the remote head and pushed version %s: %d files changed here in %s\n", short(res.Version), res.FilesChanged, ms(res.DurationMS))

@@ -36,6 +36,12 @@ func newStatus(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "%d local changes (run 'ferry push'):\n", len(res.LocalChanges))
 					printChanges(w, res.LocalChanges)
 				}
+				switch {
+				case res.Healable > 0:
+					fmt.Fprintf(w, "the store found %d of its blobs damaged; this folder holds %d files or objects with them: 'ferry push' sends them again\n", res.StoreDamaged, res.Healable)
+				case res.StoreDamaged > 0:
+					fmt.Fprintf(w, "the store found %d of its blobs damaged, and this folder holds none of them (see 'ferry repair')\n", res.StoreDamaged)
+				}
 				if len(res.Conflicts) > 0 {
 					fmt.Fprintf(w, "%d unresolved conflicts (settle with 'ferry resolve PATH --keep local|remote|both'):\n", len(res.Conflicts))
 					for _, c := range res.Conflicts {

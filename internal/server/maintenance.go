@@ -60,6 +60,18 @@ func (m *maintenance) Check(ctx context.Context, req transport.MaintenanceReques
 	return b, errors.Join(err, jerr)
 }
 
+func (m *maintenance) Repair(ctx context.Context, req transport.MaintenanceRequest) (json.RawMessage, error) {
+	res, err := engine.RepairDB(ctx, m.db, req.Namespace)
+	if res == nil {
+		return nil, err
+	}
+	if errors.Is(err, engine.ErrDamaged) || errors.Is(err, engine.ErrLost) {
+		err = nil // the report says so
+	}
+	b, jerr := json.Marshal(res)
+	return b, errors.Join(err, jerr)
+}
+
 // schedule collects garbage every period until ctx ends.
 func (m *maintenance) schedule(ctx context.Context, every time.Duration) {
 	if every <= 0 {
