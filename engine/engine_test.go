@@ -565,6 +565,40 @@ func TestCheckFindsCorruption(t *testing.T) {
 	}
 }
 
+// TestCheckFindsChunkLengthMismatch (C8): a version whose file object
+// gives a chunk another length than the stored chunk's checks as damaged
+// (it could not be restored), named with its path.
+func TestCheckFindsChunkLengthMismatch(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := cas.Open(dir, cas.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ns, _ := db.Namespace("default")
+	data := []byte("twenty bytes of data")
+	fo, _ := index.FileObjects([]index.ChunkRef{{Ref: cas.Sum(data), Len: 21}})
+	tree := index.EncodeTree(&index.Tree{Entries: []index.Entry{{Name: "long.txt", Kind: index.KindFile, Mode: 0o644, Size: 21, Ref: cas.Sum(fo)}}})
+	ver := index.EncodeVersion(&index.Version{Root: cas.Sum(tree), Time: time.Unix(1, 0)})
+	for _, b := range [][]byte{data, fo, tree, ver} {
+		if err := ns.Put(ctx, cas.Sum(b), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Straight into the store, past the commit check a server makes.
+	if err := ns.SwapHead(ctx, "r", cas.Ref{}, cas.Sum(ver)); err != nil {
+		t.Fatal(err)
+	}
+	for _, readData := range []bool{false, true} {
+		res, err := CheckDB(ctx, db, "", CheckOptions{ReadData: readData})
+		if !errors.Is(err, ErrDamaged) || len(res.Damaged) != 1 || len(res.Damaged[0].Paths) != 1 || res.Damaged[0].Paths[0] != "long.txt" ||
+			!strings.Contains(res.Damaged[0].Error, "21 bytes") {
+			t.Fatalf("check (read data %v) = %+v, %v; want long.txt damaged", readData, res, err)
+		}
+	}
+}
+
 func TestIgnoreAndSpecialFiles(t *testing.T) {
 	e := newEnv(t)
 	a := e.folder("a", "r")

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -248,6 +249,32 @@ func TestCommitChecks(t *testing.T) {
 	good := commitFile(t, c, []byte("good"), true)
 	if err := c.SwapHead(ctx, "r", cas.Ref{}, good); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCommitChecksChunkLengths (C8): a file object whose chunk lengths
+// do not add up to what is stored (here: it gives its one chunk a length
+// one byte short, and a size to match) cannot be restored, so its commit
+// is refused and names the path.
+func TestCommitChecksChunkLengths(t *testing.T) {
+	s := startServer(t)
+	ctx := context.Background()
+	c := s.dial(t, "a", s.token(t, "a", PermWrite))
+	data := []byte("twenty bytes of data")
+	fo, _ := index.FileObjects([]index.ChunkRef{{Ref: cas.Sum(data), Len: uint32(len(data) - 1)}})
+	tree := index.EncodeTree(&index.Tree{Entries: []index.Entry{{Name: "short.txt", Kind: index.KindFile, Mode: 0o644, Size: int64(len(data) - 1), Ref: cas.Sum(fo)}}})
+	ver := index.EncodeVersion(&index.Version{Root: cas.Sum(tree), Time: time.Unix(1, 0)})
+	for _, b := range [][]byte{data, fo, tree, ver} {
+		if err := c.Put(ctx, cas.Sum(b), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := c.SwapHead(ctx, "r", cas.Ref{}, cas.Sum(ver))
+	if !errors.Is(err, index.ErrMalformed) || !strings.Contains(err.Error(), "short.txt") || !strings.Contains(err.Error(), "19 bytes") {
+		t.Fatalf("commit of a file whose chunk length is wrong = %v, want a refusal naming short.txt", err)
+	}
+	if _, err := c.Head(ctx, "r"); !errors.Is(err, cas.ErrNotFound) {
+		t.Errorf("head after a refused commit: %v", err)
 	}
 }
 
