@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -122,6 +123,17 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A Pebble write that meets a full disk gives up the ballast and is
+	// tried again (the room it had was taken by another process).
+	var opened atomic.Pointer[DB]
+	pfs := st.pebbleFS()
+	if st.fs == nil && opts.Ballast > 0 {
+		pfs = vfs.OnDiskFull(pfs, func() {
+			if db := opened.Load(); db != nil {
+				db.dropBallast()
+			}
+		})
+	}
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref()
 	popts := &pebble.Options{
@@ -129,7 +141,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		MemTableSize:       opts.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{opts.Logger},
-		FS:                 st.pebbleFS(),
+		FS:                 pfs,
 		EventListener: &pebble.EventListener{
 			// Pebble's default ends the process on corruption. The store
 			// answers ErrCorrupt for what the damaged block held instead,
@@ -160,6 +172,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		}
 	}
 	db := &DB{dir: dir, opts: opts, st: st, pdb: pdb, lock: lock, damaged: RefSet{}}
+	opened.Store(db)
 	db.packs.dir, db.packs.st = dir, st
 	db.space = spaceGuard{st: st, dir: dir, min: opts.MinFree}
 	db.pending = pdb.NewIndexedBatch()

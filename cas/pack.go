@@ -34,6 +34,7 @@ type packWriter struct {
 	buf       []byte // file bytes [base, size); cap is packBuf
 	dirty     bool   // bytes appended since the last sync
 	dirSynced bool   // the file's directory entry is durable
+	broken    bool   // a failed append cut it short: seal it, start another
 	head      [packEntryHead]byte
 }
 
@@ -67,18 +68,28 @@ func createPack(st storage, dir string, id uint64) (*packWriter, error) {
 	return w, nil
 }
 
-// append adds one entry and returns its offset.
+// append adds one entry and returns its offset. A write that fails (a
+// full disk) leaves the pack as it was before the entry: when none of the
+// entry reached the file, the buffer forgets it; when part of it did,
+// everything before it is on the file too, and the pack is cut there and
+// broken, for the store to seal and replace.
 func (w *packWriter) append(ref Ref, flags Flags, rawLen int, payload []byte) (int64, error) {
 	h := w.head[:]
 	copy(h, ref[:])
 	h[32] = byte(flags)
 	binary.LittleEndian.PutUint32(h[33:], uint32(rawLen))
 	binary.LittleEndian.PutUint32(h[37:], uint32(len(payload)))
-	off := w.size
-	if err := w.write(h); err != nil {
-		return 0, err
+	off, base, buffered := w.size, w.base, len(w.buf)
+	err := w.write(h)
+	if err == nil {
+		err = w.write(payload)
 	}
-	if err := w.write(payload); err != nil {
+	if err != nil {
+		if w.base == base {
+			w.buf, w.size = w.buf[:buffered], off
+		} else {
+			w.size, w.base, w.buf, w.broken = off, off, nil, true
+		}
 		return 0, err
 	}
 	w.dirty = true
@@ -135,22 +146,32 @@ func (w *packWriter) flushTail() error {
 	return w.writeAt(w.buf[:n], w.base)
 }
 
+// sync makes the pack durable. A failed write of the tail leaves the
+// buffer as it was, to be written by a later sync; a failed fsync is a
+// *syncError: what the kernel held may be lost, and the store must stop.
 func (w *packWriter) sync() error {
 	if err := w.flushTail(); err != nil {
 		return err
 	}
 	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("cas: fsync pack %d: %w", w.id, err)
+		return &syncError{fmt.Errorf("cas: fsync pack %d: %w", w.id, err)}
 	}
 	if !w.dirSynced {
 		if err := w.st.syncDir(filepath.Dir(w.path)); err != nil {
-			return err
+			return &syncError{err}
 		}
 		w.dirSynced = true
 	}
 	w.dirty = false
 	return nil
 }
+
+// syncError is an fsync that failed: never retried, it fails the store
+// (see fsyncgate, RELIABILITY.md rule 10).
+type syncError struct{ err error }
+
+func (e *syncError) Error() string { return e.err.Error() }
+func (e *syncError) Unwrap() error { return e.err }
 
 // seal writes everything out and cuts the padding: the pack is complete
 // on disk (not yet durable: the next flush fsyncs it) and its buffer is

@@ -15,8 +15,8 @@ import (
 var ErrFull = errors.New("cas: storage is full")
 
 // spaceGuard refuses new blobs while free space is below min. It asks
-// the filesystem again every restatBytes written or restatPuts puts, and
-// before every refusal, so a put is never refused on a stale reading;
+// the filesystem again every restatBytes written or restatPuts puts, on
+// every put within 2*restatBytes of the mark, and before every refusal;
 // statfs costs a syscall, which on every put of 100,000 small files
 // would be a tenth of a second.
 type spaceGuard struct {
@@ -45,7 +45,9 @@ func (g *spaceGuard) check(n int64) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.puts++
-	if !g.known || g.written >= restatBytes || g.puts >= restatPuts || g.free-n < g.min {
+	// Near the mark every put asks: the estimate counts payloads, not
+	// what Pebble's log and the packs' block padding take beside them.
+	if !g.known || g.written >= restatBytes || g.puts >= restatPuts || g.free-n < g.min+2*restatBytes {
 		g.restat()
 	}
 	if g.free >= 0 && g.free-n < g.min {
@@ -110,16 +112,23 @@ func (db *DB) ensureBallast() error {
 // releaseBallast deletes the ballast when the filesystem is below its
 // free-space mark, and reports whether it did.
 func (db *DB) releaseBallast() bool {
-	if db.opts.Ballast <= 0 || db.st.fs != nil {
+	if free := db.st.freeBytes(db.dir); free < 0 || free >= db.opts.MinFree {
 		return false
 	}
-	if free := db.st.freeBytes(db.dir); free < 0 || free >= db.opts.MinFree {
+	return db.dropBallast()
+}
+
+// dropBallast deletes the ballast, if there is one, and reports whether
+// it did. It takes no lock of the DB's: Pebble calls it from inside a
+// write that met ENOSPC (see vfs.OnDiskFull), with its own locks held.
+func (db *DB) dropBallast() bool {
+	if db.opts.Ballast <= 0 || db.st.fs != nil {
 		return false
 	}
 	if err := os.Remove(filepath.Join(db.dir, ballastName)); err != nil {
 		return false
 	}
-	db.opts.Logger.Warn("storage is full: released the ballast for the collection", "dir", db.dir)
+	db.opts.Logger.Warn("storage is full: released the ballast", "dir", db.dir, "bytes", db.opts.Ballast)
 	db.space.mu.Lock()
 	db.space.known = false
 	db.space.mu.Unlock()

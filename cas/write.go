@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/sys/unix"
 )
 
 // putBlob stores data under ref unless a record exists, and records that
@@ -114,7 +115,7 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 		if len(payload) <= InlineMax {
 			loc.inline = payload
 		} else if err := db.appendPackLocked(ref, &loc, payload); err != nil {
-			return false, db.fail(err)
+			return false, db.failOn(err)
 		}
 		if err := db.pending.Set(blobKey(ref), loc.append(nil), nil); err != nil {
 			return false, err
@@ -135,7 +136,7 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 	// packs, or a large batch, force a flush to bound what waits.
 	if db.cur != nil && db.cur.size >= packTarget {
 		if err := db.cur.seal(); err != nil {
-			return false, db.fail(err)
+			return false, db.failOn(err)
 		}
 		db.sealed = append(db.sealed, db.cur)
 		db.cur = nil
@@ -146,21 +147,40 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 	return !exists, nil
 }
 
+// appendPackLocked appends an entry to the current pack. A disk that is
+// full (ENOSPC, past the free-space mark's guard: another process filled
+// it) gives up the ballast and the append is tried once more.
 func (db *DB) appendPackLocked(ref Ref, loc *location, payload []byte) error {
-	if db.cur == nil {
-		w, err := createPack(db.st, db.dir, db.nextPack)
-		if err != nil {
-			return err
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		if db.cur == nil {
+			w, cerr := createPack(db.st, db.dir, db.nextPack)
+			if cerr != nil {
+				err = cerr
+			} else {
+				db.nextPack++
+				db.cur = w
+			}
 		}
-		db.nextPack++
-		db.cur = w
+		if db.cur != nil {
+			var off int64
+			if off, err = db.cur.append(ref, loc.flags, loc.rawLen, payload); err == nil {
+				loc.pack, loc.off, loc.storedLen = db.cur.id, off, len(payload)
+				return nil
+			}
+			if db.cur.broken {
+				if serr := db.cur.seal(); serr != nil {
+					return serr
+				}
+				db.sealed = append(db.sealed, db.cur)
+				db.cur = nil
+			}
+		}
+		if !errors.Is(err, unix.ENOSPC) || !db.dropBallast() {
+			break
+		}
 	}
-	off, err := db.cur.append(ref, loc.flags, loc.rawLen, payload)
-	if err != nil {
-		return err
-	}
-	loc.pack, loc.off, loc.storedLen = db.cur.id, off, len(payload)
-	return nil
+	return err
 }
 
 // failure returns the error that failed the store, or nil. A failed
@@ -171,6 +191,17 @@ func (db *DB) failure() error {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	return db.failed
+}
+
+// failOn fails the store for an error after which nothing may be
+// written (a failed fsync), and returns the others as they are: a write
+// that the disk refused left the packs as they were.
+func (db *DB) failOn(err error) error {
+	var se *syncError
+	if errors.As(err, &se) {
+		return db.fail(err)
+	}
+	return err
 }
 
 // fail records a write or fsync error: after one, nothing more is written
@@ -218,8 +249,12 @@ func (db *DB) flushLocked() error {
 		if !w.dirty {
 			continue
 		}
-		if err := w.sync(); err != nil {
-			return db.fail(err)
+		err := w.sync()
+		if errors.Is(err, unix.ENOSPC) && db.dropBallast() {
+			err = w.sync()
+		}
+		if err != nil {
+			return db.failOn(err)
 		}
 		if err := db.pending.Set(packKey(w.id), binary.AppendUvarint(nil, uint64(w.size)), nil); err != nil {
 			return err

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/internal/atomicfile"
 	"github.com/ferry-sync/ferry/index"
 )
 
@@ -225,38 +226,7 @@ func (f *Folder) SetBase(ref cas.Ref) error {
 // StatCache returns the folder's stat cache.
 func (f *Folder) StatCache() *StatCache { return &StatCache{kv: f.kv} }
 
-// WriteFileAtomic writes data to path through a temp file in the same
-// directory: write, fsync, rename, fsync the directory. Readers see the
-// old content or the new, never a part.
+// WriteFileAtomic writes data to path durably and whole (see atomicfile).
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, index.TempPrefix+"*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(path, data, perm)
 }

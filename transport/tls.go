@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ferry-sync/ferry/internal/atomicfile"
 )
 
 // Fingerprint is the SHA-256 of a certificate's DER encoding, in
@@ -77,10 +79,13 @@ func createCert(certPath, keyPath string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+	// The key first: a certificate on disk always has its key (a crash
+	// between the two leaves no certificate, and the next start makes a
+	// new pair before any client saw one).
+	if err := atomicfile.Write(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
 		return err
 	}
-	return os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return atomicfile.Write(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }
 
 // ServerTLS is the server's TLS config: TLS 1.3 only, ALPN ferry/1, no

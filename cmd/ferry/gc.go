@@ -63,7 +63,10 @@ func printGC(w io.Writer, st *gc.Stats) {
 		st.Namespaces, st.Mark.Roots, st.Mark.Versions, st.Mark.Objects, st.Mark.Chunks, ms(st.MarkMS))
 	fmt.Fprintf(w, "%s %d blobs (%s stored) and %d namespace references\n", verb, st.Blobs, human(st.BlobBytes), st.Ownerships)
 	if !st.DryRun {
-		fmt.Fprintf(w, "packs: %d deleted, %d rewritten (%s moved); %s of disk returned (%s)\n",
-			st.PacksDeleted, st.PacksRewritten, human(st.BytesRewritten), human(st.DiskFreed), ms(st.SweepMS))
+		fmt.Fprintf(w, "packs: %d deleted, %d rewritten (%s moved)", st.PacksDeleted, st.PacksRewritten, human(st.BytesRewritten))
+		if st.PacksPunched > 0 {
+			fmt.Fprintf(w, ", %d with their dead ranges punched out (no room to rewrite them)", st.PacksPunched)
+		}
+		fmt.Fprintf(w, "; %s of disk returned (%s)\n", human(st.DiskFreed), ms(st.SweepMS))
 	}
 }

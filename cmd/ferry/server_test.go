@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,6 +51,11 @@ func startServeAt(t *testing.T, data, addr string, env ...string) *serverProc {
 // startServeArgs starts ferry serve with extra flags.
 func startServeArgs(t *testing.T, data, addr string, env []string, extra ...string) *serverProc {
 	t.Helper()
+	if !slices.Contains(extra, "--min-free") {
+		// The machine's disk may be nearly full; the default mark (1 GiB
+		// or 2%) is tested on a filesystem of the test's own.
+		extra = append(extra, "--min-free", "16MiB")
+	}
 	cmd := ferryCmd(append(env, "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"), append([]string{"--json", "serve", "--data", data, "--listen", addr}, extra...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {

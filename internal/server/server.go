@@ -20,6 +20,7 @@ import (
 	"github.com/ferry-sync/ferry/gc"
 	"github.com/ferry-sync/ferry/state"
 	"github.com/ferry-sync/ferry/transport"
+	"golang.org/x/sys/unix"
 )
 
 // Config describes a server. Data is required.
@@ -39,6 +40,31 @@ type Config struct {
 	// schedule; admins can still ask). GCGrace spares what was put within
 	// it (default gc.DefaultGrace).
 	GCEvery, GCGrace time.Duration
+	// MinFree refuses uploads while the data directory's filesystem has
+	// less free (-1: the larger of 1 GiB and 2% of the filesystem; 0:
+	// never). Ballast is the reserved space a collection frees on a full
+	// disk (-1: MinFree/4, at most 256 MiB; 0: none).
+	MinFree, Ballast int64
+}
+
+// spaceDefaults fills in MinFree and Ballast for the data directory's
+// filesystem, and returns the memtable size: 64 MiB, but at most a
+// sixteenth of the filesystem, since Pebble preallocates each WAL file to
+// about the memtable's size (on a 64 MiB disk a 64 MiB memtable fills it
+// before anything is stored).
+func (cfg *Config) spaceDefaults() (memtable uint64) {
+	var total int64 = 1 << 40
+	var st unix.Statfs_t
+	if unix.Statfs(cfg.Data, &st) == nil {
+		total = int64(st.Blocks) * int64(st.Bsize)
+	}
+	if cfg.MinFree < 0 {
+		cfg.MinFree = max(1<<30, total/50)
+	}
+	if cfg.Ballast < 0 {
+		cfg.Ballast = min(cfg.MinFree/4, 256<<20)
+	}
+	return uint64(min(max(total/16, 4<<20), 64<<20))
 }
 
 // Info is what a started server tells its operator.
@@ -65,7 +91,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	db, err := cas.Open(filepath.Join(cfg.Data, "store"), cas.Options{Create: true, Logger: cfg.Logger, CacheSize: 128 << 20, MemTableSize: 64 << 20})
+	memtable := cfg.spaceDefaults()
+	db, err := cas.Open(filepath.Join(cfg.Data, "store"), cas.Options{Create: true, Logger: cfg.Logger, CacheSize: 128 << 20, MemTableSize: memtable,
+		MinFree: cfg.MinFree, Ballast: cfg.Ballast})
 	if errors.Is(err, cas.ErrLocked) {
 		return fmt.Errorf("serve %s: %w", cfg.Data, ErrLocked)
 	}
@@ -117,7 +145,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Deferred after db.Close, so it runs before it.
 	defer gcDone.Wait()
 	defer stopGC()
-	cfg.Logger.Info("serving", "addr", info.Addr, "fingerprint", fp, "metrics", info.MetricsAddr, "data", cfg.Data)
+	cfg.Logger.Info("serving", "addr", info.Addr, "fingerprint", fp, "metrics", info.MetricsAddr, "data", cfg.Data, "min_free", cfg.MinFree, "free", db.Free())
 	// Admin commands on this machine find the server through its data
 	// directory.
 	if b, err := json.Marshal(info); err == nil {
