@@ -7,7 +7,7 @@ BIN       := bin/ferry
 FUZZTIME  ?= 5s
 PKGS      := ./...
 
-.PHONY: all build test test-short demo bench bench-quick bench-go fuzz lint clean
+.PHONY: all build test test-short demo bench bench-quick bench-go fuzz lint clean crashloop
 
 all: build
 
@@ -36,6 +36,14 @@ bench: build
 # runs it so the harness never rots). Results go to bench/results/quick/.
 bench-quick: build
 	$(BIN) bench all --quick
+
+# The kill -9 crash loop at length: 1,000 iterations of the real server
+# killed under four pushers and a puller (make test runs 30), written to
+# bench/results/crashloop.md. About an hour on 2 cores.
+CRASHLOOP_ITERS ?= 1000
+crashloop:
+	FERRY_CRASHLOOP_ITERS=$(CRASHLOOP_ITERS) FERRY_CRASHLOOP_REPORT=$(CURDIR)/bench/results/crashloop.md \
+		$(GO) test -count=1 -timeout 4h -run '^TestCrashLoop$$' -v ./cmd/ferry
 
 # Go benchmarks of the hot paths (compare runs with benchstat).
 bench-go:

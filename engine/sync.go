@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/ferry-sync/ferry/cas"
@@ -209,12 +210,21 @@ func missingAtRemote(err error) bool {
 	return errors.As(err, &re) && len(re.Missing) > 0
 }
 
+// maxMergeAttempts bounds how often a push merges again with a head that
+// other devices keep moving.
+const maxMergeAttempts = 16
+
 // pushMerge merges the scanned folder with a head that moved, retrying
-// while other devices keep moving it.
+// while other devices keep moving it. Between attempts it waits a random
+// while that doubles each time (10 ms up to 1 s), so that devices racing
+// for one root take turns instead of losing to each other in lockstep.
 func (s *session) pushMerge(ctx context.Context, sc *scan.Result, base, head cas.Ref, message string, res *PushResult) (*PushResult, error) {
 	for attempt := 0; ; attempt++ {
 		m, err := s.mergeInto(ctx, sc, base, head, message)
-		if errors.Is(err, cas.ErrStale) && attempt < 5 {
+		if errors.Is(err, cas.ErrStale) && attempt < maxMergeAttempts {
+			if err := mergeBackoff(ctx, attempt); err != nil {
+				return nil, err
+			}
 			// The folder is at the merge now; scan it again and merge
 			// with the newer head.
 			if head, err = s.head(ctx); err != nil {
@@ -234,6 +244,20 @@ func (s *session) pushMerge(ctx context.Context, sc *scan.Result, base, head cas
 		res.FilesChanged = m.applied.FilesWritten + m.applied.Removed
 		res.Warnings = append(res.Warnings, m.applied.Warnings...)
 		return res, nil
+	}
+}
+
+// mergeBackoff waits between merge attempts: a random time in the upper
+// half of min(10 ms << attempt, 1 s), or until ctx ends.
+func mergeBackoff(ctx context.Context, attempt int) error {
+	d := min(10*time.Millisecond<<attempt, time.Second)
+	t := time.NewTimer(d/2 + rand.N(d/2+1))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
