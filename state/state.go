@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/ferry-sync/ferry/cas"
-	"github.com/ferry-sync/ferry/internal/atomicfile"
 	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/internal/atomicfile"
 )
 
 // ErrNoFolder is returned when a directory is not a synced folder.
