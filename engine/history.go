@@ -14,8 +14,11 @@ import (
 
 // LogEntry is one version in a log listing.
 type LogEntry struct {
-	Version  string    `json:"version"`
+	Version string `json:"version"`
+	// Time is when the device made the version, by its clock; Stored,
+	// when the store took it, by the store's. The order is the store's.
 	Time     time.Time `json:"time"`
+	Stored   time.Time `json:"stored"`
 	Device   string    `json:"device"`
 	Message  string    `json:"message,omitempty"`
 	Parents  []string  `json:"parents"`
@@ -65,7 +68,7 @@ func Log(ctx context.Context, dir, path string, o Options) ([]LogEntry, error) {
 		if err != nil {
 			return nil, err
 		}
-		e := LogEntry{Version: h.Ref.String(), Time: v.Time, Device: v.Device, Message: v.Message, Files: v.Summary.Files, Bytes: v.Summary.Bytes, Head: h.Ref == head, Parents: []string{}}
+		e := LogEntry{Version: h.Ref.String(), Time: v.Time, Stored: h.Time, Device: v.Device, Message: v.Message, Files: v.Summary.Files, Bytes: v.Summary.Bytes, Head: h.Ref == head, Parents: []string{}}
 		for _, p := range v.Parents {
 			e.Parents = append(e.Parents, p.String())
 		}

@@ -1,6 +1,7 @@
 package gc
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -50,13 +51,11 @@ func (p Policy) Apply(entries []cas.HistoryEntry, tags map[string]cas.Ref, head 
 	if loc == nil {
 		loc = time.Local
 	}
+	// Newest first in the store's own order (its sequence numbers), not
+	// by time: a server clock that was set back must not make an older
+	// version "the last". Times only choose the hourly, daily... buckets.
 	sorted := slices.Clone(entries)
-	slices.SortStableFunc(sorted, func(a, b cas.HistoryEntry) int {
-		if c := b.Time.Compare(a.Time); c != 0 {
-			return c
-		}
-		return int(b.Seq) - int(a.Seq)
-	})
+	slices.SortStableFunc(sorted, func(a, b cas.HistoryEntry) int { return cmp.Compare(b.Seq, a.Seq) })
 	tagsOf := map[cas.Ref][]string{}
 	for name, r := range tags {
 		tagsOf[r] = append(tagsOf[r], name)
