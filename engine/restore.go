@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,9 @@ import (
 	"github.com/ferry-sync/ferry/index"
 	"github.com/ferry-sync/ferry/restore"
 )
+
+// ErrPruned: the version was forgotten and its data collected.
+var ErrPruned = errors.New("the version was forgotten and its data collected")
 
 // RestoreOptions choose what to restore and where.
 type RestoreOptions struct {
@@ -22,6 +26,11 @@ type RestoreOptions struct {
 	// To is the target directory. Empty means in place: the folder itself,
 	// after its current state is pushed, so the restore can be undone.
 	To string
+	// Partial restores what the store still has of a version that lacks
+	// data (forgotten and collected, or damaged), leaving those paths out
+	// (in place: as they are); without it such a restore writes nothing
+	// and fails with an *IncompleteError.
+	Partial bool
 }
 
 // RestoreResult is what a restore did.
@@ -32,7 +41,9 @@ type RestoreResult struct {
 	FilesWritten int64    `json:"files_written"`
 	BytesWritten int64    `json:"bytes_written"`
 	Removed      int64    `json:"removed"`
-	DurationMS   int64    `json:"duration_ms"`
+	// Missing are the paths a partial restore left out.
+	Missing    []string `json:"missing,omitempty"`
+	DurationMS int64    `json:"duration_ms"`
 	Warnings     []string `json:"warnings,omitempty"`
 }
 
@@ -69,6 +80,9 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 		return nil, err
 	}
 	vroot, err := s.versionRoot(ctx, vref)
+	if errors.Is(err, cas.ErrNotFound) {
+		return nil, fmt.Errorf("%w: version %s: %v", ErrPruned, vref.Short(), err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +116,56 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 		}
 	}
 	res.Target = target
-	g := s.objects()
+	var g cas.Getter = s.objects()
+	// What the store lacks, before anything is written.
+	type part struct {
+		path  string
+		entry index.Entry
+	}
+	parts := []part{{entry: index.Entry{Kind: index.KindDir, Ref: vroot}}}
+	if len(o.Paths) > 0 {
+		parts = parts[:0]
+		for _, p := range o.Paths {
+			want, err := index.Lookup(ctx, g, vroot, p)
+			if errors.Is(err, cas.ErrNotFound) {
+				return nil, fmt.Errorf("%s: %w", p, ErrPathNotInVersion)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p, err)
+			}
+			parts = append(parts, part{path: p, entry: want})
+		}
+	}
+	var missing []string
+	for _, pt := range parts {
+		m, err := s.missingUnder(ctx, g, pt.path, pt.entry)
+		if err != nil {
+			return nil, err
+		}
+		missing = append(missing, m...)
+	}
+	if len(missing) > 0 {
+		if !o.Partial || slices.Contains(missing, "") {
+			return nil, &IncompleteError{Version: vref.Short(), Paths: missing[:min(len(missing), maxNamed)], Total: len(missing)}
+		}
+		// Partial: the version minus what is missing; in place, what is
+		// there now stays.
+		pr := newPruning(missing)
+		ov := &overlay{g: g, extra: map[cas.Ref][]byte{}}
+		keep := func(p string) (index.Entry, bool) {
+			if from.IsZero() {
+				return index.Entry{}, false
+			}
+			e, err := index.Lookup(ctx, g, from, p)
+			return e, err == nil
+		}
+		if vroot, err = pr.prune(ctx, g, ov, "", vroot, keep); err != nil {
+			return nil, err
+		}
+		g = ov
+		res.Missing = missing
+		res.Warnings = append(res.Warnings, fmt.Sprintf("partial restore: %d paths left out, the store no longer has their data", len(missing)))
+	}
 	ropts := restore.Options{Chunks: s.remote, Logger: s.opts.Logger}
 	if target == s.f.Dir {
 		ropts.Cache = s.f.StatCache()
@@ -116,6 +179,9 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 		return res, nil
 	}
 	for _, p := range o.Paths {
+		if slices.Contains(res.Missing, p) {
+			continue
+		}
 		rr, err := s.restorePath(ctx, g, target, p, from, vroot, ropts)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)

@@ -116,7 +116,7 @@ func resolvePrefix(ctx context.Context, h cas.Heads, g cas.Getter, root, name st
 	}
 	switch len(found) {
 	case 0:
-		return cas.Ref{}, fmt.Errorf("version %q: %w", name, cas.ErrNotFound)
+		return cas.Ref{}, fmt.Errorf("version %q: in no kept version of the root's history (forgotten, or never pushed): %w", name, cas.ErrNotFound)
 	case 1:
 		return found.Sorted()[0], nil
 	}

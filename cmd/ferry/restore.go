@@ -15,7 +15,12 @@ func newRestore(g *globals) *cobra.Command {
 		Short: "Write a version, or paths of it, into TARGET or back into the folder",
 		Long: `Write version V (or the given paths of it) into TARGET. Without --to, restore in
 place: the folder's current state is pushed first, so the restore can be undone,
-then the paths (or the whole folder) become what they were in V.`,
+then the paths (or the whole folder) become what they were in V.
+
+A version the store can no longer give whole (data forgotten and collected, or
+damaged) is refused before anything is written, naming the paths that lack
+data; --partial restores the rest (in place, those paths stay as they are).
+No file is ever left partly written under its own name.`,
 		Args: args(cobra.ArbitraryArgs),
 		RunE: func(c *cobra.Command, a []string) error {
 			dir := "."
@@ -32,6 +37,9 @@ then the paths (or the whole folder) become what they were in V.`,
 			}
 			return g.print(res, func(w io.Writer) {
 				printWarnings(w, res.Warnings)
+				for _, m := range res.Missing {
+					fmt.Fprintf(w, "  left out (no data): %s\n", m)
+				}
 				if res.Pushed != "" {
 					fmt.Fprintf(w, "saved the folder first as version %s\n", short(res.Pushed))
 				}
@@ -42,6 +50,7 @@ then the paths (or the whole folder) become what they were in V.`,
 	}
 	c.Flags().StringVar(&o.Version, "version", "", "the version: ref prefix, tag, head, head~N or @TIME (required)")
 	c.Flags().StringVar(&o.To, "to", "", "target directory (default: in place)")
+	c.Flags().BoolVar(&o.Partial, "partial", false, "restore what the store still has when some data is gone, naming what is left out")
 	_ = c.MarkFlagRequired("version")
 	return c
 }
