@@ -35,16 +35,16 @@ type RestoreOptions struct {
 
 // RestoreResult is what a restore did.
 type RestoreResult struct {
-	Version      string   `json:"version"`
-	Target       string   `json:"target"`
-	Pushed       string   `json:"pushed_first,omitempty"` // in place: the version saved before
-	FilesWritten int64    `json:"files_written"`
-	BytesWritten int64    `json:"bytes_written"`
-	Removed      int64    `json:"removed"`
+	Version      string `json:"version"`
+	Target       string `json:"target"`
+	Pushed       string `json:"pushed_first,omitempty"` // in place: the version saved before
+	FilesWritten int64  `json:"files_written"`
+	BytesWritten int64  `json:"bytes_written"`
+	Removed      int64  `json:"removed"`
 	// Missing are the paths a partial restore left out.
 	Missing    []string `json:"missing,omitempty"`
 	DurationMS int64    `json:"duration_ms"`
-	Warnings     []string `json:"warnings,omitempty"`
+	Warnings   []string `json:"warnings,omitempty"`
 }
 
 // Restore writes a version, or paths of it, into a target directory, or
