@@ -23,6 +23,7 @@ func TestImportGraph(t *testing.T) {
 		"cas/castest":         {"cas"},
 		"internal/failpoint":  {},
 		"internal/atomicfile": {},
+		"internal/casefoldfs": {}, // a test filesystem: imported by tests only
 		"index":               {"cas"},
 		"state":               {"cas", "index", "internal/atomicfile"},
 		"scan":                {"cas", "chunk", "index", "state"},

@@ -318,6 +318,7 @@ func (s *session) scan(ctx context.Context, dst scan.Dest) (*scan.Result, error)
 		// its own time: the scan never waits on a round trip.
 		PutChunks:   !s.local(),
 		RemoveTemps: true,
+		Names:       s.f.Names(),
 		Hold:        s.opts.hold,
 		Logger:      s.opts.Logger,
 		Progress: func(e scan.Event) {

@@ -93,6 +93,7 @@ func (s *session) mergeInto(ctx context.Context, sc *scan.Result, base, head cas
 		v.Conflicts = append(v.Conflicts, c)
 		m.conflicts = append(m.conflicts, Conflict{Path: c.Path, Copy: c.Copy, Kind: c.Kind})
 	}
+	m.conflicts = append(m.conflicts, aliasConflicts(m.applied)...)
 	ref, err := s.putVersion(ctx, v)
 	if err != nil {
 		return nil, err
@@ -132,14 +133,31 @@ func (s *session) apply(ctx context.Context, from, to cas.Ref, files int64) (*re
 	s.prefetch(ctx, from, to)
 	base, _ := s.f.Base()
 	baseRoot, _ := s.versionRoot(ctx, base)
-	return restore.Apply(ctx, s.f.Dir, s.objects(), from, to, restore.Options{
+	return restore.Apply(ctx, s.f.Dir, s.objects(), from, to, s.folderRestore(restore.Options{
 		Chunks:      &countingGetter{g: s.remote},
 		Cache:       s.f.StatCache(),
 		Seeds:       &seeds{s: s, root: baseRoot},
 		Workers:     s.restoreWorkers(),
 		VerifyLocal: true,
 		Logger:      s.opts.Logger,
-	})
+	}))
+}
+
+// folderRestore adds to a restore into the folder itself what it needs to
+// know of the folder's disk: its mapped names, and whether it folds case.
+func (s *session) folderRestore(o restore.Options) restore.Options {
+	o.Names, o.CaseFold, o.Device, o.Now = s.f.Names(), s.f.Config.CaseFold, s.f.Config.Device, s.opts.Now
+	return o
+}
+
+// aliasConflicts lists as conflicts the names a folding filesystem could
+// not hold: each is kept on disk under a conflict copy's name.
+func aliasConflicts(rr *restore.Result) []Conflict {
+	var out []Conflict
+	for _, a := range rr.Aliases {
+		out = append(out, Conflict{Path: a.Path, Copy: a.Disk, Kind: "case"})
+	}
+	return out
 }
 
 // guard refuses to apply a change that deletes more than half of the

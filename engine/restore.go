@@ -168,6 +168,7 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 	}
 	ropts := restore.Options{Chunks: s.remote, Logger: s.opts.Logger}
 	if target == s.f.Dir {
+		ropts = s.folderRestore(ropts)
 		ropts.Cache = s.f.StatCache()
 	}
 	if len(o.Paths) == 0 {

@@ -393,7 +393,7 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 		return nil, err
 	}
 	fetch := &countingGetter{g: s.remote}
-	rr, err := restore.Apply(ctx, s.f.Dir, s.objects(), from, headRoot, restore.Options{
+	rr, err := restore.Apply(ctx, s.f.Dir, s.objects(), from, headRoot, s.folderRestore(restore.Options{
 		Chunks:      fetch,
 		Cache:       s.f.StatCache(),
 		Seeds:       &seeds{s: s, root: baseRoot},
@@ -405,7 +405,7 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 				s.opts.Progress(Progress{Phase: "download", Files: e.Files, Bytes: e.Bytes, Path: e.Path})
 			}
 		},
-	})
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -416,6 +416,7 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 	}
 	res.ChunksLocal = rr.ChunksSeeded
 	res.Warnings = append(res.Warnings, rr.Warnings...)
+	res.Conflicts = append(res.Conflicts, aliasConflicts(rr)...)
 	if err := s.f.SetBase(head); err != nil {
 		return nil, err
 	}

@@ -12,6 +12,10 @@ import (
 // ErrInvalidPath is returned for names and paths that break the name rule.
 var ErrInvalidPath = errors.New("index: invalid path")
 
+// ErrNotPortable: a name Windows cannot hold (see PortableName); a
+// portable namespace refuses it. It is an ErrInvalidPath too.
+var ErrNotPortable = fmt.Errorf("%w: not portable", ErrInvalidPath)
+
 // Limits every decoder and walker enforces.
 const (
 	MaxNameLen       = 255
@@ -35,7 +39,9 @@ const (
 // component, valid UTF-8 in NFC, 1 to 255 bytes, not "." or "..", no '/',
 // '\\', NUL, C0 control or DEL, and not a reserved name. Anything that
 // would need cleaning is refused, never cleaned: two spellings of one name
-// would alias two entries.
+// would alias two entries. A name that folds to a reserved one (".FERRY",
+// ".fe\u200crry") is reserved too: on a case-insensitive filesystem it is
+// the folder's own state.
 func ValidName(name string) error {
 	switch {
 	case name == "":
@@ -46,8 +52,8 @@ func ValidName(name string) error {
 		return fmt.Errorf("%w: name %q", ErrInvalidPath, name)
 	case !utf8.ValidString(name):
 		return fmt.Errorf("%w: name %q is not UTF-8", ErrInvalidPath, name)
-	case name == StateDir || strings.HasPrefix(name, TempPrefix):
-		return fmt.Errorf("%w: name %q is reserved", ErrInvalidPath, name)
+	case reserved(name):
+		return fmt.Errorf("%w: name %q is reserved (or is one of ferry's own names where case folds)", ErrInvalidPath, name)
 	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; c < 0x20 || c == 0x7f || c == '/' || c == '\\' {

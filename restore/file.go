@@ -29,7 +29,7 @@ func (w *writer) writeFile(ctx context.Context, g, chunkSrc cas.Getter, p string
 	if size != e.Size {
 		return fmt.Errorf("restore %q: %w: entry says %d bytes, file object %d", p, index.ErrMalformed, e.Size, size)
 	}
-	d, name := split(p)
+	d, name, disk := w.at(p)
 	pfd, release, err := w.dir(d, true)
 	if err != nil {
 		return err
@@ -57,7 +57,7 @@ func (w *writer) writeFile(ctx context.Context, g, chunkSrc cas.Getter, p string
 		return fmt.Errorf("restore %q: temporary file is not a regular file", p)
 	}
 	have := st.Size // bytes a killed run left; checked chunk by chunk
-	local := w.localChunks(ctx, g, pfd, d, name, old)
+	local := w.localChunks(ctx, g, pfd, d, name, disk, old)
 	defer local.close()
 
 	var off int64
@@ -95,12 +95,12 @@ func (w *writer) writeFile(ctx context.Context, g, chunkSrc cas.Getter, p string
 		if err := f.Close(); err != nil {
 			return fmt.Errorf("restore %q: %w", p, err)
 		}
-		return w.deferRename(pendingFile{dir: d, tmp: tmp, name: name, path: p, size: size, ref: e.Ref})
+		return w.deferRename(pendingFile{dir: d, tmp: tmp, name: name, disk: disk, path: p, size: size, ref: e.Ref})
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("restore %q: fsync: %w", p, err)
 	}
-	if err := w.rename(pfd, tmp, name, p); err != nil {
+	if err := w.rename(pfd, tmp, disk, p); err != nil {
 		return err
 	}
 	done = true
@@ -131,9 +131,9 @@ const (
 // pendingFile is a small file written under its temporary name, waiting
 // for the batch's sync before its rename.
 type pendingFile struct {
-	dir, tmp, name, path string
-	size                 int64
-	ref                  cas.Ref
+	dir, tmp, name, disk, path string
+	size                       int64
+	ref                        cas.Ref
 }
 
 func (w *writer) deferRename(pf pendingFile) error {
@@ -170,9 +170,9 @@ func (w *writer) commitBatch() error {
 		if err != nil {
 			return err
 		}
-		err = w.rename(pfd, pf.tmp, pf.name, pf.path)
+		err = w.rename(pfd, pf.tmp, pf.disk, pf.path)
 		if err == nil {
-			err = w.cachePutAt(pfd, pf.dir, pf.name, pf.ref)
+			err = w.cachePutAt(pfd, pf.dir, pf.name, pf.disk, pf.ref)
 		}
 		release()
 		if err != nil {
@@ -215,7 +215,7 @@ func (w *writer) copySeed(ctx context.Context, f *os.File, c index.ChunkRef, off
 	if !ok {
 		return false
 	}
-	d, name := split(path)
+	d, _, name := w.at(path)
 	pfd, release, err := w.dir(d, false)
 	if err != nil {
 		return false
@@ -304,7 +304,7 @@ type localSource struct {
 // localChunks opens the old copy of a file when it is what the stat cache
 // says it is (so its chunk list is known without reading it), and maps
 // its chunks to their offsets. Any doubt gives an empty source.
-func (w *writer) localChunks(ctx context.Context, g cas.Getter, pfd int, dir, name string, old *index.Entry) *localSource {
+func (w *writer) localChunks(ctx context.Context, g cas.Getter, pfd int, dir, name, disk string, old *index.Entry) *localSource {
 	if old == nil || w.opts.Cache == nil {
 		return nil
 	}
@@ -312,7 +312,7 @@ func (w *writer) localChunks(ctx context.Context, g cas.Getter, pfd int, dir, na
 	if !ok || cached.Ref != old.Ref {
 		return nil
 	}
-	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(pfd, disk, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
 	}

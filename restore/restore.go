@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/index"
@@ -48,6 +49,15 @@ type Options struct {
 	// target); one that changed since is left alone, with a warning. For
 	// folders in use: a concurrent edit is never overwritten.
 	VerifyLocal bool
+	// Names, if set, maps the version's names to the folder's disk
+	// names (NFD spellings, aliases) and learns the aliases this restore
+	// makes; see names.go.
+	Names *state.Names
+	// CaseFold says the target's filesystem folds case: names that
+	// collide there get aliases (see names.go), named for Device at Now.
+	CaseFold bool
+	Device   string
+	Now      func() time.Time
 	// Progress, if set, is called from many goroutines as files are done.
 	Progress func(Event)
 	Logger   *slog.Logger
@@ -56,6 +66,9 @@ type Options struct {
 func (o *Options) applyDefaults() {
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -79,6 +92,9 @@ type Result struct {
 	// Skipped counts entries left alone because they changed on disk.
 	Skipped  int64
 	Warnings []string
+	// Aliases are the names a folding filesystem could not hold, and the
+	// names they were given on disk instead.
+	Aliases []Alias
 }
 
 // Seeds finds chunks in files already in the folder. Paths must come from
@@ -109,6 +125,11 @@ func ApplyAt(ctx context.Context, dir, prefix string, g cas.Getter, from, to cas
 		return nil, err
 	}
 	defer w.close()
+	w.g, w.to = g, to
+	if prefix != "" {
+		// Sibling names are looked up from the top of the version.
+		w.to = cas.Ref{}
+	}
 	if prefix != "" {
 		_, release, err := w.dir(prefix, true)
 		if err != nil {
@@ -137,17 +158,17 @@ func ApplyAt(ctx context.Context, dir, prefix string, g cas.Getter, from, to cas
 		}
 		switch {
 		case c.New == nil:
-			return w.remove(c.Path, c.Old)
+			return w.remove(gctx, c.Path, c.Old)
 		case c.New.Kind == index.KindDir:
 			if c.Old == nil {
-				if err := w.mkdir(c.Path, c.New); err != nil {
+				if err := w.mkdir(gctx, c.Path, c.New); err != nil {
 					return err
 				}
 			}
 			dirModes = append(dirModes, c)
 			return nil
 		case c.New.Kind == index.KindSymlink:
-			return w.symlink(c.Path, c.New)
+			return w.symlink(gctx, c.Path, c.New)
 		default:
 			if c.Old != nil && c.Old.Ref == c.New.Ref && c.Old.Kind == index.KindFile {
 				return w.setMeta(c.Path, c.New) // mode or mtime only
@@ -156,6 +177,12 @@ func ApplyAt(ctx context.Context, dir, prefix string, g cas.Getter, from, to cas
 			var old *index.Entry
 			if c.Old != nil && c.Old.Kind == index.KindFile {
 				old = c.Old
+			}
+			if old == nil {
+				// Before the worker: aliases are decided in the diff's order.
+				if err := w.foldAlias(gctx, c.Path); err != nil {
+					return err
+				}
 			}
 			grp.Go(func() error { return w.writeFile(gctx, g, chunks, c.Path, &e, old) })
 			return nil
@@ -188,6 +215,9 @@ func ApplyAt(ctx context.Context, dir, prefix string, g cas.Getter, from, to cas
 type writer struct {
 	opts  Options
 	root  int
+	g     cas.Getter
+	to    cas.Ref // the tree being restored (for sibling names)
+	nm    names
 	mu    sync.Mutex // guards dirs, dirty, res.Warnings, upd
 	dirs  map[string]*dirFD
 	dirty map[string]bool
@@ -208,6 +238,12 @@ func newWriter(dir string, opts Options) (*writer, error) {
 	w := &writer{opts: opts, root: fd, dirs: map[string]*dirFD{}, dirty: map[string]bool{}}
 	if opts.Cache != nil {
 		w.upd = opts.Cache.Update()
+	}
+	if opts.Names != nil {
+		if w.nm.mapped, err = opts.Names.Any(); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
 	}
 	return w, nil
 }
@@ -288,13 +324,14 @@ func (w *writer) openLocked(rel string, create bool) (*dirFD, error) {
 		parent = p.fd
 		rel = index.JoinPath(pd, name)
 	}
-	_, name := split(rel)
-	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	pd, name := split(rel)
+	disk := w.disk(pd, name)
+	fd, err := unix.Openat(parent, disk, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) && create {
-		if err = unix.Mkdirat(parent, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err = unix.Mkdirat(parent, disk, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("restore: mkdir %q: %w", rel, err)
 		}
-		fd, err = unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err = unix.Openat(parent, disk, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	}
 	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
 		return nil, fmt.Errorf("restore: %q is not a directory (a symlink or file is in the way): %w", rel, index.ErrInvalidPath)
@@ -333,7 +370,7 @@ func (w *writer) markDirty(dir string) {
 // matches reports whether the entry at p on disk is still old (for a
 // removal, being gone already counts).
 func (w *writer) matches(p string, old *index.Entry, removal bool) bool {
-	d, name := split(p)
+	d, _, name := w.at(p)
 	pfd, release, err := w.dir(d, false)
 	if err != nil {
 		return removal
@@ -356,8 +393,11 @@ func (w *writer) matches(p string, old *index.Entry, removal bool) bool {
 
 // mkdir makes the directory at p. Whatever else is there (a file, a
 // symlink) is removed first: the tree says a directory goes there.
-func (w *writer) mkdir(p string, e *index.Entry) error {
-	d, name := split(p)
+func (w *writer) mkdir(ctx context.Context, p string, e *index.Entry) error {
+	if err := w.foldAlias(ctx, p); err != nil {
+		return err
+	}
+	d, _, name := w.at(p)
 	pfd, release, err := w.dir(d, true)
 	if err != nil {
 		return err
@@ -409,8 +449,14 @@ func modeBits(m fs.FileMode) uint32 {
 
 // remove deletes the entry at p. A directory that still holds something
 // (ignored files, say) is left with a warning.
-func (w *writer) remove(p string, e *index.Entry) error {
-	d, name := split(p)
+func (w *writer) remove(ctx context.Context, p string, e *index.Entry) error {
+	d, name, disk := w.at(p)
+	if w.sharesDisk(ctx, d, name, disk) {
+		// A case-only rename on a folder that folds case: the new name is
+		// this very file, in place already.
+		w.cacheDelete(d, name)
+		return nil
+	}
 	pfd, release, err := w.dir(d, false)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
@@ -424,12 +470,13 @@ func (w *writer) remove(p string, e *index.Entry) error {
 		flags = unix.AT_REMOVEDIR
 		w.forgetDir(p)
 	}
-	err = unix.Unlinkat(pfd, name, flags)
+	err = unix.Unlinkat(pfd, disk, flags)
 	switch {
 	case err == nil:
 		w.markDirty(d)
 		atomic.AddInt64(&w.res.Removed, 1)
 		w.cacheDelete(d, name)
+		w.forgetName(d, name, disk)
 	case errors.Is(err, unix.ENOENT):
 	case errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST):
 		w.warn("%q: not removed: it holds files that are not in the version (ignored ones?)", p)
@@ -465,8 +512,11 @@ func tmpName() string {
 
 // symlink makes the link at p through a temporary name and a rename, so a
 // reader sees the old entry or the new.
-func (w *writer) symlink(p string, e *index.Entry) error {
-	d, name := split(p)
+func (w *writer) symlink(ctx context.Context, p string, e *index.Entry) error {
+	if err := w.foldAlias(ctx, p); err != nil {
+		return err
+	}
+	d, _, name := w.at(p)
 	pfd, release, err := w.dir(d, true)
 	if err != nil {
 		return err
@@ -500,13 +550,13 @@ func (w *writer) rename(pfd int, tmp, name, p string) error {
 
 // setMeta gives an existing file its mode and mtime when only they changed.
 func (w *writer) setMeta(p string, e *index.Entry) error {
-	d, name := split(p)
+	d, name, disk := w.at(p)
 	pfd, release, err := w.dir(d, false)
 	if err != nil {
 		return err
 	}
 	defer release()
-	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(pfd, disk, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("restore: open %q: %w", p, err)
 	}
@@ -566,14 +616,14 @@ func (w *writer) cachePut(fd int, dir, name string, ref cas.Ref) error {
 	return w.cacheStat(&st, dir, name, ref)
 }
 
-// cachePutAt is cachePut for the entry name of the directory pfd, without
-// opening it.
-func (w *writer) cachePutAt(pfd int, dir, name string, ref cas.Ref) error {
+// cachePutAt is cachePut for the entry name (disk on disk) of the
+// directory pfd, without opening it.
+func (w *writer) cachePutAt(pfd int, dir, name, disk string, ref cas.Ref) error {
 	if w.upd == nil {
 		return nil
 	}
 	var st unix.Stat_t
-	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.Fstatat(pfd, disk, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {

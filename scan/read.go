@@ -113,7 +113,7 @@ func (e *changedError) Error() string { return "file changed while it was read" 
 // its stat did not change while it was read. It returns the file object's
 // ref.
 func (s *scanner) readOnce(sp *chunk.Splitter, job *fileJob) (cas.Ref, state.Stat, error) {
-	fd, err := unix.Openat(job.dir.fd, job.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(job.dir.fd, job.disk, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if err == unix.ELOOP {
 			return cas.Ref{}, state.Stat{}, &changedError{gone: true}
@@ -185,7 +185,7 @@ func (s *scanner) readOnce(sp *chunk.Splitter, job *fileJob) (cas.Ref, state.Sta
 	s.progress(Event{FilesRead: 1, BytesRead: read})
 	// The name, looked up again in the same directory, must still be the
 	// file that was read, unchanged.
-	_, after, err := lstatAt(job.dir.fd, job.name)
+	_, after, err := lstatAt(job.dir.fd, job.disk)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return cas.Ref{}, state.Stat{}, &changedError{gone: true}

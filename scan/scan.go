@@ -74,6 +74,10 @@ type Options struct {
 	// resume from (as Syncthing keeps its temporary files for a day).
 	// Only a caller that holds the folder's lock may set it.
 	RemoveTemps bool
+	// Names, if set, maps the folder's disk names to version names (NFD
+	// spellings, aliases on a case-folding filesystem) and learns new
+	// ones; see state.Names.
+	Names *state.Names
 	// Progress, if set, is called from many goroutines as work is done.
 	Progress func(Event)
 	Logger   *slog.Logger
@@ -154,6 +158,12 @@ func Scan(ctx context.Context, dir string, cache *state.StatCache, dst Dest, opt
 	for range cap(s.bufs) {
 		s.bufs <- nil // allocated on first use, at most cap(bufs) of them
 	}
+	if opts.Names != nil {
+		var err error
+		if s.names, err = opts.Names.Any(); err != nil {
+			return nil, err
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	sctx, cancel := context.WithCancelCause(gctx)
 	defer cancel(nil)
@@ -219,6 +229,8 @@ type scanner struct {
 	walking sync.WaitGroup
 
 	nFiles, nDirs, nLinks atomic.Int64
+	// names: the folder has mapped names to look up per directory.
+	names bool
 }
 
 func (s *scanner) warn(format string, args ...any) {

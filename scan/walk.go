@@ -29,7 +29,7 @@ import (
 // the node reports to its parent.
 type dirNode struct {
 	path    string
-	name    string // the last component of path
+	name    string // the last component of path, as it is on disk
 	parent  *dirNode
 	slot    int // index in parent's entries
 	mu      sync.Mutex
@@ -64,8 +64,9 @@ func (d *dirNode) release() {
 type fileJob struct {
 	dir  *dirNode
 	slot int
-	path string // relative, slash-separated
-	name string
+	path string // relative, slash-separated, in version names
+	name string // in the version
+	disk string // in the directory on disk
 	st   state.Stat
 	old  state.Stat
 	had  bool // old is valid
@@ -202,21 +203,24 @@ func (s *scanner) list(d *dirNode, ign *ignorer) (subdirs []subdir, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("scan: list %s: %w", filepath.Join(s.dir, filepath.FromSlash(d.path)), err)
 	}
-	slices.Sort(names)
-	if _, found := slices.BinarySearch(names, IgnoreFile); found {
+	if slices.Contains(names, IgnoreFile) {
 		if ign, err = ign.enter(d.fd, d.path); err != nil {
 			s.warn("%s: %v", index.JoinPath(d.path, IgnoreFile), err)
 		}
 	}
-	cached, err := s.cache.Dir(d.path, len(names))
+	ents, err := s.versionNames(d.path, names)
+	if err != nil {
+		return nil, err
+	}
+	cached, err := s.cache.Dir(d.path, len(ents))
 	if err != nil {
 		return nil, err
 	}
 	d.tree, d.hasTree = s.cache.Tree(d.path)
 	d.mu.Lock()
 	d.pending = 1 // the listing itself
-	d.entries = make([]index.Entry, 0, len(names))
-	d.skip = make([]bool, 0, len(names))
+	d.entries = make([]index.Entry, 0, len(ents))
+	d.skip = make([]bool, 0, len(ents))
 	d.mu.Unlock()
 	// cached and names are both sorted: the cursor c walks cached beside
 	// the listing; keep marks the entries still present.
@@ -232,29 +236,34 @@ func (s *scanner) list(d *dirNode, ign *ignorer) (subdirs []subdir, err error) {
 		}
 		return state.Stat{}, false
 	}
-	for _, name := range names {
+	for _, de := range ents {
 		if err := s.ctx.Err(); err != nil {
 			return subdirs, err
 		}
+		name, disk := de.name, de.disk
 		p := index.JoinPath(d.path, name)
-		if d.path == "" && name == index.StateDir {
+		if d.path == "" && disk == index.StateDir {
 			continue
 		}
-		if strings.HasPrefix(name, index.TempPrefix) {
+		if strings.HasPrefix(disk, index.TempPrefix) {
 			if s.opts.RemoveTemps {
-				if mode, st, err := lstatAt(d.fd, name); err == nil && mode.IsRegular() && s.start.Sub(time.Unix(0, st.MTime)) > TempMaxAge {
-					if unix.Unlinkat(d.fd, name, 0) == nil {
+				if mode, st, err := lstatAt(d.fd, disk); err == nil && mode.IsRegular() && s.start.Sub(time.Unix(0, st.MTime)) > TempMaxAge {
+					if unix.Unlinkat(d.fd, disk, 0) == nil {
 						s.opts.Logger.Info("removed a leftover temporary file", "path", p)
 					}
 				}
 			}
 			continue
 		}
+		if de.twin != "" {
+			s.warn("%q: skipped: it and %q are one name in Unicode NFC, which versions use; rename one", index.JoinPath(d.path, disk), index.JoinPath(d.path, de.twin))
+			continue
+		}
 		if err := index.ValidName(name); err != nil {
 			s.warn("%q: skipped: %v", p, err)
 			continue
 		}
-		mode, st, err := lstatAt(d.fd, name)
+		mode, st, err := lstatAt(d.fd, disk)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // vanished since the listing
 		}
@@ -273,6 +282,9 @@ func (s *scanner) list(d *dirNode, ign *ignorer) (subdirs []subdir, err error) {
 			slot := d.add(entry)
 			old, had := lookup(name)
 			had = had && old.Mode&uint32(fs.ModeDir) == 0
+			if !had {
+				s.notPortable(p, name)
+			}
 			s.progress(Event{Files: 1, CurrentPath: p})
 			if s.opts.Hold != nil && s.opts.Hold(p) {
 				atomic.AddInt64(&s.res.Held, 1)
@@ -294,7 +306,7 @@ func (s *scanner) list(d *dirNode, ign *ignorer) (subdirs []subdir, err error) {
 				d.size.Add(st.Size)
 				continue
 			}
-			job := &fileJob{dir: d, slot: slot, path: p, name: name, st: st, old: old, had: had}
+			job := &fileJob{dir: d, slot: slot, path: p, name: name, disk: disk, st: st, old: old, had: had}
 			d.mu.Lock()
 			d.pending++
 			d.fdRefs++ // released when the job is done
@@ -306,7 +318,7 @@ func (s *scanner) list(d *dirNode, ign *ignorer) (subdirs []subdir, err error) {
 				return subdirs, s.ctx.Err()
 			}
 		case mode&fs.ModeSymlink != 0:
-			target, err := readlinkAt(d.fd, name)
+			target, err := readlinkAt(d.fd, disk)
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) || err == unix.EINVAL {
 					continue // gone, or no longer a link, since the lstat
@@ -323,6 +335,7 @@ func (s *scanner) list(d *dirNode, ign *ignorer) (subdirs []subdir, err error) {
 		case isDir:
 			s.nDirs.Add(1)
 			if _, ok := lookup(name); !ok {
+				s.notPortable(p, name)
 				// A marker, so that the directory's entries are forgotten
 				// when it goes.
 				if err := s.cachePut(d.path, name, state.Stat{Mode: uint32(fs.ModeDir)}); err != nil {
@@ -337,7 +350,7 @@ func (s *scanner) list(d *dirNode, ign *ignorer) (subdirs []subdir, err error) {
 			d.pending++
 			d.fdRefs++ // released when the subdirectory has opened its own
 			d.mu.Unlock()
-			subdirs = append(subdirs, subdir{node: &dirNode{path: p, name: name, parent: d, slot: slot}, ign: ign})
+			subdirs = append(subdirs, subdir{node: &dirNode{path: p, name: disk, parent: d, slot: slot}, ign: ign})
 		default:
 			s.warn("%q: skipped: not a regular file, directory or symlink (%s)", p, mode.Type())
 		}

@@ -204,6 +204,8 @@ func (u *Update) DeleteTree(dir string) error {
 		append(append([]byte{'s'}, dir...), 0),
 		append(append([]byte{'s'}, dir...), '/'),
 		append(treeKey(dir), '/'),
+		nameKey(dir, ""),
+		append(append([]byte{'n'}, dir...), '/'),
 	} {
 		if err := u.b.DeletePrefix(p); err != nil {
 			return err
@@ -240,7 +242,7 @@ func (u *Update) Discard() {
 // (a collection removed it since).
 func (c *StatCache) Clear() error {
 	b := c.kv.Batch()
-	for _, p := range []byte{'s', 't'} {
+	for _, p := range []byte{'s', 't'} { // mapped names stay: they describe the disk
 		if err := b.DeletePrefix([]byte{p}); err != nil {
 			b.Close()
 			return err

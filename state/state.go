@@ -38,6 +38,12 @@ type Config struct {
 	// Fingerprint pins the server's certificate (SHA-256, hex).
 	Fingerprint string    `json:"fingerprint,omitempty"`
 	Created     time.Time `json:"created"`
+	// CaseFold says the folder's filesystem folds case (macOS, Windows,
+	// ext4 casefold): "README" and "readme" are one file there. Probed
+	// at init, and again when the folder is found somewhere else
+	// (Probed names the directory it was probed in).
+	CaseFold bool   `json:"case_fold,omitempty"`
+	Probed   string `json:"probed,omitempty"`
 }
 
 // Folder is an open synced folder.
@@ -82,7 +88,7 @@ func Init(dir string, cfg Config) (*Folder, error) {
 		cfg.Created = time.Now().UTC()
 	}
 	f := &Folder{Dir: abs, Config: cfg}
-	if err := f.SaveConfig(); err != nil {
+	if err := f.probe(); err != nil {
 		return nil, err
 	}
 	if err := f.openDB(true); err != nil {
@@ -127,6 +133,9 @@ func Open(dir string) (*Folder, error) {
 	}
 	if err := cas.ValidName(f.Config.Root); err != nil {
 		return nil, fmt.Errorf("%s: config: %w", abs, err)
+	}
+	if err := f.probe(); err != nil {
+		return nil, err
 	}
 	if err := f.openDB(false); err != nil {
 		return nil, err
