@@ -119,3 +119,51 @@ func TestCaseFoldingFolder(t *testing.T) {
 		t.Fatalf("after the rename README -> ReadMe the other folder holds %v", got)
 	}
 }
+
+// TestNFDNames (A7): names macOS writes in NFD are synced (in NFC, the
+// versions' form) instead of skipped; the folder that holds the NFD
+// spelling finds its file under it again, so pulls update that file and
+// never make an NFC twin beside it; NFC and NFD twins in one directory
+// are a collision, and the NFD one is skipped with a warning.
+func TestNFDNames(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.folder("a", "r"), e.folder("b", "r")
+	nfd, nfc := "cafe\u0301.txt", "caf\u00e9.txt"
+	write(t, filepath.Join(a, nfd), []byte("from a"), 0o644)
+	res := e.push(a)
+	if len(res.Warnings) != 0 {
+		t.Errorf("push of an NFD name warned: %q", res.Warnings)
+	}
+	e.pull(b)
+	if got := names(t, b); !slices.Equal(got, []string{nfc}) || readString(t, filepath.Join(b, nfc)) != "from a" {
+		t.Fatalf("the other folder holds %q", got)
+	}
+	// A change from the other side updates the NFD file, in place.
+	write(t, filepath.Join(b, nfc), []byte("from b"), 0o644)
+	e.push(b)
+	e.pull(a)
+	if got := names(t, a); !slices.Equal(got, []string{nfd}) || readString(t, filepath.Join(a, nfd)) != "from b" {
+		t.Fatalf("after the pull the NFD folder holds %q", got)
+	}
+	// And its own edits reach the other side, under the one name.
+	write(t, filepath.Join(a, nfd), []byte("from a again"), 0o644)
+	if res := e.push(a); res.FilesChanged != 1 {
+		t.Errorf("push of an edit of the NFD file changed %d files", res.FilesChanged)
+	}
+	e.pull(b)
+	if readString(t, filepath.Join(b, nfc)) != "from a again" {
+		t.Fatal("the edit did not arrive")
+	}
+
+	// Twins: both spellings in one directory.
+	write(t, filepath.Join(a, "twin-"+nfc), []byte("nfc"), 0o644)
+	write(t, filepath.Join(a, "twin-"+nfd), []byte("nfd"), 0o644)
+	res = e.push(a)
+	if !strings.Contains(strings.Join(res.Warnings, "\n"), "one name in Unicode NFC") {
+		t.Errorf("push of NFC/NFD twins did not warn: %q", res.Warnings)
+	}
+	e.pull(b)
+	if readString(t, filepath.Join(b, "twin-"+nfc)) != "nfc" {
+		t.Fatal("of the twins, the NFC one was not the one synced")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/gc"
 	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/transport"
 )
 
 // ForgetOptions say which versions of the folder's root to keep.
@@ -170,4 +171,38 @@ func AdminPolicy(ctx context.Context, r ServerRef, namespace string, set *gc.Pol
 		return nil, fmt.Errorf("policy %s: %w", namespace, err)
 	}
 	return &p, nil
+}
+
+// AdminNamespace reads a namespace's settings on a server, and first sets
+// whether it is portable when portable is not nil (admin).
+func AdminNamespace(ctx context.Context, r ServerRef, namespace string, portable *bool) (*transport.NamespaceSettings, error) {
+	c, err := dialAdmin(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var set []byte
+	if portable != nil {
+		cur, err := c.AdminNamespace(ctx, namespace, nil)
+		if err != nil {
+			return nil, fmt.Errorf("namespace %s: %w", namespace, err)
+		}
+		var st transport.NamespaceSettings
+		if err := json.Unmarshal(cur, &st); err != nil {
+			return nil, fmt.Errorf("namespace %s: %w", namespace, err)
+		}
+		st.Portable = *portable
+		if set, err = json.Marshal(st); err != nil {
+			return nil, err
+		}
+	}
+	got, err := c.AdminNamespace(ctx, namespace, set)
+	if err != nil {
+		return nil, fmt.Errorf("namespace %s: %w", namespace, err)
+	}
+	var st transport.NamespaceSettings
+	if err := json.Unmarshal(got, &st); err != nil {
+		return nil, fmt.Errorf("namespace %s: %w", namespace, err)
+	}
+	return &st, nil
 }

@@ -152,6 +152,13 @@ func (c *Client) CheckStore(ctx context.Context, req MaintenanceRequest) (json.R
 	return resp.Report, err
 }
 
+// AdminNamespace reads a namespace's settings (JSON of
+// NamespaceSettings), and replaces them first when set is not nil (admin).
+func (c *Client) AdminNamespace(ctx context.Context, namespace string, set []byte) ([]byte, error) {
+	resp, err := c.request(ctx, Request{Op: opAdminNS, Namespace: namespace, Settings: set})
+	return resp.Report, err
+}
+
 // Repair asks the server to re-verify its store (or, with a namespace's
 // admin token, that namespace), record damage and report what it breaks
 // and whether it can heal (see engine.RepairResult).

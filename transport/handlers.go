@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -44,6 +45,7 @@ const (
 	opDamaged      = "damaged"
 	opVerify       = "verify"
 	opAdminRepair  = "admin.repair"
+	opAdminNS      = "admin.namespace"
 )
 
 // maxVerify bounds the blobs one verify request re-reads.
@@ -65,7 +67,7 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		}
 		resp.Share = s.tok.Share
 		return resp, nil
-	case opAdminClients, opAdminRoots, opAdminHistory, opTokenCreate, opTokenList, opTokenRevoke, opAdminGC, opAdminQuota, opAdminPolicy:
+	case opAdminClients, opAdminRoots, opAdminHistory, opTokenCreate, opTokenList, opTokenRevoke, opAdminGC, opAdminQuota, opAdminPolicy, opAdminNS:
 		perm = PermAdmin
 	case opAdminCheck:
 		perm = PermRead // a namespace's token checks that namespace
@@ -327,6 +329,26 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		p, err := s.srv.Policy(req.Namespace)
 		resp.Report = p
 		return resp, err
+	case opAdminNS:
+		if _, err := s.adminNamespace(req.Namespace); err != nil {
+			return resp, err
+		}
+		if req.Settings != nil {
+			var st NamespaceSettings
+			if err := json.Unmarshal(req.Settings, &st); err != nil {
+				return resp, fmt.Errorf("%w: settings: %v", ErrProtocol, err)
+			}
+			if err := s.srv.SetSettings(req.Namespace, st); err != nil {
+				return resp, err
+			}
+			s.log.Info("namespace settings set", "namespace", req.Namespace, "settings", string(req.Settings))
+		}
+		st, err := s.srv.Settings(req.Namespace)
+		if err != nil {
+			return resp, err
+		}
+		resp.Report, err = json.Marshal(st)
+		return resp, err
 	case opQuota:
 		used, limit, err := s.ns.Usage(ctx)
 		resp.Used, resp.Limit = used, limit
@@ -499,8 +521,17 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 		chunks = chunks[:0]
 		return nil
 	}
+	settings, err := s.Settings(ns.Name())
+	if err != nil {
+		return err
+	}
 	absent := &absentGetter{g: ns}
 	err = index.Diff(ctx, absent, oldRoot, v.Root, func(c index.Change) error {
+		if settings.Portable && c.New != nil && c.Old == nil {
+			if err := index.PortableName(c.New.Name); err != nil {
+				return fmt.Errorf("%s: %w (the namespace is portable)", c.Path, err)
+			}
+		}
 		if c.New == nil || c.New.Kind != index.KindFile || (c.Old != nil && c.Old.Kind == index.KindFile && c.Old.Ref == c.New.Ref) {
 			return nil
 		}

@@ -88,6 +88,9 @@ type Request struct {
 	// Policy is a namespace's retention policy, JSON (admin.policy):
 	// absent only reads, "null" clears it.
 	Policy []byte `cbor:"22,keyasint,omitempty"`
+	// Settings are a namespace's NamespaceSettings, JSON
+	// (admin.namespace): absent only reads.
+	Settings []byte `cbor:"23,keyasint,omitempty"`
 }
 
 // Response answers a request, or ends a put stream.

@@ -138,7 +138,31 @@ forgets, in every root of the namespace, the versions the policy does not keep.
 			fmt.Fprintf(w, "%s: %s\n", a[0], describePolicy(*p))
 		})
 	}
-	c.AddCommand(clients, roots, history, quota, policyCmd)
+	var portable bool
+	nsCmd := &cobra.Command{
+		Use:   "namespace NAMESPACE [--portable[=false]]",
+		Short: "A namespace's settings: --portable refuses names Windows cannot hold",
+		Long: `Show or change a namespace's settings. A portable namespace refuses, at each push,
+names that Windows (or a FAT or NTFS volume) cannot hold: device names such as
+CON, nul.txt or COM1, a trailing dot or space, and < > : " | ? *; the error names
+the path. Without it such names sync with a warning at the pushing device.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			var set *bool
+			if c.Flags().Changed("portable") {
+				set = &portable
+			}
+			st, err := engine.AdminNamespace(c.Context(), g.serverRef(r), a[0], set)
+			if err != nil {
+				return err
+			}
+			return g.print(st, func(w io.Writer) {
+				fmt.Fprintf(w, "%s: portable %v\n", a[0], st.Portable)
+			})
+		},
+	}
+	nsCmd.Flags().BoolVar(&portable, "portable", false, "refuse names Windows cannot hold (--portable=false allows them again)")
+	c.AddCommand(clients, roots, history, quota, policyCmd, nsCmd)
 	return c
 }
 
