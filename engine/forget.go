@@ -181,28 +181,25 @@ func AdminNamespace(ctx context.Context, r ServerRef, namespace string, portable
 		return nil, err
 	}
 	defer c.Close()
-	var set []byte
-	if portable != nil {
-		cur, err := c.AdminNamespace(ctx, namespace, nil)
+	settings := func(set []byte) (*transport.NamespaceSettings, error) {
+		got, err := c.AdminNamespace(ctx, namespace, set)
 		if err != nil {
 			return nil, fmt.Errorf("namespace %s: %w", namespace, err)
 		}
 		var st transport.NamespaceSettings
-		if err := json.Unmarshal(cur, &st); err != nil {
+		if err := json.Unmarshal(got, &st); err != nil {
 			return nil, fmt.Errorf("namespace %s: %w", namespace, err)
 		}
-		st.Portable = *portable
-		if set, err = json.Marshal(st); err != nil {
-			return nil, err
-		}
+		return &st, nil
 	}
-	got, err := c.AdminNamespace(ctx, namespace, set)
+	st, err := settings(nil)
+	if err != nil || portable == nil {
+		return st, err
+	}
+	st.Portable = *portable
+	set, err := json.Marshal(st)
 	if err != nil {
-		return nil, fmt.Errorf("namespace %s: %w", namespace, err)
+		return nil, err
 	}
-	var st transport.NamespaceSettings
-	if err := json.Unmarshal(got, &st); err != nil {
-		return nil, fmt.Errorf("namespace %s: %w", namespace, err)
-	}
-	return &st, nil
+	return settings(set)
 }

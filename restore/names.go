@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/state"
 	"golang.org/x/sys/unix"
 )
 
@@ -129,7 +130,7 @@ func (w *writer) foldAlias(ctx context.Context, p string) error {
 	owner := slices.Min(group)
 	pfd, release, err := w.dir(dir, false)
 	if err == nil {
-		if onDisk, err := readDirNames(pfd); err == nil {
+		if onDisk, err := state.ReadDirNames(pfd); err == nil {
 			for _, g := range group {
 				if slices.Contains(onDisk, w.disk(dir, g)) && w.disk(dir, g) == g {
 					owner = g
@@ -193,30 +194,5 @@ func (w *writer) forgetName(dir, name, disk string) {
 		w.mu.Lock()
 		_ = w.upd.DeleteName(dir, disk)
 		w.mu.Unlock()
-	}
-}
-
-// readDirNames lists the directory open as fd, through a descriptor of
-// its own (the writer's is shared, and a listing moves its offset).
-func readDirNames(fd int) ([]string, error) {
-	dup, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(dup)
-	var out []string
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := unix.Getdents(dup, buf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n <= 0 {
-			return out, nil
-		}
-		_, _, out = unix.ParseDirent(buf[:n], -1, out)
 	}
 }

@@ -199,7 +199,7 @@ func (s *scanner) list(d *dirNode, ign *ignorer) (subdirs []subdir, err error) {
 			subdirs = nil
 		}
 	}()
-	names, err := readDirNames(d.fd)
+	names, err := state.ReadDirNames(d.fd)
 	if err != nil {
 		return nil, fmt.Errorf("scan: list %s: %w", filepath.Join(s.dir, filepath.FromSlash(d.path)), err)
 	}
@@ -376,25 +376,6 @@ func (s *scanner) forgetGone(dir string, cached []state.Named, keep []bool) erro
 		}
 	}
 	return nil
-}
-
-// readDirNames lists the directory open as fd, leaving fd open.
-func readDirNames(fd int) ([]string, error) {
-	var names []string
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n <= 0 {
-			return names, nil
-		}
-		_, _, names = unix.ParseDirent(buf[:n], -1, names)
-	}
 }
 
 // lstatAt lstats name in the directory open as dirfd.

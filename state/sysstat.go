@@ -42,3 +42,29 @@ func FromSys(sys *unix.Stat_t) (fs.FileMode, Stat) {
 		Mode:  uint32(mode),
 	}
 }
+
+// ReadDirNames lists the directory open as fd (without "." and ".."),
+// through a descriptor of its own: fd's offset is shared with whoever
+// else holds it, and stays where it was.
+func ReadDirNames(fd int) ([]string, error) {
+	own, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(own)
+	var names []string
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := unix.Getdents(own, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
+}

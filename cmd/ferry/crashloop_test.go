@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -132,6 +131,20 @@ func TestCrashLoop(t *testing.T) {
 	workers.Wait()
 	srv.kill()
 	srv = startServeAt(t, data, addr)
+	l.verifyAcked(t, addr, srv.fp, admin)
+	// Every device's rerun completes, whatever the loop left it in (a
+	// killed push, a merge to finish), and is acknowledged.
+	for _, d := range l.devices {
+		out, err := ferryCmd(env, "--json", "push", d.dir).Output()
+		var res struct {
+			Version string `json:"version"`
+		}
+		var ee *exec.ExitError
+		if (err != nil && !(errors.As(err, &ee) && ee.ExitCode() == exitConflicts)) || json.Unmarshal(out, &res) != nil || res.Version == "" {
+			t.Fatalf("rerun push of %s after the loop: %v\n%s", d.dir, err, out)
+		}
+		acks.add(ack{Root: d.root, Version: res.Version, Digest: treeDigest(d.dir)})
+	}
 	l.verifyAcked(t, addr, srv.fp, admin)
 
 	adminEnv := []string{"FERRY_TOKEN=" + admin, "FERRY_FINGERPRINT=" + srv.fp}
@@ -366,6 +379,24 @@ func (l *loop) pull(ctx context.Context, dir string) {
 func (l *loop) checkNoPartial(dir, root string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	walkFolder(dir, func(rel string, info fs.FileInfo) {
+		if !info.Mode().IsRegular() || strings.Contains(rel, ".sync-conflict-") {
+			return // conflict copies are not tracked by name
+		}
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+		if err != nil {
+			return
+		}
+		sum := sha256.Sum256(b)
+		if !l.written[root][rel+"\x00"+hex.EncodeToString(sum[:])] {
+			l.t.Errorf("pull left %s with content no device wrote there (%d bytes): a partial file under its final name", rel, len(b))
+		}
+	})
+}
+
+// walkFolder calls fn for every entry of a folder but directories, with
+// its slash-separated path, leaving out .ferry and temporary files.
+func walkFolder(dir string, fn func(rel string, info fs.FileInfo)) {
 	filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return nil
@@ -377,20 +408,11 @@ func (l *loop) checkNoPartial(dir, root string) {
 			}
 			return nil
 		}
-		if strings.HasPrefix(e.Name(), ".ferry-tmp-") || !e.Type().IsRegular() {
+		if strings.HasPrefix(e.Name(), ".ferry-tmp-") {
 			return nil
 		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil
-		}
-		sum := sha256.Sum256(b)
-		key := filepath.ToSlash(rel)
-		if i := strings.Index(key, ".sync-conflict-"); i >= 0 {
-			return nil // a conflict copy of something pushed to r1: not tracked by name
-		}
-		if !l.written[root][key+"\x00"+hex.EncodeToString(sum[:])] {
-			l.t.Errorf("pull left %s with content no device wrote there (%d bytes): a partial file under its final name", key, len(b))
+		if info, err := e.Info(); err == nil {
+			fn(filepath.ToSlash(rel), info)
 		}
 		return nil
 	})
@@ -516,46 +538,27 @@ func (a *ackLog) byRoot() map[string][]string {
 // content), leaving out .ferry and temporary files.
 func treeDigest(dir string) string {
 	var lines []string
-	filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if e.IsDir() {
-			if rel == ".ferry" {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if strings.HasPrefix(e.Name(), ".ferry-tmp-") {
-			return nil
-		}
-		info, err := e.Info()
-		if err != nil {
-			return nil
-		}
+	walkFolder(dir, func(rel string, info fs.FileInfo) {
 		var sum [32]byte
+		p := filepath.Join(dir, filepath.FromSlash(rel))
 		switch {
 		case info.Mode().IsRegular():
 			b, err := os.ReadFile(p)
 			if err != nil {
-				return nil
+				return
 			}
 			sum = sha256.Sum256(b)
 		case info.Mode()&fs.ModeSymlink != 0:
 			target, _ := os.Readlink(p)
 			sum = sha256.Sum256([]byte(target))
 		}
-		lines = append(lines, fmt.Sprintf("%s %o %x", filepath.ToSlash(rel), info.Mode().Perm(), sum))
-		return nil
+		lines = append(lines, fmt.Sprintf("%s %o %x", rel, info.Mode().Perm(), sum))
 	})
 	sort.Strings(lines)
 	h := sha256.New()
-	w := bufio.NewWriter(h)
 	for _, l := range lines {
-		w.WriteString(l + "\n")
+		h.Write([]byte(l + "\n"))
 	}
-	w.Flush()
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
