@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -309,10 +310,11 @@ func (db *DB) getLocked(key []byte) ([]byte, error) {
 	return out, nil
 }
 
-// pebbleErr maps Pebble's corruption (a block whose checksum fails) to
-// ErrCorrupt: to callers it is damage like any other.
+// pebbleErr maps Pebble's corruption (a block whose checksum fails) and a
+// read the disk refused (EIO) to ErrCorrupt: to callers either is damage
+// like any other, whose bytes cannot be had.
 func pebbleErr(err error) error {
-	if pebble.IsCorruptionError(err) {
+	if pebble.IsCorruptionError(err) || errors.Is(err, syscall.EIO) {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return err

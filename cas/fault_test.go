@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -190,4 +192,75 @@ func TestMinFreeRefusesNewBlobs(t *testing.T) {
 	if err := a.Put(ctx, cas.Sum(fresh), fresh); err != nil {
 		t.Fatalf("Put once space returned: %v", err)
 	}
+}
+
+// TestShortAndSSTableReadErrors (F5): a pack cut short on disk, and EIO
+// from reads of Pebble's tables, are damage: ErrCorrupt, never wrong
+// bytes, and check reports the short pack.
+func TestShortAndSSTableReadErrors(t *testing.T) {
+	ctx := context.Background()
+	t.Run("short pack", func(t *testing.T) {
+		dir := t.TempDir()
+		db := openDB(t, dir)
+		blob := random(15, 512<<10)
+		if err := ns(t, db, "a").Put(ctx, cas.Sum(blob), blob); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
+		fi, _ := os.Stat(packs[0])
+		if err := os.Truncate(packs[0], fi.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+		db = openDB(t, dir)
+		if got, err := ns(t, db, "a").Get(ctx, cas.Sum(blob)); !errors.Is(err, cas.ErrCorrupt) || got != nil {
+			t.Fatalf("Get from a short pack = %d bytes, %v; want ErrCorrupt", len(got), err)
+		}
+		var found []cas.Damage
+		if _, err := db.Check(ctx, cas.CheckOptions{ReadData: true}, func(d cas.Damage) { found = append(found, d) }); err != nil || len(found) != 1 {
+			t.Fatalf("check of a short pack found %v, %v", found, err)
+		}
+	})
+	t.Run("sstable EIO", func(t *testing.T) {
+		mem := vfs.NewMem()
+		var armed atomic.Bool
+		fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
+			if armed.Load() && op.Kind == errorfs.OpFileReadAt && strings.HasSuffix(op.Path, ".sst") {
+				return syscall.EIO
+			}
+			return nil
+		}))
+		db, err := cas.Open("store", cas.Options{Create: true, FS: fs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Many blobs, so that the data block holding the one read below is
+		// not among those the store reads (and caches) as it opens.
+		small := []byte("an inline blob, as a tree is")
+		for i := range 2000 {
+			b := append(bytes.Clone(small), byte(i), byte(i>>8))
+			if i == 1000 {
+				b = small
+			}
+			if err := ns(t, db, "a").Put(ctx, cas.Sum(b), b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.FlushMemtable(); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		db, err = cas.Open("store", cas.Options{FS: fs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		armed.Store(true)
+		if got, err := ns(t, db, "a").Get(ctx, cas.Sum(small)); !errors.Is(err, cas.ErrCorrupt) || got != nil {
+			t.Fatalf("Get over EIO from a table = %q, %v; want ErrCorrupt", got, err)
+		}
+	})
 }
