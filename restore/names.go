@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ferry-sync/ferry/index"
 	"github.com/ferry-sync/ferry/state"
@@ -30,7 +31,7 @@ type Alias struct {
 // names is the writer's view of the name map.
 type names struct {
 	mu     sync.Mutex
-	mapped bool                         // the folder has mapped names
+	mapped atomic.Bool                  // the folder has mapped names
 	dirs   map[string]map[string]string // dir -> version name -> disk name
 	// siblings: for a folding folder, the to-tree's names of a directory
 	// by their folded form.
@@ -44,7 +45,7 @@ func (w *writer) diskMapLocked(dir string) map[string]string {
 		return m
 	}
 	var m map[string]string
-	if w.nm.mapped {
+	if w.nm.mapped.Load() {
 		if disk, err := w.opts.Names.Dir(dir); err == nil {
 			for d, v := range disk {
 				if m == nil {
@@ -63,7 +64,7 @@ func (w *writer) diskMapLocked(dir string) map[string]string {
 
 // disk returns the name on disk of the version's entry name in dir.
 func (w *writer) disk(dir, name string) string {
-	if !w.nm.mapped && !w.opts.CaseFold {
+	if !w.nm.mapped.Load() && !w.opts.CaseFold {
 		return name
 	}
 	w.nm.mu.Lock()
@@ -153,7 +154,7 @@ func (w *writer) foldAlias(ctx context.Context, p string) error {
 		w.nm.dirs[dir] = m
 	}
 	m[name] = alias
-	w.nm.mapped = true
+	w.nm.mapped.Store(true)
 	w.res.Aliases = append(w.res.Aliases, Alias{Path: p, Disk: index.JoinPath(dir, alias)})
 	w.nm.mu.Unlock()
 	w.warn("%q and %q are one name on this folder's filesystem, which folds case: %q is kept here as %q (the versions keep its own name)",

@@ -240,10 +240,12 @@ func newWriter(dir string, opts Options) (*writer, error) {
 		w.upd = opts.Cache.Update()
 	}
 	if opts.Names != nil {
-		if w.nm.mapped, err = opts.Names.Any(); err != nil {
+		mapped, err := opts.Names.Any()
+		if err != nil {
 			unix.Close(fd)
 			return nil, err
 		}
+		w.nm.mapped.Store(mapped)
 	}
 	return w, nil
 }

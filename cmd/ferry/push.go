@@ -28,6 +28,7 @@ func newPush(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&message, "message", "m", "", "a note to keep with the version")
+	c.Flags().BoolVar(&g.force, "force", false, "let a merge with the remote head delete more than the deletion guard allows")
 	return c
 }
 

@@ -31,7 +31,7 @@ type serverProc struct {
 	addr string
 	fp   string
 	done chan error
-	logs *bytes.Buffer
+	logs *lockedBuffer // the server writes while tests read
 }
 
 // startServe starts `ferry serve` on data and waits for the line it
@@ -61,7 +61,7 @@ func startServeArgs(t *testing.T, data, addr string, env []string, extra ...stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &bytes.Buffer{}
+	logs := &lockedBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
