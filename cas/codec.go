@@ -120,8 +120,8 @@ func Decode(dst []byte, ref Ref, flags Flags, payload []byte, rawLen int) ([]byt
 	if len(raw) != rawLen {
 		return nil, fmt.Errorf("%w: blob %s is %d bytes, declared %d", ErrCorrupt, ref.Short(), len(raw), rawLen)
 	}
-	if Sum(raw) != ref {
-		return nil, fmt.Errorf("%w: blob %s: bytes hash to %s", ErrCorrupt, ref.Short(), Sum(raw).Short())
+	if got := verifyHash(raw); got != ref {
+		return nil, fmt.Errorf("%w: blob %s: bytes hash to %s", ErrCorrupt, ref.Short(), got.Short())
 	}
 	return raw, nil
 }

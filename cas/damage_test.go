@@ -269,3 +269,25 @@ func TestInlineBlobCorruption(t *testing.T) {
 		t.Fatalf("Damaged after the re-put = %v", d)
 	}
 }
+
+// TestSameRefOtherBytes (C11): with the hash forced to give one ref for
+// everything (a collision, or a hashing bug), a put of other bytes under
+// a stored ref is refused, never taken for a dedup hit, and the stored
+// blob reads as it was.
+func TestSameRefOtherBytes(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, t.TempDir())
+	a := ns(t, db, "a")
+	fixed := cas.Sum([]byte("the one ref"))
+	defer cas.ForceHash(func([]byte) cas.Ref { return fixed })()
+	first, other := random(30, 10<<10), random(31, 20<<10)
+	if err := a.Put(ctx, fixed, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Put(ctx, fixed, other); !errors.Is(err, cas.ErrCorrupt) || !strings.Contains(err.Error(), "different bytes") {
+		t.Fatalf("put of other bytes under a stored ref = %v, want a refusal", err)
+	}
+	if got, err := a.Get(ctx, fixed); err != nil || !bytes.Equal(got, first) {
+		t.Fatalf("the stored blob reads as %d bytes, %v", len(got), err)
+	}
+}

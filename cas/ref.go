@@ -16,6 +16,10 @@ type Ref [32]byte
 // Sum returns the Ref of b.
 func Sum(b []byte) Ref { return blake3.Sum256(b) }
 
+// verifyHash is the hash puts and reads check bytes with: Sum, except in a
+// test that forces a collision.
+var verifyHash = Sum
+
 // ErrBadRef is returned when text does not parse as a Ref.
 var ErrBadRef = errors.New("cas: malformed ref")
 

@@ -21,7 +21,7 @@ func (db *DB) putBlob(ctx context.Context, ref Ref, data []byte, owner string) e
 	if len(data) > MaxBlobSize {
 		return fmt.Errorf("%w: %d bytes", ErrTooBig, len(data))
 	}
-	if got := Sum(data); got != ref {
+	if got := verifyHash(data); got != ref {
 		return fmt.Errorf("%w: put %s: bytes hash to %s", ErrCorrupt, ref.Short(), got.Short())
 	}
 	// Compress before taking the lock. When the blob turns out to be
@@ -80,6 +80,12 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 	switch rec, err := db.getLocked(blobKey(ref)); {
 	case err == nil && !db.damaged.Has(ref):
 		if loc, err := parseLocation(rec); err == nil {
+			if loc.rawLen != rawLen {
+				// Both were verified against ref: a hash collision, or a
+				// bug. Neither is taken for the other (RELIABILITY C11).
+				db.opts.Logger.Error("one ref, two lengths", "ref", ref.String(), "stored", loc.rawLen, "put", rawLen)
+				return false, fmt.Errorf("%w: %s is stored with %d bytes and was put with %d: one ref for different bytes (a hash collision, or a bug)", ErrCorrupt, ref.Short(), loc.rawLen, rawLen)
+			}
 			exists, stored = true, int64(loc.storedLen)
 		}
 	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):

@@ -246,3 +246,43 @@ func TestApplyChanges(t *testing.T) {
 		t.Errorf("temp files left: %v", temps)
 	}
 }
+
+// TestSymlinkChainNotFollowed (B2): links are data. A version holding a
+// chain a -> b, b -> ../outside restores as two links; the next version
+// makes a a directory with a file in it: a is replaced (never written
+// through), nothing outside changes, and no write lands on a path the
+// version does not name.
+func TestSymlinkChainNotFollowed(t *testing.T) {
+	s := newStore(t)
+	link := func(target string) index.Entry {
+		return index.Entry{Kind: index.KindSymlink, Mode: 0o777, Size: int64(len(target)), Target: target}
+	}
+	tmp := t.TempDir()
+	target, outside := filepath.Join(tmp, "target"), filepath.Join(tmp, "outside")
+	os.MkdirAll(target, 0o755)
+	check := sentinel(t, outside)
+	v1 := s.tree(map[string]index.Entry{"a": link("b"), "b": link("../outside")})
+	if _, err := Apply(context.Background(), target, s.n, cas.Ref{}, v1, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.Readlink(filepath.Join(target, "a")); got != "b" {
+		t.Fatalf("a restored as %q", got)
+	}
+	v2 := s.tree(map[string]index.Entry{
+		"a": dir(s.tree(map[string]index.Entry{"victim": s.file("through the chain")})),
+		"b": link("../outside"),
+	})
+	if _, err := Apply(context.Background(), target, s.n, v1, v2, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	check()
+	if fi, err := os.Lstat(filepath.Join(target, "a")); err != nil || !fi.IsDir() {
+		t.Fatalf("a is not a directory now: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(target, "a", "victim")); string(b) != "through the chain" {
+		t.Fatalf("a/victim = %q", b)
+	}
+	if got, _ := os.Readlink(filepath.Join(target, "b")); got != "../outside" {
+		t.Fatalf("b is %q, want the link unchanged", got)
+	}
+}
