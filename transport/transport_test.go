@@ -312,6 +312,9 @@ func TestBadFrames(t *testing.T) {
 		{"unknown flags", append(AppendFrameHeader(nil, FrameHeader{Ref: cas.Sum(data), Flags: 0x80, RawLen: 1000, StoredLen: 1000}), data...), codeProtocol},
 		{"length mismatch", append(AppendFrameHeader(nil, FrameHeader{Ref: cas.Sum(data), RawLen: 999, StoredLen: 1000}), data...), codeProtocol},
 		{"not-found frame", AppendFrameHeader(nil, FrameHeader{Ref: cas.Sum(data), StoredLen: notFoundLen}), codeProtocol},
+		// The body runs 10 bytes past its declared length: the declared
+		// length is read, and does not hash to the ref (C4).
+		{"longer body", append(AppendFrameHeader(nil, FrameHeader{Ref: cas.Sum(data), RawLen: 990, StoredLen: 990}), data...), codeHash},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
