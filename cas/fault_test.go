@@ -137,10 +137,10 @@ func TestReadErrorIsCorrupt(t *testing.T) {
 	}
 }
 
-// TestMinFreeRefusesNewBlobs (F4, unit): below the free-space mark, new
-// blobs are refused with ErrFull before anything is written, while blobs
-// already stored can still be claimed, heads still move and reads go on;
-// once space returns, puts succeed again.
+// TestMinFreeRefusesNewBlobs (F4, unit): below the free-space mark, blobs
+// new to a namespace are refused with ErrFull before anything is written,
+// while heads still move and reads go on; once space returns, puts
+// succeed again.
 func TestMinFreeRefusesNewBlobs(t *testing.T) {
 	ctx := context.Background()
 	mem := vfs.NewMem()
@@ -179,8 +179,13 @@ func TestMinFreeRefusesNewBlobs(t *testing.T) {
 	if has, _ := a.Has(ctx, []cas.Ref{cas.Sum(fresh)}); has[0] {
 		t.Fatal("a refused blob was stored")
 	}
-	if err := b.Put(ctx, cas.Sum(kept), kept); err != nil {
-		t.Fatalf("claiming a stored blob below the mark: %v", err)
+	// A blob another namespace stores costs what a new one costs (C6):
+	// refused the same way; one the namespace has already is fine.
+	if err := b.Put(ctx, cas.Sum(kept), kept); !errors.Is(err, cas.ErrFull) {
+		t.Fatalf("claiming another namespace's blob below the mark = %v, want ErrFull like a new blob", err)
+	}
+	if err := a.Put(ctx, cas.Sum(kept), kept); err != nil {
+		t.Fatalf("putting a blob the namespace has, below the mark: %v", err)
 	}
 	if err := a.SwapHead(ctx, "r", cas.Ref{}, cas.Sum(kept)); err != nil {
 		t.Fatalf("SwapHead below the mark: %v", err)

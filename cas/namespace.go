@@ -193,8 +193,9 @@ func (n *Namespace) Put(ctx context.Context, ref Ref, data []byte) error {
 }
 
 // PutEncoded stores a blob sent in its stored form (see Encode); it is
-// verified by decoding, and kept as sent. It reports whether the bytes were
-// new to the store (false: a dedup hit, only the ownership was recorded).
+// verified by decoding, and kept as sent. It reports whether the blob was
+// new to the namespace (false: the namespace had it already), never
+// whether another namespace had it.
 func (n *Namespace) PutEncoded(ctx context.Context, ref Ref, flags Flags, payload []byte, rawLen int) (bool, error) {
 	return n.db.putEncoded(ctx, ref, flags, payload, rawLen, n.name)
 }

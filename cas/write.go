@@ -41,7 +41,7 @@ var encBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b
 
 // putEncoded stores a blob given in its stored form (as a peer sends it):
 // it is decoded and verified, then kept as sent, so it is compressed once.
-// It reports whether the blob was new to the store.
+// It reports whether the blob was new to owner.
 func (db *DB) putEncoded(ctx context.Context, ref Ref, flags Flags, payload []byte, rawLen int, owner string) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
@@ -61,14 +61,20 @@ func (db *DB) putEncoded(ctx context.Context, ref Ref, flags Flags, payload []by
 var decBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
 
 // writeRecord stores the blob unless a sound record of it exists, and
-// records that owner owns it, and reports whether the blob was new. A
-// record that failed verification (damaged) or cannot be read is replaced
-// by these bytes, which the caller verified: the new copy goes to a new
-// pack entry, and the old one is garbage for the next collection. A new
-// ownership is charged to the owner's usage (the blob's stored size), and
-// refused with ErrQuota when that would pass the owner's quota; nothing is
-// written then. New bytes are refused with ErrFull while the filesystem
-// is below its free-space mark.
+// records that owner owns it, and reports whether the blob was new to
+// owner. A record that failed verification (damaged) or cannot be read is
+// replaced by these bytes, which the caller verified: the new copy goes to
+// a new pack entry, and the old one is garbage for the next collection. A
+// new ownership is charged to the owner's usage (the size of the stored
+// form the owner sent), and refused with ErrQuota when that would pass the
+// owner's quota; nothing is written then. Bytes new to the owner are
+// refused with ErrFull while the filesystem is below its free-space mark.
+//
+// Nothing the owner can observe depends on other namespaces (RELIABILITY
+// C6): not the answer, not the charge, not the error, and not the work up
+// to the durable acknowledgement, since bytes another namespace stored
+// are written to the pack again, as a dead entry the next collection
+// reclaims, so that the put costs what a new blob costs.
 func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owner string) (bool, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
@@ -86,16 +92,11 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 				db.opts.Logger.Error("one ref, two lengths", "ref", ref.String(), "stored", loc.rawLen, "put", rawLen)
 				return false, fmt.Errorf("%w: %s is stored with %d bytes and was put with %d: one ref for different bytes (a hash collision, or a bug)", ErrCorrupt, ref.Short(), loc.rawLen, rawLen)
 			}
-			exists, stored = true, int64(loc.storedLen)
+			exists = true
 		}
 	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
 	default:
 		return false, err
-	}
-	if !exists {
-		if err := db.space.check(int64(len(payload))); err != nil {
-			return false, err
-		}
 	}
 	// Ownership records carry the time of the last put (garbage
 	// collection spares what was put within its grace) and the bytes the
@@ -111,9 +112,22 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 		// An unreadable ownership is written anew (and charged again).
 		return false, err
 	}
+	if !exists || newOwner {
+		if err := db.space.check(stored); err != nil {
+			return false, err
+		}
+	}
 	if newOwner {
 		if err := db.chargeLocked(owner, charged); err != nil {
 			return false, err
+		}
+	}
+	if exists && newOwner && len(payload) > InlineMax {
+		// Stored for another namespace: the same pack write as a new
+		// blob's, to a dead entry (see above).
+		shadow := location{flags: flags, rawLen: rawLen}
+		if err := db.appendPackLocked(ref, &shadow, payload); err != nil {
+			return false, db.failOn(err)
 		}
 	}
 	if !exists {
@@ -148,9 +162,9 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 		db.cur = nil
 	}
 	if len(db.sealed) >= maxSealed || db.pending.Len() >= 4<<20 {
-		return !exists, db.flushLocked()
+		return newOwner, db.flushLocked()
 	}
-	return !exists, nil
+	return newOwner, nil
 }
 
 // appendPackLocked appends an entry to the current pack. A disk that is
