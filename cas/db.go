@@ -90,6 +90,7 @@ type DB struct {
 	// While a garbage collection runs, every blob put, found by Has or
 	// read is protected from its sweep (see BeginGC).
 	gcActive  bool
+	gcEpoch   uint64 // collections begun
 	protected RefSet
 	closed    bool
 	// usage caches each namespace's charged bytes (see quota.go).

@@ -20,6 +20,16 @@ func (db *DB) BeginGC() {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	db.gcActive, db.protected = true, RefSet{}
+	db.gcEpoch++
+}
+
+// GCEpoch counts the collections begun: a writer that checked something
+// exists, and finds the count unchanged under the lock the collector takes
+// to begin (see transport's commit), knows no collection began since.
+func (db *DB) GCEpoch() uint64 {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return db.gcEpoch
 }
 
 // EndGC stops protecting.

@@ -43,10 +43,85 @@ const maxNamed = 20
 // missingUnder returns the paths below entry e (at path p) whose data the
 // remote lacks: trees and file objects that cannot be read, and files
 // with a chunk the remote does not have (a damaged chunk counts as
-// missing). Chunks are asked for in batches.
+// missing). Each distinct file object is checked once, its chunks asked
+// for in batches; the walk has index's budget, so trees that repeat one
+// another into an absurd number of paths end it with ErrTooBig.
 func (s *session) missingUnder(ctx context.Context, g cas.Getter, p string, e index.Entry) ([]string, error) {
 	var missing []string
-	pending := map[cas.Ref][]string{} // chunk -> paths waiting on it
+	files := cas.RefSet{}
+	walk := func(visit func(p string, ref cas.Ref)) error {
+		budget := index.NewBudget()
+		var tree func(dir string, ref cas.Ref, depth int) error
+		tree = func(dir string, ref cas.Ref, depth int) error {
+			if depth >= index.MaxDepth {
+				return fmt.Errorf("%w: %q is deeper than %d", index.ErrMalformed, dir, index.MaxDepth)
+			}
+			t, err := budget.LoadTree(ctx, g, ref)
+			if lost(err) {
+				if visit == nil {
+					missing = append(missing, dir)
+				}
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			for _, c := range t.Entries {
+				cp := index.JoinPath(dir, c.Name)
+				switch c.Kind {
+				case index.KindDir:
+					if err := tree(cp, c.Ref, depth+1); err != nil {
+						return err
+					}
+				case index.KindFile:
+					if visit != nil {
+						visit(cp, c.Ref)
+					} else {
+						files.Add(c.Ref)
+					}
+				}
+			}
+			return nil
+		}
+		switch e.Kind {
+		case index.KindDir:
+			return tree(p, e.Ref, 0)
+		case index.KindFile:
+			if visit != nil {
+				visit(p, e.Ref)
+			} else {
+				files.Add(e.Ref)
+			}
+		}
+		return nil
+	}
+	if err := walk(nil); err != nil {
+		return nil, err
+	}
+	lostFiles, err := s.lostFiles(ctx, g, files)
+	if err != nil {
+		return nil, err
+	}
+	if len(lostFiles) > 0 {
+		// The paths of the lost files: a second walk, in the rare case.
+		err := walk(func(p string, ref cas.Ref) {
+			if lostFiles.Has(ref) {
+				missing = append(missing, p)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(missing)
+	return slices.Compact(missing), nil
+}
+
+// lostFiles returns the file objects of files whose list, or a chunk, the
+// remote lacks.
+func (s *session) lostFiles(ctx context.Context, g cas.Getter, files cas.RefSet) (cas.RefSet, error) {
+	out := cas.RefSet{}
+	owners := map[cas.Ref][]cas.Ref{} // chunk -> file objects waiting on it
 	var refs []cas.Ref
 	flush := func() error {
 		if len(refs) == 0 {
@@ -58,75 +133,37 @@ func (s *session) missingUnder(ctx context.Context, g cas.Getter, p string, e in
 		}
 		for i, ok := range has {
 			if !ok {
-				missing = append(missing, pending[refs[i]]...)
+				for _, f := range owners[refs[i]] {
+					out.Add(f)
+				}
 			}
-			delete(pending, refs[i])
+			delete(owners, refs[i])
 		}
 		refs = refs[:0]
 		return nil
 	}
-	file := func(p string, ref cas.Ref) error {
-		chunks, _, err := index.Chunks(ctx, g, ref)
+	for f := range files {
+		chunks, _, err := index.Chunks(ctx, g, f)
 		if lost(err) {
-			missing = append(missing, p)
-			return nil
+			out.Add(f)
+			continue
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, c := range chunks {
-			if _, queued := pending[c.Ref]; !queued {
+			if _, queued := owners[c.Ref]; !queued {
 				refs = append(refs, c.Ref)
 			}
-			if ps := pending[c.Ref]; len(ps) == 0 || ps[len(ps)-1] != p {
-				pending[c.Ref] = append(ps, p)
-			}
+			owners[c.Ref] = append(owners[c.Ref], f)
 		}
 		if len(refs) >= 4096 {
-			return flush()
-		}
-		return nil
-	}
-	var walk func(dir string, ref cas.Ref, depth int) error
-	walk = func(dir string, ref cas.Ref, depth int) error {
-		if depth >= index.MaxDepth {
-			return fmt.Errorf("%w: %q is deeper than %d", index.ErrMalformed, dir, index.MaxDepth)
-		}
-		t, err := index.LoadTree(ctx, g, ref)
-		if lost(err) {
-			missing = append(missing, dir)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		for _, c := range t.Entries {
-			cp := index.JoinPath(dir, c.Name)
-			switch c.Kind {
-			case index.KindDir:
-				if err := walk(cp, c.Ref, depth+1); err != nil {
-					return err
-				}
-			case index.KindFile:
-				if err := file(cp, c.Ref); err != nil {
-					return err
-				}
+			if err := flush(); err != nil {
+				return nil, err
 			}
 		}
-		return nil
 	}
-	var err error
-	switch e.Kind {
-	case index.KindDir:
-		err = walk(p, e.Ref, 0)
-	case index.KindFile:
-		err = file(p, e.Ref)
-	}
-	if err == nil {
-		err = flush()
-	}
-	slices.Sort(missing)
-	return slices.Compact(missing), err
+	return out, flush()
 }
 
 // lost reports whether err means the data is gone (not a passing error).

@@ -33,22 +33,32 @@ func (c Change) Op() string {
 // comes before its contents; a removed directory after them; a modified
 // directory after its contents (so its mtime is set last); an entry that
 // changes kind is a removal followed by an addition.
+//
+// Its work is bounded by a walk budget (see budget.go): a version whose
+// trees repeat one another past it gives ErrTooBig.
 func Diff(ctx context.Context, g cas.Getter, a, b cas.Ref, fn func(Change) error) error {
 	if a == b {
 		return nil
 	}
-	return diffTrees(ctx, g, "", a, b, 0, fn)
+	d := &differ{g: g, fn: fn, b: newBudget()}
+	return d.trees(ctx, "", a, b, 0)
 }
 
-func diffTrees(ctx context.Context, g cas.Getter, dir string, a, b cas.Ref, depth int, fn func(Change) error) error {
+type differ struct {
+	g  cas.Getter
+	fn func(Change) error
+	b  *budget
+}
+
+func (d *differ) trees(ctx context.Context, dir string, a, b cas.Ref, depth int) error {
 	if depth >= MaxDepth {
 		return fmt.Errorf("%w: %q is deeper than %d", ErrMalformed, dir, MaxDepth)
 	}
-	ta, err := LoadTree(ctx, g, a)
+	ta, err := d.b.loadTree(ctx, d.g, a)
 	if err != nil {
 		return err
 	}
-	tb, err := LoadTree(ctx, g, b)
+	tb, err := d.b.loadTree(ctx, d.g, b)
 	if err != nil {
 		return err
 	}
@@ -60,13 +70,13 @@ func diffTrees(ctx context.Context, g cas.Getter, dir string, a, b cas.Ref, dept
 		switch {
 		case j == len(tb.Entries) || (i < len(ta.Entries) && ta.Entries[i].Name < tb.Entries[j].Name):
 			ea := ta.Entries[i]
-			if err := removed(ctx, g, JoinPath(dir, ea.Name), ea, depth, fn); err != nil {
+			if err := d.removed(ctx, JoinPath(dir, ea.Name), ea, depth); err != nil {
 				return err
 			}
 			i++
 		case i == len(ta.Entries) || tb.Entries[j].Name < ta.Entries[i].Name:
 			eb := tb.Entries[j]
-			if err := added(ctx, g, JoinPath(dir, eb.Name), eb, depth, fn); err != nil {
+			if err := d.added(ctx, JoinPath(dir, eb.Name), eb, depth); err != nil {
 				return err
 			}
 			j++
@@ -78,20 +88,20 @@ func diffTrees(ctx context.Context, g cas.Getter, dir string, a, b cas.Ref, dept
 			}
 			p := JoinPath(dir, ea.Name)
 			if ea.Kind != eb.Kind {
-				if err := removed(ctx, g, p, ea, depth, fn); err != nil {
+				if err := d.removed(ctx, p, ea, depth); err != nil {
 					return err
 				}
-				if err := added(ctx, g, p, eb, depth, fn); err != nil {
+				if err := d.added(ctx, p, eb, depth); err != nil {
 					return err
 				}
 				continue
 			}
 			if ea.Kind == KindDir && ea.Ref != eb.Ref {
-				if err := diffTrees(ctx, g, p, ea.Ref, eb.Ref, depth+1, fn); err != nil {
+				if err := d.trees(ctx, p, ea.Ref, eb.Ref, depth+1); err != nil {
 					return err
 				}
 			}
-			if err := fn(Change{Path: p, Old: &ea, New: &eb}); err != nil {
+			if err := d.fn(Change{Path: p, Old: &ea, New: &eb}); err != nil {
 				return err
 			}
 		}
@@ -99,21 +109,21 @@ func diffTrees(ctx context.Context, g cas.Getter, dir string, a, b cas.Ref, dept
 	return nil
 }
 
-func added(ctx context.Context, g cas.Getter, p string, e Entry, depth int, fn func(Change) error) error {
-	if err := fn(Change{Path: p, New: &e}); err != nil {
+func (d *differ) added(ctx context.Context, p string, e Entry, depth int) error {
+	if err := d.fn(Change{Path: p, New: &e}); err != nil {
 		return err
 	}
 	if e.Kind != KindDir {
 		return nil
 	}
-	return diffTrees(ctx, g, p, cas.Ref{}, e.Ref, depth+1, fn)
+	return d.trees(ctx, p, cas.Ref{}, e.Ref, depth+1)
 }
 
-func removed(ctx context.Context, g cas.Getter, p string, e Entry, depth int, fn func(Change) error) error {
+func (d *differ) removed(ctx context.Context, p string, e Entry, depth int) error {
 	if e.Kind == KindDir {
-		if err := diffTrees(ctx, g, p, e.Ref, cas.Ref{}, depth+1, fn); err != nil {
+		if err := d.trees(ctx, p, e.Ref, cas.Ref{}, depth+1); err != nil {
 			return err
 		}
 	}
-	return fn(Change{Path: p, Old: &e})
+	return d.fn(Change{Path: p, Old: &e})
 }

@@ -73,7 +73,7 @@ type mergeStore interface {
 //
 // Merge is pure: no OS, no network, no clock but opts.Now.
 func Merge(ctx context.Context, s mergeStore, base, local, remote cas.Ref, opts MergeOptions) (cas.Ref, []Conflict, error) {
-	m := &merger{s: s, opts: opts}
+	m := &merger{s: s, opts: opts, b: newBudget()}
 	root, err := m.tree(ctx, "", base, local, remote, 0)
 	return root, m.conflicts, err
 }
@@ -82,6 +82,7 @@ type merger struct {
 	s         mergeStore
 	opts      MergeOptions
 	conflicts []Conflict
+	b         *budget
 }
 
 func (m *merger) tree(ctx context.Context, dir string, b, l, r cas.Ref, depth int) (cas.Ref, error) {
@@ -96,15 +97,15 @@ func (m *merger) tree(ctx context.Context, dir string, b, l, r cas.Ref, depth in
 	if depth >= MaxDepth {
 		return cas.Ref{}, fmt.Errorf("%w: %q is deeper than %d", ErrMalformed, dir, MaxDepth)
 	}
-	tb, err := LoadTree(ctx, m.s, b)
+	tb, err := m.b.loadTree(ctx, m.s, b)
 	if err != nil {
 		return cas.Ref{}, err
 	}
-	tl, err := LoadTree(ctx, m.s, l)
+	tl, err := m.b.loadTree(ctx, m.s, l)
 	if err != nil {
 		return cas.Ref{}, err
 	}
-	tr, err := LoadTree(ctx, m.s, r)
+	tr, err := m.b.loadTree(ctx, m.s, r)
 	if err != nil {
 		return cas.Ref{}, err
 	}

@@ -78,19 +78,22 @@ func Lookup(ctx context.Context, g cas.Getter, root cas.Ref, path string) (Entry
 
 // Walk calls fn for every entry below the tree root, depth first, parents
 // before children, names in order. Returning SkipDir from fn for a dir
-// skips its contents.
+// skips its contents. Its work is bounded by a walk budget (budget.go).
 func Walk(ctx context.Context, g cas.Getter, root cas.Ref, fn func(path string, e Entry) error) error {
-	return walk(ctx, g, "", root, 0, fn)
+	return walk(ctx, g, newBudget(), "", root, 0, fn)
 }
 
 // SkipDir tells Walk not to descend.
 var SkipDir = fmt.Errorf("index: skip dir")
 
-func walk(ctx context.Context, g cas.Getter, dir string, ref cas.Ref, depth int, fn func(string, Entry) error) error {
+func walk(ctx context.Context, g cas.Getter, b *budget, dir string, ref cas.Ref, depth int, fn func(string, Entry) error) error {
 	if depth >= MaxDepth {
 		return fmt.Errorf("%w: %q is deeper than %d", ErrMalformed, dir, MaxDepth)
 	}
-	t, err := LoadTree(ctx, g, ref)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t, err := b.loadTree(ctx, g, ref)
 	if err != nil {
 		return err
 	}
@@ -104,7 +107,7 @@ func walk(ctx context.Context, g cas.Getter, dir string, ref cas.Ref, depth int,
 			return err
 		}
 		if e.Kind == KindDir {
-			if err := walk(ctx, g, p, e.Ref, depth+1, fn); err != nil {
+			if err := walk(ctx, g, b, p, e.Ref, depth+1, fn); err != nil {
 				return err
 			}
 		}

@@ -7,7 +7,41 @@ import (
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/internal/failpoint"
 )
+
+// commit runs check, then move, such that no collection begins between
+// them unseen. The check runs without the commit lock: it may walk a large
+// version, and neither other tenants' commits nor a collection waiting for
+// the lock should wait on it. The move runs under the lock, and only if no
+// collection began since the check started (its count is unchanged): a
+// collection that began mid-check may not protect what the check found
+// before it began, so the check runs again, then under that collection's
+// protection. After a few such races the check runs under the lock.
+func (s *Server) commit(check, move func() error) error {
+	for range maxRechecks {
+		epoch := s.db.GCEpoch()
+		if err := check(); err != nil {
+			return err
+		}
+		s.commitMu.RLock()
+		if s.db.GCEpoch() == epoch {
+			err := move()
+			s.commitMu.RUnlock()
+			return err
+		}
+		s.commitMu.RUnlock()
+	}
+	s.commitMu.RLock()
+	defer s.commitMu.RUnlock()
+	if err := check(); err != nil {
+		return err
+	}
+	return move()
+}
+
+// maxRechecks bounds the checks a commit runs outside the lock.
+const maxRechecks = 3
 
 // maxMissing bounds the refs a refused commit lists.
 const maxMissing = 100
@@ -16,8 +50,14 @@ const maxMissing = 100
 // the namespace. It walks only what the new version adds over the old one
 // (which was checked when it became the head): every new tree must be
 // present and pass the strict decoder (so a bad name is EINVALPATH), and
-// every new file's list and chunks must be present.
+// every new file's list and chunks must be present. The walk names paths
+// (the errors do), so it is bounded by index's walk budget: a version
+// whose trees repeat one another into, say, a petabyte of paths is
+// refused with ETOOBIG after work in proportion to the few trees it
+// really holds, rather than accepted as a DAG that no device could then
+// restore, diff or pull.
 func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string, old, newRef cas.Ref) error {
+	failpoint.Hit("server-commit-check")
 	v, err := index.LoadVersion(ctx, ns, newRef)
 	if errors.Is(err, cas.ErrNotFound) {
 		return &missingError{refs: []cas.Ref{newRef}}
@@ -68,15 +108,17 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 		return err
 	}
 	absent := &absentGetter{g: ns}
+	files := cas.RefSet{} // each file object checked once, wherever it repeats
 	err = index.Diff(ctx, absent, oldRoot, v.Root, func(c index.Change) error {
 		if settings.Portable && c.New != nil && c.Old == nil {
 			if err := index.PortableName(c.New.Name); err != nil {
 				return fmt.Errorf("%s: %w (the namespace is portable)", c.Path, err)
 			}
 		}
-		if c.New == nil || c.New.Kind != index.KindFile || (c.Old != nil && c.Old.Kind == index.KindFile && c.Old.Ref == c.New.Ref) {
+		if c.New == nil || c.New.Kind != index.KindFile || (c.Old != nil && c.Old.Kind == index.KindFile && c.Old.Ref == c.New.Ref) || files.Has(c.New.Ref) {
 			return nil
 		}
+		files.Add(c.New.Ref)
 		list, size, err := index.Chunks(ctx, ns, c.New.Ref)
 		switch {
 		case errors.Is(err, cas.ErrNotFound):

@@ -68,7 +68,7 @@ func (e *RemoteError) Is(target error) bool {
 	case codeHash:
 		return target == cas.ErrCorrupt
 	case codeTooBig:
-		return target == cas.ErrTooBig
+		return target == cas.ErrTooBig || target == index.ErrTooBig
 	case codeConflict:
 		return target == cas.ErrStale
 	case codeInvalidPath:
@@ -110,7 +110,7 @@ func toWire(err error) *WireError {
 		w.Code = codeFull
 	case errors.Is(err, cas.ErrCorrupt):
 		w.Code = codeHash
-	case errors.Is(err, cas.ErrTooBig):
+	case errors.Is(err, cas.ErrTooBig), errors.Is(err, index.ErrTooBig):
 		w.Code = codeTooBig
 	case errors.Is(err, index.ErrInvalidPath), errors.Is(err, index.ErrMalformed), errors.Is(err, cas.ErrInvalidName):
 		w.Code = codeInvalidPath

@@ -96,15 +96,12 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		if err != nil {
 			return resp, err
 		}
-		// The check and the move happen under the commit lock: a
-		// collection never starts between them (see gc.Collect).
-		s.srv.commitMu.RLock()
-		err = s.srv.checkCommit(ctx, s.ns, req.Root, old, newRef)
-		if err == nil {
-			failpoint.Hit("server-commit-checked")
-			err = s.ns.SwapHead(ctx, req.Root, old, newRef)
-		}
-		s.srv.commitMu.RUnlock()
+		err = s.srv.commit(
+			func() error { return s.srv.checkCommit(ctx, s.ns, req.Root, old, newRef) },
+			func() error {
+				failpoint.Hit("server-commit-checked")
+				return s.ns.SwapHead(ctx, req.Root, old, newRef)
+			})
 		if err != nil {
 			return resp, err
 		}
@@ -152,22 +149,21 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		// A tag keeps what it names from collection, so it may only name
 		// a blob the namespace has, and a version only when complete
 		// (checked like a commit, against the head).
-		s.srv.commitMu.RLock()
-		defer s.srv.commitMu.RUnlock()
-		b, err := s.ns.Get(ctx, ref)
-		if err != nil {
-			return resp, fmt.Errorf("tag %s: %w", ref.Short(), err)
-		}
-		if typ, err := index.TypeOf(b); err == nil && typ == index.TypeVersion {
-			head, err := s.ns.Head(ctx, req.Root)
-			if err != nil && !errors.Is(err, cas.ErrNotFound) {
-				return resp, err
+		check := func() error {
+			b, err := s.ns.Get(ctx, ref)
+			if err != nil {
+				return fmt.Errorf("tag %s: %w", ref.Short(), err)
 			}
-			if err := s.srv.checkCommit(ctx, s.ns, req.Root, head, ref); err != nil {
-				return resp, err
+			if typ, err := index.TypeOf(b); err == nil && typ == index.TypeVersion {
+				head, err := s.ns.Head(ctx, req.Root)
+				if err != nil && !errors.Is(err, cas.ErrNotFound) {
+					return err
+				}
+				return s.srv.checkCommit(ctx, s.ns, req.Root, head, ref)
 			}
+			return nil
 		}
-		return resp, s.ns.SetTag(ctx, req.Root, req.Tag, ref)
+		return resp, s.srv.commit(check, func() error { return s.ns.SetTag(ctx, req.Root, req.Tag, ref) })
 	case opDropHistory:
 		if len(req.Seqs) > MaxRefs {
 			return resp, fmt.Errorf("%w: %d entries in one drop-history (max %d)", ErrProtocol, len(req.Seqs), MaxRefs)

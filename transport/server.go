@@ -47,6 +47,10 @@ type ServerOptions struct {
 	HandshakeTimeout time.Duration
 	// StreamIdle is how long a stream may go without progress (default 2m).
 	StreamIdle time.Duration
+	// RequestTimeout bounds the whole of one request (default 5m): a
+	// commit check of a large version, a history listing. An admin's gc,
+	// check and repair of the whole store are not bounded by it.
+	RequestTimeout time.Duration
 	// Maintenance runs store-wide work a server admin asks for (gc,
 	// check, repair); nil refuses those requests.
 	Maintenance Maintenance
@@ -103,6 +107,9 @@ func NewServer(db *cas.DB, tokens *Tokens, opts ServerOptions) *Server {
 	}
 	if opts.StreamIdle == 0 {
 		opts.StreamIdle = 2 * time.Minute
+	}
+	if opts.RequestTimeout == 0 {
+		opts.RequestTimeout = 5 * time.Minute
 	}
 	return &Server{db: db, tokens: tokens, opts: opts, sessions: map[*session]struct{}{}, subs: map[string]map[*subscriber]struct{}{}}
 }
@@ -380,7 +387,15 @@ func (s *session) serveRequest(st *quic.Stream) {
 		return
 	}
 	start := time.Now()
-	resp, err := s.handle(st.Context(), req)
+	ctx := st.Context()
+	switch req.Op {
+	case opAdminGC, opAdminCheck, opAdminRepair:
+	default:
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.srv.opts.RequestTimeout)
+		defer cancel()
+	}
+	resp, err := s.handle(ctx, req)
 	s.srv.opts.Metrics.Request(req.Op, time.Since(start), err)
 	if err != nil {
 		if !errors.Is(err, cas.ErrStale) && !errors.Is(err, cas.ErrNotFound) {

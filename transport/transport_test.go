@@ -32,6 +32,7 @@ type testServer struct {
 	addr   string
 	fp     string
 	db     *cas.DB
+	srv    *Server
 	tokens *Tokens
 	admin  string
 }
@@ -69,7 +70,7 @@ func startServer(t testing.TB) *testServer {
 		<-done
 		db.Close()
 	})
-	return &testServer{addr: ln.Addr().String(), fp: fp, db: db, tokens: tokens, admin: admin}
+	return &testServer{addr: ln.Addr().String(), fp: fp, db: db, srv: srv, tokens: tokens, admin: admin}
 }
 
 func (s *testServer) token(t testing.TB, ns string, perm Perm) string {
