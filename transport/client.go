@@ -93,6 +93,25 @@ var (
 // Dial connects and authenticates. namespace may be empty for an admin
 // token that works across namespaces.
 func Dial(ctx context.Context, addr, namespace string, opts ClientOptions) (*Client, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	conn, err := quic.DialAddr(ctx, addr, clientTLS(opts.Fingerprint, opts.FirstUse), opts.quicConfig())
+	if err != nil {
+		if errors.Is(err, ErrFingerprint) {
+			return nil, fmt.Errorf("dial %s: %w", addr, ErrFingerprint)
+		}
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	c, err := newClient(ctx, conn, namespace, opts)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+func (opts ClientOptions) withDefaults() (ClientOptions, error) {
 	if opts.Streams <= 0 {
 		opts.Streams = 8
 	}
@@ -103,32 +122,35 @@ func Dial(ctx context.Context, addr, namespace string, opts ClientOptions) (*Cli
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Token == "" {
-		return nil, fmt.Errorf("dial %s: %w: no token (set FERRY_TOKEN or --token-file)", addr, ErrAuth)
+		return opts, fmt.Errorf("%w: no token (set FERRY_TOKEN or --token-file)", ErrAuth)
 	}
 	if opts.Fingerprint != "" {
 		fp, err := NormalizeFingerprint(opts.Fingerprint)
 		if err != nil {
-			return nil, err
+			return opts, err
 		}
 		opts.Fingerprint = fp
 	}
+	return opts, nil
+}
+
+func (opts ClientOptions) quicConfig() *quic.Config {
 	qc := QUICConfig()
 	if opts.IdleTimeout > 0 {
 		qc.MaxIdleTimeout = opts.IdleTimeout
 		qc.KeepAlivePeriod = opts.IdleTimeout / 3
 	}
-	conn, err := quic.DialAddr(ctx, addr, clientTLS(opts.Fingerprint, opts.FirstUse), qc)
-	if err != nil {
-		if errors.Is(err, ErrFingerprint) {
-			return nil, fmt.Errorf("dial %s: %w", addr, ErrFingerprint)
-		}
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
+	return qc
+}
+
+// newClient says hello on conn and starts the upload machinery; on error
+// the connection is closed.
+func newClient(ctx context.Context, conn *quic.Conn, namespace string, opts ClientOptions) (*Client, error) {
 	c := &Client{conn: conn, opts: opts, closing: make(chan struct{}), upRefs: map[cas.Ref]int{}, flushCh: make(chan struct{})}
 	c.upCond = sync.NewCond(&c.upMu)
 	if err := c.hello(ctx, namespace); err != nil {
 		conn.CloseWithError(closeOK, "")
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
+		return nil, err
 	}
 	c.checkQ = make(chan *upItem, 1024)
 	c.sendQ = make(chan *upItem, 256)

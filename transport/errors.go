@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"regexp"
 	"strings"
 
 	"github.com/ferry-sync/ferry/cas"
@@ -85,12 +88,15 @@ func (e *RemoteError) Is(target error) bool {
 	return false
 }
 
-// toWire maps an error to its wire form: the one place errors become codes.
+// toWire maps an error to its wire form: the one place errors become
+// codes. The message is what the client may see (clientMessage); the
+// server logs the error itself.
 func toWire(err error) *WireError {
 	if err == nil {
 		return nil
 	}
-	w := &WireError{Code: codeInternal, Msg: err.Error()}
+	w := &WireError{Code: codeInternal}
+	defer func() { w.Msg = clientMessage(w.Code, err) }()
 	var stale *cas.StaleError
 	var missing *missingError
 	switch {
@@ -150,4 +156,32 @@ type missingError struct{ refs []cas.Ref }
 
 func (e *missingError) Error() string {
 	return fmt.Sprintf("the commit references %d blobs the namespace does not have (first %s)", len(e.refs), e.refs[0].Short())
+}
+
+// Messages for errors whose text is the server's business.
+var genericMsg = map[string]string{
+	codeInternal:    "internal server error (the server's log has the detail)",
+	codeUnavailable: "the server cannot serve this now (the server's log has the detail)",
+	codeFull:        cas.ErrFull.Error(),
+	codeHash:        "the server's copy failed verification (the server's log has the detail)",
+}
+
+// absPath matches an absolute path of two or more components.
+var absPath = regexp.MustCompile(`(?:/[^\s/:"'()]+){2,}/?`)
+
+// clientMessage is the text a client gets for err: never the server's
+// file paths or internals (RELIABILITY D3). An error from the operating
+// system (a path, a syscall) or an internal one gets its code's fixed
+// message; any other has absolute paths cut out.
+func clientMessage(code string, err error) string {
+	var pe *fs.PathError
+	var le *os.LinkError
+	var se *os.SyscallError
+	if errors.As(err, &pe) || errors.As(err, &le) || errors.As(err, &se) || code == codeInternal || errors.Is(err, cas.ErrFailed) {
+		if m, ok := genericMsg[code]; ok {
+			return m
+		}
+		return genericMsg[codeInternal]
+	}
+	return absPath.ReplaceAllString(err.Error(), "<path>")
 }

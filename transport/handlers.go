@@ -399,6 +399,9 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		if i < 0 || (s.tok.Namespace != AllNamespaces && all[i].Namespace != s.tok.Namespace) {
 			return resp, fmt.Errorf("token %s: %w", req.ID, cas.ErrNotFound)
 		}
+		if err := canRevoke(s.tok, all[i], all); err != nil {
+			return resp, err
+		}
 		if err := s.srv.tokens.Revoke(req.ID); err != nil {
 			return resp, err
 		}
@@ -408,6 +411,28 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		return resp, fmt.Errorf("%w: unknown op %q", ErrProtocol, req.Op)
 	}
 	return resp, nil
+}
+
+// canRevoke refuses what would lock admins out: a token revoking itself,
+// and the last server admin token going (ferry token reset-admin, on the
+// server's machine, makes a new one if it is lost).
+func canRevoke(by tokenRecord, target TokenInfo, all []TokenInfo) error {
+	if target.ID == by.ID {
+		return fmt.Errorf("%w: a token cannot revoke itself; revoke it with another admin token", ErrPermission)
+	}
+	isServerAdmin := func(t TokenInfo) bool { return t.Namespace == AllNamespaces && Perm(t.Perm) == PermAdmin }
+	if isServerAdmin(target) {
+		admins := 0
+		for _, t := range all {
+			if isServerAdmin(t) {
+				admins++
+			}
+		}
+		if admins <= 1 {
+			return fmt.Errorf("%w: %s is the last server admin token", ErrPermission, target.ID)
+		}
+	}
+	return nil
 }
 
 // bitmap packs bits, bit i for bits[i].

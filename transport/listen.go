@@ -1,10 +1,12 @@
 package transport
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
+	"sync/atomic"
 
 	"github.com/quic-go/quic-go"
 )
@@ -13,6 +15,9 @@ import (
 type Listener struct {
 	tr *quic.Transport
 	ln *quic.Listener
+	// gate admits connections once a Server serves the listener; before
+	// that nothing is accepted anyway, and connections wait in its queue.
+	gate atomic.Pointer[gate]
 }
 
 // Listen opens a UDP socket on addr with large buffers (quic-go loses a
@@ -35,13 +40,27 @@ func Listen(addr string, cert tls.Certificate, log *slog.Logger) (*Listener, err
 			log.Debug("udp buffer", "err", err)
 		}
 	}
-	tr := &quic.Transport{Conn: udp}
-	ln, err := tr.Listen(ServerTLS(cert), QUICConfig())
+	l := &Listener{}
+	l.tr = &quic.Transport{
+		Conn: udp,
+		ConnContext: func(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
+			if g := l.gate.Load(); g != nil {
+				return g.admit(ctx, info)
+			}
+			return ctx, nil
+		},
+		VerifySourceAddress: func(a net.Addr) bool {
+			g := l.gate.Load()
+			return g != nil && g.verify(a)
+		},
+	}
+	ln, err := l.tr.Listen(ServerTLS(cert), QUICConfig())
 	if err != nil {
-		tr.Close()
+		l.tr.Close()
 		return nil, err
 	}
-	return &Listener{tr: tr, ln: ln}, nil
+	l.ln = ln
+	return l, nil
 }
 
 // Addr is the address the listener is bound to.

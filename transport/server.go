@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,9 @@ type Metrics interface {
 	BytesOut(n int)
 	Blob(stored bool) // stored: new bytes; false: a dedup hit
 	Request(op string, d time.Duration, err error)
+	// Refused counts a connection refused or a handshake that failed, by
+	// reason (the Refused constants).
+	Refused(reason string)
 }
 
 type noMetrics struct{}
@@ -35,6 +39,7 @@ func (noMetrics) BytesIn(int)                          {}
 func (noMetrics) BytesOut(int)                         {}
 func (noMetrics) Blob(bool)                            {}
 func (noMetrics) Request(string, time.Duration, error) {}
+func (noMetrics) Refused(string)                       {}
 
 // ServerOptions tune a Server. The zero value works.
 type ServerOptions struct {
@@ -51,6 +56,8 @@ type ServerOptions struct {
 	// commit check of a large version, a history listing. An admin's gc,
 	// check and repair of the whole store are not bounded by it.
 	RequestTimeout time.Duration
+	// Limits bound connections, memory and failed authentications.
+	Limits Limits
 	// Maintenance runs store-wide work a server admin asks for (gc,
 	// check, repair); nil refuses those requests.
 	Maintenance Maintenance
@@ -81,10 +88,14 @@ type Server struct {
 	db     *cas.DB
 	tokens *Tokens
 	opts   ServerOptions
+	gate   *gate
 
 	// commitMu is held shared by every head move from its check to the
 	// move, and exclusively by a collection while it starts (PauseCommits).
 	commitMu sync.RWMutex
+
+	// resumed counts connections that used 0-RTT or resumed a session.
+	resumed atomic.Int64
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -111,7 +122,9 @@ func NewServer(db *cas.DB, tokens *Tokens, opts ServerOptions) *Server {
 	if opts.RequestTimeout == 0 {
 		opts.RequestTimeout = 5 * time.Minute
 	}
-	return &Server{db: db, tokens: tokens, opts: opts, sessions: map[*session]struct{}{}, subs: map[string]map[*subscriber]struct{}{}}
+	opts.Limits = opts.Limits.WithDefaults()
+	return &Server{db: db, tokens: tokens, opts: opts, gate: newGate(opts.Limits, opts.Now, opts.Logger, opts.Metrics),
+		sessions: map[*session]struct{}{}, subs: map[string]map[*subscriber]struct{}{}}
 }
 
 // PauseCommits waits until no head move is between its check and the
@@ -121,6 +134,12 @@ func (s *Server) PauseCommits() (resume func()) {
 	s.commitMu.Lock()
 	return s.commitMu.Unlock
 }
+
+// ConnWindow is the most a connection's receive window grows to: what a
+// server may buffer for one connection before it reads (a term of its
+// memory bound), and what one connection may have in flight (16 MiB fills
+// 1.3 Gbit/s at 100 ms).
+const ConnWindow = 16 << 20
 
 // QUICConfig is the QUIC configuration both ends use: large flow-control
 // windows so that one connection fills a long, fat link, a bound on
@@ -133,7 +152,7 @@ func QUICConfig() *quic.Config {
 		InitialStreamReceiveWindow:     2 << 20,
 		MaxStreamReceiveWindow:         16 << 20,
 		InitialConnectionReceiveWindow: 4 << 20,
-		MaxConnectionReceiveWindow:     32 << 20,
+		MaxConnectionReceiveWindow:     ConnWindow,
 		MaxIncomingStreams:             64,
 		MaxIncomingUniStreams:          -1,
 		Allow0RTT:                      false,
@@ -142,6 +161,7 @@ func QUICConfig() *quic.Config {
 
 // Serve accepts connections until ctx is done or the listener closes.
 func (s *Server) Serve(ctx context.Context, l *Listener) error {
+	l.gate.Store(s.gate)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -151,6 +171,16 @@ func (s *Server) Serve(ctx context.Context, l *Listener) error {
 				return nil
 			}
 			return err
+		}
+		s.gate.established(conn)
+		if cs := conn.ConnectionState(); cs.Used0RTT || cs.TLS.DidResume {
+			// Neither is configured (no session tickets, no 0-RTT): a
+			// connection that has either is a bug, refused, and counted
+			// for the tests that assert it never happens.
+			s.resumed.Add(1)
+			s.gate.refused(RefusedResumed, "remote", conn.RemoteAddr().String())
+			conn.CloseWithError(closeProtocol, "session resumption and 0-RTT are not allowed")
+			continue
 		}
 		wg.Go(func() { s.handleConn(ctx, conn) })
 	}
@@ -171,6 +201,10 @@ type session struct {
 	// shareSet is what a share link's session may read, walked once.
 	shareMu  sync.Mutex
 	shareSet cas.RefSet
+	// release gives back the session's connection slot of its token.
+	release func()
+	// up and down are the connection's shares of the server's budgets.
+	up, down budget
 }
 
 // Connection close codes.
@@ -192,9 +226,9 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 	log := s.opts.Logger.With("remote", conn.RemoteAddr().String())
 	sess, err := s.hello(ctx, conn, log)
 	if err != nil {
-		log.Info("connection refused", "err", err)
 		return
 	}
+	defer sess.release()
 	s.opts.Metrics.Conn(1)
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
@@ -228,13 +262,23 @@ func (s *session) nsName() string {
 	return s.ns.Name()
 }
 
-// hello authenticates the connection's first stream.
-func (s *Server) hello(ctx context.Context, conn *quic.Conn, log *slog.Logger) (*session, error) {
+// hello authenticates the connection's first stream. A panic in it
+// closes the connection, not the server.
+func (s *Server) hello(ctx context.Context, conn *quic.Conn, log *slog.Logger) (sess *session, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("hello panicked", "panic", p, "stack", string(debug.Stack()))
+			s.opts.Metrics.Refused(RefusedHelloPanics)
+			conn.CloseWithError(closeProtocol, "internal error")
+			sess, err = nil, fmt.Errorf("%w: hello panicked", ErrProtocol)
+		}
+	}()
 	hctx, cancel := context.WithTimeout(ctx, s.opts.HandshakeTimeout)
 	defer cancel()
 	st, err := conn.AcceptStream(hctx)
 	if err != nil {
 		conn.CloseWithError(closeAuth, "no hello")
+		s.gate.refused(RefusedHandshake, "remote", conn.RemoteAddr().String(), "err", "no hello")
 		return nil, err
 	}
 	_ = st.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
@@ -242,10 +286,14 @@ func (s *Server) hello(ctx context.Context, conn *quic.Conn, log *slog.Logger) (
 	var h Hello
 	if _, err := io.ReadFull(st, kind[:]); err != nil || kind[0] != kindHello {
 		conn.CloseWithError(closeProtocol, "the first stream must be a hello")
+		s.gate.refused(RefusedHandshake, "remote", conn.RemoteAddr().String(), "err", "first stream is not a hello")
 		return nil, fmt.Errorf("%w: first stream is not a hello", ErrProtocol)
 	}
-	if err := readLast(st, &h); err != nil {
+	err = readLast(st, &h)
+	failpoint.Hit("server-hello")
+	if err != nil {
 		conn.CloseWithError(closeProtocol, "malformed hello")
+		s.gate.refused(RefusedHandshake, "remote", conn.RemoteAddr().String(), "err", err)
 		return nil, err
 	}
 	sess, reply, err := s.authenticate(ctx, conn, h, log)
@@ -259,10 +307,11 @@ func (s *Server) hello(ctx context.Context, conn *quic.Conn, log *slog.Logger) (
 		case <-conn.Context().Done():
 		case <-time.After(time.Second):
 		}
-		conn.CloseWithError(closeAuth, err.Error())
+		conn.CloseWithError(closeAuth, "refused")
 		return nil, err
 	}
 	if err := writeMessage(st, reply); err != nil {
+		sess.release()
 		conn.CloseWithError(closeProtocol, "hello reply failed")
 		return nil, err
 	}
@@ -270,29 +319,53 @@ func (s *Server) hello(ctx context.Context, conn *quic.Conn, log *slog.Logger) (
 	return sess, nil
 }
 
+// tokenID is the id a presented token has or would have: what logs name
+// instead of the token.
+func tokenID(token string) string {
+	h := tokenHash(token)
+	return hex.EncodeToString(h[:6])
+}
+
 func (s *Server) authenticate(ctx context.Context, conn *quic.Conn, h Hello, log *slog.Logger) (*session, HelloReply, error) {
+	remote := conn.RemoteAddr().String()
 	if h.Proto != ProtoVersion {
+		s.gate.refused(RefusedHandshake, "remote", remote, "err", "protocol version", "proto", h.Proto)
 		return nil, HelloReply{}, fmt.Errorf("%w: protocol version %d, this server speaks %d", ErrProtocol, h.Proto, ProtoVersion)
 	}
+	ip := addrIP(conn.RemoteAddr())
+	if ok, wait := s.gate.authAllowed(ip); !ok {
+		s.gate.refused(RefusedAuthRate, "remote", remote, "token_id", tokenID(h.Token))
+		return nil, HelloReply{}, fmt.Errorf("%w: too many failed authentications from this address; try again in %s", ErrAuth, wait.Round(time.Second))
+	}
 	tok, err := s.tokens.Lookup(h.Token)
+	if err == nil && h.Namespace != "" && tok.Namespace != AllNamespaces && h.Namespace != tok.Namespace {
+		err = fmt.Errorf("%w: the token is not for namespace %q", ErrAuth, h.Namespace)
+	}
+	if errors.Is(err, ErrAuth) {
+		s.gate.authFailed(ip)
+		s.gate.refused(RefusedAuth, "remote", remote, "token_id", tokenID(h.Token), "err", err)
+	}
 	if err != nil {
 		return nil, HelloReply{}, err
 	}
-	sess := &session{srv: s, conn: conn, tok: tok, device: h.Device, client: h.Client, since: s.opts.Now()}
+	release, err := s.gate.holdToken(tok.ID)
+	if err != nil {
+		s.gate.refused(RefusedConnsToken, "remote", remote, "token_id", tok.ID)
+		return nil, HelloReply{}, err
+	}
+	sess := &session{srv: s, conn: conn, tok: tok, device: h.Device, client: h.Client, since: s.opts.Now(), release: release,
+		up: s.gate.up.share(), down: s.gate.down.share()}
 	nsName := h.Namespace
-	switch {
-	case tok.Namespace == AllNamespaces:
-	case nsName == "":
+	if tok.Namespace != AllNamespaces && nsName == "" {
 		nsName = tok.Namespace
-	case nsName != tok.Namespace:
-		return nil, HelloReply{}, fmt.Errorf("%w: the token is not for namespace %q", ErrAuth, nsName)
 	}
 	reply := HelloReply{Perm: string(tok.Perm), Namespace: nsName, Server: s.opts.Version}
 	if nsName != "" {
-		if sess.ns, err = s.db.Namespace(nsName); err != nil {
-			return nil, HelloReply{}, err
+		if sess.ns, err = s.db.Namespace(nsName); err == nil {
+			reply.Params, err = s.params(ctx, sess.ns, tok.Perm.Allows(PermWrite))
 		}
-		if reply.Params, err = s.params(ctx, sess.ns, tok.Perm.Allows(PermWrite)); err != nil {
+		if err != nil {
+			release()
 			return nil, HelloReply{}, err
 		}
 	}
@@ -430,7 +503,7 @@ func (s *session) servePut(st *quic.Stream) {
 	var resp Response
 	for {
 		_ = st.SetReadDeadline(time.Now().Add(s.srv.opts.StreamIdle))
-		h, payload, err := readFrame(st, *bp)
+		h, err := readFrameHeader(st)
 		if err == io.EOF {
 			break
 		}
@@ -441,11 +514,26 @@ func (s *session) servePut(st *quic.Stream) {
 			fail(err)
 			return
 		}
+		// Credit first: until it comes, the payload stays in the stream's
+		// flow-control window, and the sender waits.
+		release, err := acquire(ctx, s.up, s.srv.gate.up, putCost(h))
+		if err != nil {
+			fail(err)
+			return
+		}
+		_ = st.SetReadDeadline(time.Now().Add(s.srv.opts.StreamIdle))
+		payload, err := readFramePayload(st, h, *bp)
+		if err != nil {
+			release()
+			fail(err)
+			return
+		}
 		*bp = payload[:0]
 		n := frameHead + len(payload)
 		s.bytesIn.Add(int64(n))
 		s.srv.opts.Metrics.BytesIn(n)
 		stored, err := s.ns.PutEncoded(ctx, h.Ref, h.Flags, payload, int(h.RawLen))
+		release()
 		if err != nil {
 			fail(fmt.Errorf("blob %s: %w", h.Ref.Short(), err))
 			return
@@ -466,6 +554,16 @@ func (s *session) servePut(st *quic.Stream) {
 	failpoint.Hit("server-put-durable")
 	_ = writeMessage(st, resp)
 	st.Close()
+}
+
+// putCost is the memory a put frame holds while it is stored: its
+// payload, and the buffer its decompression needs.
+func putCost(h FrameHeader) int64 {
+	n := int64(h.StoredLen)
+	if h.Flags != 0 {
+		n += int64(h.RawLen)
+	}
+	return n
 }
 
 var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
@@ -497,32 +595,55 @@ func (s *session) serveGet(st *quic.Stream) {
 		return
 	}
 	ctx := st.Context()
+	// What each blob will hold in memory until the client has read it.
+	sizes, err := s.ns.Sizes(ctx, refs)
+	if err != nil {
+		s.log.Warn("get failed", "err", err)
+		st.CancelWrite(resetInternal)
+		return
+	}
 	var head []byte
-	for _, r := range refs {
-		_ = st.SetWriteDeadline(time.Now().Add(s.srv.opts.StreamIdle))
-		flags, payload, rawLen, err := s.ns.GetEncoded(ctx, r)
-		h := FrameHeader{Ref: r, Flags: flags, RawLen: uint32(rawLen), StoredLen: uint32(len(payload))}
-		switch {
-		case errors.Is(err, cas.ErrNotFound):
-			h = FrameHeader{Ref: r, StoredLen: notFoundLen}
-			payload = nil
-		case err != nil:
-			s.log.Warn("get failed", "ref", r.Short(), "err", err)
-			st.CancelWrite(resetInternal)
+	for i, r := range refs {
+		release, err := acquire(ctx, s.down, s.srv.gate.down, sizes[i])
+		if err != nil {
+			st.CancelWrite(resetError)
 			return
 		}
-		head = AppendFrameHeader(head[:0], h)
-		if _, err := st.Write(head); err != nil {
+		ok := s.sendBlob(ctx, st, r, &head)
+		release()
+		if !ok {
 			return
 		}
-		if _, err := st.Write(payload); err != nil {
-			return
-		}
-		n := frameHead + len(payload)
-		s.bytesOut.Add(int64(n))
-		s.srv.opts.Metrics.BytesOut(n)
 	}
 	st.Close()
+}
+
+// sendBlob writes one blob's frame, or a not-found frame; false ends the
+// stream.
+func (s *session) sendBlob(ctx context.Context, st *quic.Stream, r cas.Ref, headp *[]byte) bool {
+	_ = st.SetWriteDeadline(time.Now().Add(s.srv.opts.StreamIdle))
+	flags, payload, rawLen, err := s.ns.GetEncoded(ctx, r)
+	h := FrameHeader{Ref: r, Flags: flags, RawLen: uint32(rawLen), StoredLen: uint32(len(payload))}
+	switch {
+	case errors.Is(err, cas.ErrNotFound):
+		h = FrameHeader{Ref: r, StoredLen: notFoundLen}
+		payload = nil
+	case err != nil:
+		s.log.Warn("get failed", "ref", r.Short(), "err", err)
+		st.CancelWrite(resetInternal)
+		return false
+	}
+	*headp = AppendFrameHeader((*headp)[:0], h)
+	if _, err := st.Write(*headp); err != nil {
+		return false
+	}
+	if _, err := st.Write(payload); err != nil {
+		return false
+	}
+	n := frameHead + len(payload)
+	s.bytesOut.Add(int64(n))
+	s.srv.opts.Metrics.BytesOut(n)
+	return true
 }
 
 // SetPolicy keeps a namespace's retention policy (JSON, given meaning by

@@ -39,6 +39,13 @@ type testServer struct {
 
 func startServer(t testing.TB) *testServer {
 	t.Helper()
+	return startServerOpts(t, ServerOptions{})
+}
+
+// startServerOpts starts a test server with opts (Version is "test").
+// At cleanup it checks no connection used 0-RTT or resumed a TLS session.
+func startServerOpts(t testing.TB, opts ServerOptions) *testServer {
+	t.Helper()
 	dir := t.TempDir()
 	db, err := cas.Open(filepath.Join(dir, "store"), cas.Options{Create: true})
 	if err != nil {
@@ -56,7 +63,8 @@ func startServer(t testing.TB) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(db, tokens, ServerOptions{Version: "test"})
+	opts.Version = "test"
+	srv := NewServer(db, tokens, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx, ln); close(done) }()
@@ -69,6 +77,9 @@ func startServer(t testing.TB) *testServer {
 		ln.Close()
 		<-done
 		db.Close()
+		if n := srv.resumed.Load(); n != 0 {
+			t.Errorf("%d connections used 0-RTT or resumed a TLS session", n)
+		}
 	})
 	return &testServer{addr: ln.Addr().String(), fp: fp, db: db, srv: srv, tokens: tokens, admin: admin}
 }

@@ -226,8 +226,9 @@ func readMessage(r io.Reader, v any) error {
 	if n > MaxMessage {
 		return fmt.Errorf("%w: message of %d bytes (max %d)", ErrProtocol, n, MaxMessage)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
+	// Grown as bytes arrive: a length that lies costs what was sent.
+	body, err := readPayload(r, nil, int(n))
+	if err != nil {
 		return fmt.Errorf("%w: truncated message: %v", ErrProtocol, err)
 	}
 	return decodeMessage(body, v)
@@ -292,23 +293,35 @@ func ParseFrameHeader(b []byte) (FrameHeader, error) {
 // readFrame reads one frame into buf (grown as needed). It returns io.EOF
 // at a clean end of stream, before any byte of a frame.
 func readFrame(r io.Reader, buf []byte) (FrameHeader, []byte, error) {
-	var hb [frameHead]byte
-	n, err := io.ReadFull(r, hb[:])
-	if err == io.EOF && n == 0 {
-		return FrameHeader{}, nil, io.EOF
-	}
-	if err != nil {
-		return FrameHeader{}, nil, fmt.Errorf("%w: truncated frame header: %v", ErrProtocol, err)
-	}
-	h, err := ParseFrameHeader(hb[:])
+	h, err := readFrameHeader(r)
 	if err != nil || h.NotFound() {
 		return h, nil, err
 	}
-	buf, err = readPayload(r, buf[:0], int(h.StoredLen))
-	if err != nil {
-		return h, nil, fmt.Errorf("%w: truncated frame of blob %s: %v", ErrProtocol, h.Ref.Short(), err)
+	buf, err = readFramePayload(r, h, buf)
+	return h, buf, err
+}
+
+// readFrameHeader reads one frame header; io.EOF means the stream ended
+// cleanly between frames.
+func readFrameHeader(r io.Reader) (FrameHeader, error) {
+	var hb [frameHead]byte
+	n, err := io.ReadFull(r, hb[:])
+	if err == io.EOF && n == 0 {
+		return FrameHeader{}, io.EOF
 	}
-	return h, buf, nil
+	if err != nil {
+		return FrameHeader{}, fmt.Errorf("%w: truncated frame header: %v", ErrProtocol, err)
+	}
+	return ParseFrameHeader(hb[:])
+}
+
+// readFramePayload reads the payload h announces into buf.
+func readFramePayload(r io.Reader, h FrameHeader, buf []byte) ([]byte, error) {
+	buf, err := readPayload(r, buf[:0], int(h.StoredLen))
+	if err != nil {
+		return nil, fmt.Errorf("%w: truncated frame of blob %s: %v", ErrProtocol, h.Ref.Short(), err)
+	}
+	return buf, nil
 }
 
 // readPayload reads n bytes into buf, growing it only as bytes arrive: a

@@ -14,6 +14,7 @@ func newServe(g *globals) *cobra.Command {
 	var (
 		cfg              server.Config
 		minFree, ballast string
+		upMem, downMem   string
 	)
 	c := &cobra.Command{
 		Use:   "serve --data DIR [--listen 127.0.0.1:7443] [--metrics ADDR] [--min-free SIZE]",
@@ -28,7 +29,15 @@ the larger of 1 GiB and 2% of the filesystem), new uploads are refused with
 "server storage is full" (exit status 13 at the client) before the disk itself
 fills; reads, pulls, restores, forget and gc go on, and uploads resume once
 space returns. A ballast file (--ballast, default a quarter of --min-free, at
-most 256 MiB) is given up for a collection's own writes on a full disk.`,
+most 256 MiB) is given up for a collection's own writes on a full disk.
+
+Clients together hold at most --upload-memory of upload bytes and
+--download-memory of blobs being sent; past that, streams wait for credit.
+Connections are capped per source address and per token, and an address that
+fails to authenticate 10 times is slowed to one attempt every 6 seconds. The
+server's memory stays under about 400 MiB (caches and memtables) plus the two
+budgets plus 16 MiB (a connection's receive window) per connection; see
+docs/ARCHITECTURE.md, "Bounded resources".`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if cfg.Data == "" {
@@ -41,6 +50,22 @@ most 256 MiB) is given up for a collection's own writes on a full disk.`,
 			if cfg.Ballast, err = optSize(ballast); err != nil {
 				return usageError{fmt.Errorf("serve: --ballast: %w", err)}
 			}
+			for _, f := range []struct {
+				name string
+				v    string
+				dst  *int64
+			}{{"upload-memory", upMem, &cfg.Limits.UploadBytes}, {"download-memory", downMem, &cfg.Limits.DownloadBytes}} {
+				n, err := parseSize(f.v)
+				if err != nil {
+					return usageError{fmt.Errorf("serve: --%s: %w", f.name, err)}
+				}
+				*f.dst = offIfZero(n)
+			}
+			if cfg.Limits.ConnsPerIP < 0 || cfg.Limits.ConnsPerToken < 0 {
+				return usageError{fmt.Errorf("serve: --max-conns-per-ip and --max-conns-per-token take a count, 0 for no limit")}
+			}
+			cfg.Limits.ConnsPerIP = int(offIfZero(int64(cfg.Limits.ConnsPerIP)))
+			cfg.Limits.ConnsPerToken = int(offIfZero(int64(cfg.Limits.ConnsPerToken)))
 			cfg.Logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: logLevel(g)}))
 			cfg.Version = buildVersion()
 			cfg.Ready = func(info server.Info) {
@@ -69,7 +94,19 @@ most 256 MiB) is given up for a collection's own writes on a full disk.`,
 	c.Flags().DurationVar(&cfg.GCGrace, "gc-grace", time.Hour, "spare what was put within this long")
 	c.Flags().StringVar(&minFree, "min-free", "", "refuse uploads below this much free space (default max(1GiB, 2%); 0: never)")
 	c.Flags().StringVar(&ballast, "ballast", "", "reserved space a collection on a full disk frees (default min-free/4, at most 256MiB; 0: none)")
+	c.Flags().StringVar(&upMem, "upload-memory", "256MiB", "upload bytes all clients may hold in memory at once (0: no limit)")
+	c.Flags().StringVar(&downMem, "download-memory", "256MiB", "blob bytes read for all clients' downloads at once (0: no limit)")
+	c.Flags().IntVar(&cfg.Limits.ConnsPerIP, "max-conns-per-ip", 256, "connections from one address (0: no limit)")
+	c.Flags().IntVar(&cfg.Limits.ConnsPerToken, "max-conns-per-token", 64, "connections of one token (0: no limit)")
 	return c
+}
+
+// offIfZero maps a flag's 0 ("no limit") to a limit's negative (off).
+func offIfZero(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // optSize parses a size flag; empty is -1, for the default.

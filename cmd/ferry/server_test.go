@@ -21,6 +21,7 @@ import (
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/internal/server"
 )
 
 // serverProc is a real `ferry serve` process on 127.0.0.1.
@@ -32,6 +33,7 @@ type serverProc struct {
 	fp   string
 	done chan error
 	logs *lockedBuffer // the server writes while tests read
+	info server.Info   // what it said when it started
 }
 
 // startServe starts `ferry serve` on data and waits for the line it
@@ -72,12 +74,8 @@ func startServeArgs(t *testing.T, data, addr string, env []string, extra ...stri
 	go func() {
 		ok := false
 		if lines.Scan() {
-			var info struct {
-				Addr        string `json:"addr"`
-				Fingerprint string `json:"fingerprint"`
-			}
-			if json.Unmarshal(lines.Bytes(), &info) == nil {
-				p.addr, p.fp, ok = info.Addr, info.Fingerprint, true
+			if json.Unmarshal(lines.Bytes(), &p.info) == nil {
+				p.addr, p.fp, ok = p.info.Addr, p.info.Fingerprint, true
 			}
 		}
 		ready <- ok
@@ -448,6 +446,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	data := filepath.Join(tmp, "data")
 	cmd := ferryCmd([]string{"QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"}, "--json", "serve", "--data", data, "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0")
 	out, _ := cmd.StdoutPipe()
+	logs := &lockedBuffer{}
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -478,6 +478,10 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Fatal(o)
 		}
 	}
+	bad := "ferry_" + strings.Repeat("q", 32)
+	if o, err := ferryRun(t, []string{"FERRY_TOKEN=" + bad, "FERRY_FINGERPRINT=" + srv.fp}, "status", a); err == nil {
+		t.Fatalf("a wrong token was let in:\n%s", o)
+	}
 	resp, err = http.Get("http://" + info.MetricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -494,5 +498,13 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	if m["ferry_bytes_in_total"] < 2<<20 || m["ferry_blobs_stored_total"] < 3 {
 		t.Errorf("metrics after a 2 MiB push: bytes_in %v, stored %v", m["ferry_bytes_in_total"], m["ferry_blobs_stored_total"])
+	}
+	// A wrong token is counted, and logged with the address and the id
+	// it would have, never itself.
+	if m[`ferry_connections_refused_total{reason="auth"}`] != 1 {
+		t.Errorf("auth refusals counted %v, want 1", m[`ferry_connections_refused_total{reason="auth"}`])
+	}
+	if l := logs.String(); strings.Contains(l, bad) || !strings.Contains(l, "reason=auth") || !strings.Contains(l, "token_id=") || !strings.Contains(l, "remote=127.0.0.1:") {
+		t.Errorf("the auth failure's log line:\n%s", l)
 	}
 }

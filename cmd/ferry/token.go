@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/internal/server"
 	"github.com/spf13/cobra"
 )
 
@@ -26,7 +27,7 @@ func (g *globals) serverRef(r engine.ServerRef) engine.ServerRef {
 func newToken(g *globals) *cobra.Command {
 	var r engine.ServerRef
 	c := &cobra.Command{
-		Use:   "token create|list|revoke",
+		Use:   "token create|list|revoke|reset-admin",
 		Short: "Manage the server's bearer tokens (needs an admin token)",
 	}
 	serverFlags(c, &r)
@@ -79,6 +80,32 @@ func newToken(g *globals) *cobra.Command {
 			return g.print(map[string]string{"revoked": a[0]}, func(w io.Writer) { fmt.Fprintf(w, "revoked %s\n", a[0]) })
 		},
 	}
-	c.AddCommand(create, list, revoke)
+	var revokeOthers bool
+	reset := &cobra.Command{
+		Use:   "reset-admin --data DIR [--revoke-others]",
+		Short: "Make a new server admin token, on the server's machine, with the server stopped",
+		Long: `Make a new server admin token for the server whose data directory is DIR and
+write it to DIR/admin.token (mode 0600): the way back in when the admin token
+is lost. The server must be stopped (it holds the store's lock). With
+--revoke-others, every other server admin token is revoked as well.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if r.Data == "" {
+				return usageError{fmt.Errorf("token reset-admin: --data DIR is required")}
+			}
+			res, err := server.ResetAdmin(r.Data, revokeOthers)
+			if err != nil {
+				return err
+			}
+			return g.print(res, func(w io.Writer) {
+				fmt.Fprintf(w, "new server admin token %s in %s\n", res.ID, res.TokenFile)
+				for _, id := range res.Revoked {
+					fmt.Fprintf(w, "revoked %s\n", id)
+				}
+			})
+		},
+	}
+	reset.Flags().BoolVar(&revokeOthers, "revoke-others", false, "revoke every other server admin token")
+	c.AddCommand(create, list, revoke, reset)
 	return c
 }

@@ -45,6 +45,8 @@ type Config struct {
 	// never). Ballast is the reserved space a collection frees on a full
 	// disk (-1: MinFree/4, at most 256 MiB; 0: none).
 	MinFree, Ballast int64
+	// Limits bound connections, memory and failed authentications.
+	Limits transport.Limits
 }
 
 // spaceDefaults fills in MinFree and Ballast for the data directory's
@@ -67,6 +69,15 @@ func (cfg *Config) spaceDefaults() (memtable uint64) {
 	return uint64(min(max(total/16, 4<<20), 64<<20))
 }
 
+func (cfg *Config) memory(cache int64, memtable uint64) Memory {
+	lim := cfg.Limits.WithDefaults()
+	return Memory{
+		Base:    cache + 2*int64(memtable) + 64<<20,
+		Budgets: max(lim.UploadBytes, 0) + max(lim.DownloadBytes, 0),
+		PerConn: transport.ConnWindow + 1<<20,
+	}
+}
+
 // Info is what a started server tells its operator.
 type Info struct {
 	Addr        string `json:"addr"`
@@ -75,7 +86,29 @@ type Info struct {
 	AdminToken  string `json:"admin_token_file"`
 	// NewAdminToken is set the first time, when the token was just made.
 	NewAdminToken bool `json:"new_admin_token"`
+	// Memory is what bounds the server's memory.
+	Memory Memory `json:"memory"`
 }
+
+// Memory is the server's memory bound (RELIABILITY D7), in bytes: what it
+// holds whatever the clients do, what their transfers may hold together,
+// and what each connection may hold. Ceiling(n) is the bound for n
+// connections. Each term is a limit in the code, not an estimate.
+type Memory struct {
+	// Base is Pebble's block cache, its memtables (two may be in memory
+	// while one flushes), and 64 MiB for the runtime, the index and
+	// goroutine stacks.
+	Base int64 `json:"base"`
+	// Budgets are the upload and download budgets: bytes of blobs held
+	// between the network and the store, across every connection.
+	Budgets int64 `json:"budgets"`
+	// PerConn is a connection's receive window (what QUIC buffers for it
+	// before the server reads) and its state.
+	PerConn int64 `json:"per_conn"`
+}
+
+// Ceiling is the bound for conns connections.
+func (m Memory) Ceiling(conns int) int64 { return m.Base + m.Budgets + int64(conns)*m.PerConn }
 
 // ErrLocked is returned when another server has the data directory.
 var ErrLocked = errors.New("the data directory is locked by another ferry serve")
@@ -92,7 +125,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	memtable := cfg.spaceDefaults()
-	db, err := cas.Open(filepath.Join(cfg.Data, "store"), cas.Options{Create: true, Logger: cfg.Logger, CacheSize: 128 << 20, MemTableSize: memtable,
+	const cacheSize = 128 << 20
+	db, err := cas.Open(filepath.Join(cfg.Data, "store"), cas.Options{Create: true, Logger: cfg.Logger, CacheSize: cacheSize, MemTableSize: memtable,
 		MinFree: cfg.MinFree, Ballast: cfg.Ballast})
 	if errors.Is(err, cas.ErrLocked) {
 		return fmt.Errorf("serve %s: %w", cfg.Data, ErrLocked)
@@ -105,7 +139,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	info := Info{AdminToken: filepath.Join(cfg.Data, "admin.token")}
+	info := Info{AdminToken: filepath.Join(cfg.Data, "admin.token"), Memory: cfg.memory(cacheSize, memtable)}
 	if info.NewAdminToken, err = ensureAdminToken(tokens, info.AdminToken); err != nil {
 		return fmt.Errorf("serve: admin token: %w", err)
 	}
@@ -137,7 +171,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.GCGrace = gc.DefaultGrace
 	}
 	maint := &maintenance{db: db, grace: cfg.GCGrace, log: cfg.Logger, metrics: m}
-	srv := transport.NewServer(db, tokens, transport.ServerOptions{Logger: cfg.Logger, Metrics: m, Version: cfg.Version, Maintenance: maint})
+	srv := transport.NewServer(db, tokens, transport.ServerOptions{Logger: cfg.Logger, Metrics: m, Version: cfg.Version, Maintenance: maint, Limits: cfg.Limits})
 	maint.srv = srv
 	gcCtx, stopGC := context.WithCancel(ctx)
 	var gcDone sync.WaitGroup
@@ -145,7 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Deferred after db.Close, so it runs before it.
 	defer gcDone.Wait()
 	defer stopGC()
-	cfg.Logger.Info("serving", "addr", info.Addr, "fingerprint", fp, "metrics", info.MetricsAddr, "data", cfg.Data, "min_free", cfg.MinFree, "free", db.Free())
+	cfg.Logger.Info("serving", "addr", info.Addr, "memory_base", info.Memory.Base, "memory_budgets", info.Memory.Budgets, "memory_per_conn", info.Memory.PerConn, "fingerprint", fp, "metrics", info.MetricsAddr, "data", cfg.Data, "min_free", cfg.MinFree, "free", db.Free())
 	// Admin commands on this machine find the server through its data
 	// directory.
 	if b, err := json.Marshal(info); err == nil {

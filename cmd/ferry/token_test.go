@@ -1,0 +1,61 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestTokenResetAdmin: the server admin token cannot revoke itself, and
+// when it is lost, `ferry token reset-admin` on the stopped server's data
+// directory makes a new one (refusing while the server runs); with
+// --revoke-others the old one stops working.
+func TestTokenResetAdmin(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	srv := startServe(t, data)
+	old := readAdminToken(t, data)
+	code, out, errs := runCLI(t, "--json", "token", "list", "--data", data)
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	var toks []struct{ ID, Namespace, Perm string }
+	if err := json.Unmarshal([]byte(out), &toks); err != nil || len(toks) != 1 {
+		t.Fatalf("token list: %v %s", err, out)
+	}
+	code, _, errs = runCLI(t, "token", "revoke", "--data", data, toks[0].ID)
+	if code == 0 || !strings.Contains(errs, "cannot revoke itself") {
+		t.Fatalf("the admin token revoking itself: exit %d, %s", code, errs)
+	}
+	code, _, errs = runCLI(t, "token", "reset-admin", "--data", data)
+	if code == 0 || !strings.Contains(errs, "stop the server first") {
+		t.Fatalf("reset-admin with the server running: exit %d, %s", code, errs)
+	}
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	<-srv.done
+
+	code, out, errs = runCLI(t, "--json", "token", "reset-admin", "--data", data, "--revoke-others")
+	if code != 0 {
+		t.Fatalf("reset-admin: %s", errs)
+	}
+	var res struct {
+		ID      string   `json:"id"`
+		Revoked []string `json:"revoked"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Revoked) != 1 || res.Revoked[0] != toks[0].ID {
+		t.Fatalf("reset-admin said %s (%v)", out, err)
+	}
+	if readAdminToken(t, data) == old {
+		t.Fatal("admin.token still holds the old token")
+	}
+	srv = startServeAt(t, data, "127.0.0.1:0")
+	code, out, errs = runCLI(t, "--json", "token", "list", "--data", data)
+	if code != 0 || !strings.Contains(out, res.ID) || strings.Contains(out, toks[0].ID) {
+		t.Fatalf("token list with the new admin token: exit %d %s %s", code, out, errs)
+	}
+	env := []string{"FERRY_TOKEN=" + old, "FERRY_FINGERPRINT=" + srv.fp}
+	if o, err := ferryRun(t, env, "token", "list", "--server", "quic://"+srv.addr); err == nil || !strings.Contains(o, "not authenticated") {
+		t.Fatalf("the revoked admin token still works: %v\n%s", err, o)
+	}
+}
