@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,19 +23,41 @@ type ServerRef struct {
 	Credentials
 }
 
+// serveInfo is what a running server writes to DATA/serve.json for
+// admin commands on its machine.
+type serveInfo struct {
+	Addr        string `json:"addr"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// parseServeInfo reads serve.json: a UDP address with a port, and a
+// certificate fingerprint.
+func parseServeInfo(b []byte) (serveInfo, error) {
+	var info serveInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		return serveInfo{}, fmt.Errorf("serve.json: %w", err)
+	}
+	if _, port, err := net.SplitHostPort(info.Addr); err != nil || port == "" {
+		return serveInfo{}, fmt.Errorf("serve.json: address %q: want HOST:PORT", info.Addr)
+	}
+	fp, err := transport.NormalizeFingerprint(info.Fingerprint)
+	if err != nil {
+		return serveInfo{}, fmt.Errorf("serve.json: %w", err)
+	}
+	info.Fingerprint = fp
+	return info, nil
+}
+
 // dialAdmin connects to a server with an admin token.
 func dialAdmin(ctx context.Context, r ServerRef) (*transport.Client, error) {
 	if r.Data != "" {
-		var info struct {
-			Addr        string `json:"addr"`
-			Fingerprint string `json:"fingerprint"`
-		}
 		b, err := os.ReadFile(filepath.Join(r.Data, "serve.json"))
 		if err != nil {
 			return nil, fmt.Errorf("server data %s: %w (is ferry serve running?)", r.Data, err)
 		}
-		if err := json.Unmarshal(b, &info); err != nil {
-			return nil, fmt.Errorf("server data %s: serve.json: %w", r.Data, err)
+		info, err := parseServeInfo(b)
+		if err != nil {
+			return nil, fmt.Errorf("server data %s: %w", r.Data, err)
 		}
 		if r.URL == "" {
 			r.URL = "quic://" + info.Addr

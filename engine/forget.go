@@ -166,8 +166,8 @@ func AdminPolicy(ctx context.Context, r ServerRef, namespace string, set *gc.Pol
 	if len(got) == 0 {
 		return nil, nil
 	}
-	var p gc.Policy
-	if err := json.Unmarshal(got, &p); err != nil {
+	p, err := gc.ParsePolicy(got)
+	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", namespace, err)
 	}
 	return &p, nil

@@ -443,3 +443,52 @@ func TestGCStress(t *testing.T) {
 		sameSnapshot(t, snapshot(t, to), want)
 	}
 }
+
+// TestGCCollectsAnUncommittedPushBeforeAMerge: a push sends its chunks,
+// records them in its stat cache, and dies before the commit; a
+// collection removes the chunks, which nothing named; another device
+// changes the same file. The next push merges, and the merge puts this
+// device's content in a conflict copy, for which the server lacks the
+// chunks the stat cache vouched for. The merge must not change the folder
+// until the remote has them: it reads every file again, sends them, and
+// both contents survive, in the folder and at the server.
+func TestGCCollectsAnUncommittedPushBeforeAMerge(t *testing.T) {
+	g := startGCServer(t)
+	a, b := g.folder("a", "r"), g.folder("b", "r")
+	write(t, filepath.Join(a, "f.bin"), random(1, 1<<20), 0o644)
+	pushOK(t, a)
+	if _, err := Pull(context.Background(), b, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	mine := random(2, 1<<20)
+	write(t, filepath.Join(b, "f.bin"), mine, 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	remove := failpoint.Set("client-before-commit", once(cancel))
+	_, err := Push(ctx, b, PushOptions{})
+	remove()
+	if err == nil {
+		t.Fatal("the push that should die before its commit succeeded")
+	}
+	g.collect()
+	theirs := random(3, 1<<20)
+	write(t, filepath.Join(a, "f.bin"), theirs, 0o644)
+	pushOK(t, a)
+
+	res, err := Push(context.Background(), b, PushOptions{})
+	if err != nil {
+		t.Fatalf("push that merges content the server collected: %v", err)
+	}
+	if !res.Merged || len(res.Conflicts) != 1 || !bytes.Contains([]byte(fmt.Sprint(res.Warnings)), []byte("collected meanwhile")) {
+		t.Fatalf("push: merged %v, conflicts %v, warnings %q", res.Merged, res.Conflicts, res.Warnings)
+	}
+	got, err := os.ReadFile(filepath.Join(b, "f.bin"))
+	if err != nil || !bytes.Equal(got, theirs) {
+		t.Errorf("f.bin is not the other device's content: %v", err)
+	}
+	got, err = os.ReadFile(filepath.Join(b, res.Conflicts[0].Copy))
+	if err != nil || !bytes.Equal(got, mine) {
+		t.Errorf("the conflict copy %s is not this device's content: %v", res.Conflicts[0].Copy, err)
+	}
+	g.collect()
+	g.verify(b, map[string]map[string]string{res.Version: snapshot(t, b)})
+}

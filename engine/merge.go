@@ -81,6 +81,9 @@ func (s *session) mergeInto(ctx context.Context, sc *scan.Result, base, head cas
 	if err := s.commitCache(ctx, sc); err != nil {
 		return nil, err
 	}
+	if err := s.conflictContentAtRemote(ctx, root, conflicts); err != nil {
+		return nil, err
+	}
 	m := &merged{}
 	if m.applied, err = s.apply(ctx, sc.Root, root, sc.Summary.Files+sc.Summary.Symlinks); err != nil {
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -98,9 +97,8 @@ func Share(ctx context.Context, dir, p string, o ShareOptions) (*ShareResult, er
 	if err != nil {
 		return nil, err
 	}
-	q := url.Values{"share": {token}, "fp": {s.f.Config.Fingerprint}}
-	link := (&url.URL{Scheme: "quic", Host: addr, Path: "/" + ns, RawQuery: q.Encode()}).String()
-	return &ShareResult{Link: link, Share: created}, nil
+	link := transport.ShareLink{Addr: addr, Namespace: ns, Token: token, Fingerprint: s.f.Config.Fingerprint}
+	return &ShareResult{Link: link.String(), Share: created}, nil
 }
 
 // Shares lists the folder's namespace's shares.
@@ -153,19 +151,14 @@ type GetResult struct {
 func Get(ctx context.Context, link, to string, o Options) (*GetResult, error) {
 	start := time.Now()
 	o.applyDefaults()
-	u, err := url.Parse(link)
-	if err != nil || u.Scheme != "quic" || u.Query().Get("share") == "" {
-		return nil, fmt.Errorf("get: %q is not a share link (quic://HOST:PORT/NS?share=...&fp=...)", link)
-	}
-	addr, ns, err := transport.ParseURL((&url.URL{Scheme: "quic", Host: u.Host, Path: u.Path}).String())
+	l, err := transport.ParseShareLink(link)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("get: %w", err)
 	}
-	fp := u.Query().Get("fp")
-	if fp == "" {
-		fp = o.Credentials.Fingerprint
+	if l.Fingerprint == "" {
+		l.Fingerprint = o.Credentials.Fingerprint
 	}
-	c, err := transport.Dial(ctx, addr, ns, transport.ClientOptions{Token: u.Query().Get("share"), Fingerprint: fp, Version: "ferry get", Logger: o.Logger})
+	c, err := transport.Dial(ctx, l.Addr, l.Namespace, transport.ClientOptions{Token: l.Token, Fingerprint: l.Fingerprint, Version: "ferry get", Logger: o.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("get: %w", err)
 	}

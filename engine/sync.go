@@ -204,10 +204,11 @@ func (s *session) quotaRoom(ctx context.Context, base cas.Ref) error {
 }
 
 // missingAtRemote reports whether err is a refused commit that lists
-// blobs the server does not have.
+// blobs the server does not have, or a merge that found conflict copies'
+// content gone from it (errRelied).
 func missingAtRemote(err error) bool {
 	var re *transport.RemoteError
-	return errors.As(err, &re) && len(re.Missing) > 0
+	return errors.As(err, &re) && len(re.Missing) > 0 || errors.Is(err, errRelied)
 }
 
 // maxMergeAttempts bounds how often a push merges again with a head that
@@ -375,6 +376,21 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 		if err := s.localChangesInHead(ctx, baseRoot, sc.Root, headRoot); errors.Is(err, ErrLocalChanges) {
 			// The merge references the local changes: scan again, this
 			// time storing them at the remote.
+			if sc, err = s.scan(ctx, s.remote); err != nil {
+				return nil, err
+			}
+			defer sc.CacheUpdate.Discard()
+			pr, err := s.pullMerge(ctx, sc, base, head, res)
+			if !errors.Is(err, errRelied) {
+				return pr, err
+			}
+			// Content the stat cache vouched for is gone from the
+			// remote: read every file again, which sends it anew.
+			s.opts.Logger.Info("pull: the server lacks data this merge counted on; re-reading every file", "err", err)
+			s.warnings = append(s.warnings, "the server no longer had data this merge relied on (collected meanwhile); merged again with every file re-read")
+			if err := s.f.StatCache().Clear(); err != nil {
+				return nil, err
+			}
 			if sc, err = s.scan(ctx, s.remote); err != nil {
 				return nil, err
 			}

@@ -1,12 +1,15 @@
 package gc
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ferry-sync/ferry/cas"
 )
@@ -125,9 +128,14 @@ func (p Policy) Apply(entries []cas.HistoryEntry, tags map[string]cas.Ref, head 
 }
 
 // ParseWithin parses restic's --keep-within form: 1y2m3d4h (years,
-// months as 30 days, days, hours), or a Go duration.
+// months as 30 days, days, hours), or a Go duration. It is never negative
+// and at most maxWithin.
 func ParseWithin(s string) (time.Duration, error) {
+	bad := fmt.Errorf("within %q: want a duration like 2y5m7d3h", s)
 	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 || d > maxWithin {
+			return 0, bad
+		}
 		return d, nil
 	}
 	var total time.Duration
@@ -136,18 +144,68 @@ func ParseWithin(s string) (time.Duration, error) {
 	for _, c := range strings.ToLower(s) {
 		switch {
 		case c >= '0' && c <= '9':
+			if num > 1_000_000 {
+				return 0, bad
+			}
 			num = num*10 + int(c-'0')
 			seen = true
 		case seen && (c == 'y' || c == 'm' || c == 'd' || c == 'h'):
 			unit := map[rune]time.Duration{'y': 365 * 24 * time.Hour, 'm': 30 * 24 * time.Hour, 'd': 24 * time.Hour, 'h': time.Hour}[c]
+			if time.Duration(num) > maxWithin/unit {
+				return 0, bad
+			}
 			total += time.Duration(num) * unit
+			if total > maxWithin {
+				return 0, bad
+			}
 			num, seen = 0, false
 		default:
-			return 0, fmt.Errorf("within %q: want a duration like 2y5m7d3h", s)
+			return 0, bad
 		}
 	}
 	if seen || total == 0 {
-		return 0, fmt.Errorf("within %q: want a duration like 2y5m7d3h", s)
+		return 0, bad
 	}
 	return total, nil
+}
+
+// maxWithin is the longest within: two hundred years, short of where a
+// Duration overflows.
+const maxWithin = 200 * 365 * 24 * time.Hour
+
+// ParsePolicy reads a policy's JSON (what a server keeps for a
+// namespace) and checks it: counts of -1 (every bucket) or more, a within
+// from 0 to 200 years, valid tag names, and at least one rule.
+func ParsePolicy(b []byte) (Policy, error) {
+	var p Policy
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return Policy{}, fmt.Errorf("policy: %w", err)
+	}
+	if dec.More() {
+		return Policy{}, errors.New("policy: data after the policy")
+	}
+	return p, p.Validate()
+}
+
+// Validate checks the policy's values.
+func (p Policy) Validate() error {
+	for _, n := range []int{p.Last, p.Hourly, p.Daily, p.Weekly, p.Monthly, p.Yearly} {
+		if n < -1 {
+			return fmt.Errorf("policy: a count of %d (want -1 for all, or 0 and more)", n)
+		}
+	}
+	if p.Within < 0 || p.Within > maxWithin {
+		return fmt.Errorf("policy: within %v", p.Within)
+	}
+	for _, t := range p.Tags {
+		if t == "" || len(t) > 255 || !utf8.ValidString(t) {
+			return fmt.Errorf("policy: tag %q", t)
+		}
+	}
+	if p.Empty() {
+		return ErrEmptyPolicy
+	}
+	return nil
 }

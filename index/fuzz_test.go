@@ -94,3 +94,24 @@ func FuzzValidName(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTypeOf: never panics, and whatever type it names is the decoder
+// that accepts the bytes, if any does: no object decodes as two types.
+func FuzzTypeOf(f *testing.F) {
+	f.Add(EncodeTree(sampleTree()))
+	f.Add(EncodeFile(&File{Size: 1, Chunks: []ChunkRef{{ref("c"), 1}}}))
+	f.Add(EncodeVersion(&Version{Root: ref("r"), Time: time.Unix(1, 0)}))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		typ, err := TypeOf(b)
+		_, terr := DecodeTree(b)
+		_, ferr := DecodeFile(b)
+		_, verr := DecodeVersion(b)
+		ok := map[int]bool{TypeTree: terr == nil, TypeFile: ferr == nil, TypeVersion: verr == nil}
+		for other, decodes := range ok {
+			if decodes && (err != nil || other != typ) {
+				t.Fatalf("bytes decode as %v but TypeOf says %v, %v", other, typ, err)
+			}
+		}
+	})
+}

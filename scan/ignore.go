@@ -45,17 +45,8 @@ func (i *ignorer) enter(dirfd int, rel string) (*ignorer, error) {
 	if rel != "" {
 		domain = strings.Split(rel, "/")
 	}
-	var added []gitignore.Pattern
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), maxIgnoreFile)
-	for sc.Scan() {
-		line := strings.TrimSuffix(sc.Text(), "\r")
-		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
-			continue
-		}
-		added = append(added, gitignore.ParsePattern(line, domain))
-	}
-	if err := sc.Err(); err != nil {
+	added, err := parseIgnore(data, domain)
+	if err != nil {
 		return i, err
 	}
 	if len(added) == 0 {
@@ -67,6 +58,25 @@ func (i *ignorer) enter(dirfd int, rel string) (*ignorer, error) {
 	}
 	ps = append(ps, added...)
 	return &ignorer{patterns: ps, m: gitignore.NewMatcher(ps)}, nil
+}
+
+// parseIgnore reads an ignore file's patterns (git's syntax: # comments,
+// blank lines, CRLF endings) for the directory domain.
+func parseIgnore(data []byte, domain []string) ([]gitignore.Pattern, error) {
+	if len(data) > maxIgnoreFile {
+		return nil, fmt.Errorf("%d bytes, more than %d", len(data), maxIgnoreFile)
+	}
+	var added []gitignore.Pattern
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), maxIgnoreFile+1)
+	for sc.Scan() {
+		line := strings.TrimSuffix(sc.Text(), "\r")
+		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		added = append(added, gitignore.ParsePattern(line, domain))
+	}
+	return added, sc.Err()
 }
 
 // readIgnoreFile reads dirfd's .ferryignore. One that is not a regular

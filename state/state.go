@@ -84,6 +84,9 @@ func Init(dir string, cfg Config) (*Folder, error) {
 	if cfg.Device == "" {
 		cfg.Device = NewDevice()
 	}
+	if err := validDevice(cfg.Device); err != nil {
+		return nil, fmt.Errorf("init %s: %w", abs, err)
+	}
 	if cfg.Created.IsZero() {
 		cfg.Created = time.Now().UTC()
 	}
@@ -114,6 +117,37 @@ func Find(dir string) (*Folder, error) {
 	}
 }
 
+// ParseConfig reads a folder's config file and checks what ferry acts
+// on: the root's name.
+func ParseConfig(b []byte) (Config, error) {
+	var c Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := cas.ValidName(c.Root); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	// The device id goes into conflict copies' file names.
+	if err := validDevice(c.Device); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// validDevice accepts what NewDevice makes and a little more: 1 to 64
+// letters, digits, '-' and '_'.
+func validDevice(d string) error {
+	if d == "" || len(d) > 64 {
+		return fmt.Errorf("device id %q: want 1 to 64 letters and digits", d)
+	}
+	for _, c := range d {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("device id %q: want 1 to 64 letters and digits", d)
+		}
+	}
+	return nil
+}
+
 // Open opens the folder at dir.
 func Open(dir string) (*Folder, error) {
 	abs, err := filepath.Abs(dir)
@@ -128,11 +162,8 @@ func Open(dir string) (*Folder, error) {
 		return nil, err
 	}
 	f := &Folder{Dir: abs}
-	if err := json.Unmarshal(b, &f.Config); err != nil {
-		return nil, fmt.Errorf("%s: config: %w", abs, err)
-	}
-	if err := cas.ValidName(f.Config.Root); err != nil {
-		return nil, fmt.Errorf("%s: config: %w", abs, err)
+	if f.Config, err = ParseConfig(b); err != nil {
+		return nil, fmt.Errorf("%s: %w", abs, err)
 	}
 	if err := f.probe(); err != nil {
 		return nil, err

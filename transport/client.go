@@ -1,13 +1,16 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,19 +40,44 @@ type ClientOptions struct {
 	// IdleTimeout is how long a silent server counts as alive (default
 	// QUICConfig's).
 	IdleTimeout time.Duration
-	Logger      *slog.Logger
+	// RequestTimeout bounds one request, its answer included (default 5
+	// min; an admin's gc, check and repair of a whole store are bounded
+	// only by the caller's context). A server that answers a byte at a
+	// time is cut off by it.
+	RequestTimeout time.Duration
+	// FrameIdle is how long a download may wait for a blob's frame to
+	// start (default 2 min); a frame of n bytes then has n/32 KiB more
+	// seconds to arrive.
+	FrameIdle time.Duration
+	Logger    *slog.Logger
 }
 
 // ParseURL splits quic://HOST:PORT/NAMESPACE.
+// The port defaults to 7443; an empty namespace is an admin token's
+// connection to none.
 func ParseURL(raw string) (addr, namespace string, err error) {
+	bad := fmt.Errorf("remote %q: want quic://HOST:PORT/NAMESPACE", raw)
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "quic" || u.Host == "" {
-		return "", "", fmt.Errorf("remote %q: want quic://HOST:PORT/NAMESPACE", raw)
+	if err != nil || u.Scheme != "quic" || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", "", bad
 	}
-	if u.Port() == "" {
-		u.Host += ":7443"
+	port := u.Port()
+	if port == "" {
+		if strings.HasSuffix(u.Host, ":") {
+			return "", "", bad
+		}
+		port = "7443"
 	}
-	return u.Host, strings.Trim(u.Path, "/"), nil
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", "", fmt.Errorf("remote %q: port %q", raw, port)
+	}
+	namespace = strings.Trim(u.Path, "/")
+	if namespace != "" {
+		if err := cas.ValidName(namespace); err != nil {
+			return "", "", fmt.Errorf("remote %q: namespace: %w", raw, err)
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port), namespace, nil
 }
 
 // Client is a connection to a ferry server, scoped to one namespace. It
@@ -120,6 +148,12 @@ func (opts ClientOptions) withDefaults() (ClientOptions, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 5 * time.Minute
+	}
+	if opts.FrameIdle <= 0 {
+		opts.FrameIdle = 2 * time.Minute
 	}
 	if opts.Token == "" {
 		return opts, fmt.Errorf("%w: no token (set FERRY_TOKEN or --token-file)", ErrAuth)
@@ -223,6 +257,14 @@ func (c *Client) Close() error {
 // request runs one request stream.
 func (c *Client) request(ctx context.Context, req Request) (Response, error) {
 	var resp Response
+	switch req.Op {
+	case opAdminGC, opAdminCheck, opAdminRepair:
+	default:
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, c.opts.RequestTimeout,
+			fmt.Errorf("%w: the server did not answer %s within %v", ErrUnavailable, req.Op, c.opts.RequestTimeout))
+		defer cancel()
+	}
 	st, err := c.conn.OpenStreamSync(ctx)
 	if err != nil {
 		return resp, c.connErr(err)
@@ -239,7 +281,7 @@ func (c *Client) request(ctx context.Context, req Request) (Response, error) {
 	defer st.CancelRead(0) // the response is all we read; release the stream
 	if err := readMessage(st, &resp); err != nil {
 		if ctx.Err() != nil {
-			return resp, ctx.Err()
+			return resp, context.Cause(ctx)
 		}
 		return resp, fmt.Errorf("%s: %w", req.Op, c.connErr(err))
 	}
@@ -289,6 +331,11 @@ func (c *Client) SwapHead(ctx context.Context, root string, old, new cas.Ref) er
 	return err
 }
 
+// maxHistory bounds the versions a history listing takes from a server:
+// four million, a version every 10 seconds for over a year, in about
+// 400 MiB.
+var maxHistory = 4 << 20
+
 // History lists the root's history, oldest first, page by page.
 func (c *Client) History(ctx context.Context, root string) ([]cas.HistoryEntry, error) {
 	return c.history(ctx, opHistory, "", root)
@@ -306,6 +353,14 @@ func (c *Client) history(ctx context.Context, op, ns, root string) ([]cas.Histor
 			r, err := refFromWire(h.Ref)
 			if err != nil {
 				return nil, err
+			}
+			// Pages go forward, and end: a server whose pages do not is
+			// refused rather than followed.
+			if h.Seq <= after && (after != 0 || len(out) > 0) {
+				return nil, fmt.Errorf("%w: history entry %d after %d", ErrProtocol, h.Seq, after)
+			}
+			if len(out) >= maxHistory {
+				return nil, fmt.Errorf("%w: history of more than %d versions", ErrProtocol, maxHistory)
 			}
 			out = append(out, cas.HistoryEntry{Seq: h.Seq, Time: time.Unix(0, h.Time).UTC(), Ref: r})
 			after = h.Seq
@@ -369,6 +424,12 @@ func (c *Client) List(ctx context.Context, fn func(cas.Ref) error) error {
 			return err
 		}
 		for _, r := range refs {
+			// Refs come in order, each page after the last: a server
+			// that repeats itself is refused, not listed forever.
+			if bytes.Compare(r[:], after) <= 0 {
+				return fmt.Errorf("%w: list went back to %s", ErrProtocol, r.Short())
+			}
+			after = r[:]
 			if err := fn(r); err != nil {
 				return err
 			}
@@ -376,8 +437,6 @@ func (c *Client) List(ctx context.Context, fn func(cas.Ref) error) error {
 		if !resp.More || len(refs) == 0 {
 			return nil
 		}
-		last := refs[len(refs)-1]
-		after = last[:]
 	}
 }
 
@@ -482,6 +541,43 @@ func (c *Client) runHas() {
 	}
 }
 
+// frameRate is the slowest a download's frame may arrive, once started:
+// 32 KiB/s, so a 8 MiB chunk has four minutes more.
+const frameRate = 32 << 10
+
+// readFrame reads one frame of a download with deadlines: FrameIdle for
+// its header, and then time for its length at frameRate, so a server
+// that sends a byte now and then is cut off.
+func (c *Client) readFrame(st *quic.Stream, buf []byte) (FrameHeader, []byte, error) {
+	_ = st.SetReadDeadline(time.Now().Add(c.opts.FrameIdle))
+	h, err := readFrameHeader(st)
+	switch {
+	case err == io.EOF:
+		return h, nil, err
+	case isTimeout(err):
+		return h, nil, fmt.Errorf("%w: the server sent no blob within %v", ErrUnavailable, c.opts.FrameIdle)
+	case err != nil && !errors.Is(err, ErrProtocol):
+		// A header that does not parse (too large, unknown flags) is the
+		// server breaking the protocol, whatever the parser calls it.
+		return h, nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+	case err != nil || h.NotFound():
+		return h, nil, err
+	}
+	d := c.opts.FrameIdle + time.Duration(h.StoredLen)*time.Second/frameRate
+	_ = st.SetReadDeadline(time.Now().Add(d))
+	buf, err = readFramePayload(st, h, buf)
+	if isTimeout(err) {
+		return h, nil, fmt.Errorf("%w: the server did not send blob %s (%d bytes) within %v", ErrUnavailable, h.Ref.Short(), h.StoredLen, d.Round(time.Second))
+	}
+	return h, buf, err
+}
+
+// isTimeout reports a deadline that passed.
+func isTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return err != nil && errors.As(err, &te) && te.Timeout()
+}
+
 // Get fetches one blob and verifies it. A blob still being uploaded is
 // waited for first.
 func (c *Client) Get(ctx context.Context, ref cas.Ref) ([]byte, error) {
@@ -524,7 +620,7 @@ func (c *Client) GetMany(ctx context.Context, refs []cas.Ref, fn func(cas.Ref, [
 	st.Close()
 	var buf, raw []byte
 	for _, want := range refs {
-		h, payload, err := readFrame(st, buf)
+		h, payload, err := c.readFrame(st, buf)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

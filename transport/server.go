@@ -498,8 +498,6 @@ func (s *session) servePut(st *quic.Stream) {
 		return
 	}
 	ctx := st.Context()
-	bp := frameBufs.Get().(*[]byte)
-	defer frameBufs.Put(bp)
 	var resp Response
 	for {
 		_ = st.SetReadDeadline(time.Now().Add(s.srv.opts.StreamIdle))
@@ -514,28 +512,9 @@ func (s *session) servePut(st *quic.Stream) {
 			fail(err)
 			return
 		}
-		// Credit first: until it comes, the payload stays in the stream's
-		// flow-control window, and the sender waits.
-		release, err := acquire(ctx, s.up, s.srv.gate.up, putCost(h))
+		stored, err := s.storeFrame(ctx, st, h)
 		if err != nil {
 			fail(err)
-			return
-		}
-		_ = st.SetReadDeadline(time.Now().Add(s.srv.opts.StreamIdle))
-		payload, err := readFramePayload(st, h, *bp)
-		if err != nil {
-			release()
-			fail(err)
-			return
-		}
-		*bp = payload[:0]
-		n := frameHead + len(payload)
-		s.bytesIn.Add(int64(n))
-		s.srv.opts.Metrics.BytesIn(n)
-		stored, err := s.ns.PutEncoded(ctx, h.Ref, h.Flags, payload, int(h.RawLen))
-		release()
-		if err != nil {
-			fail(fmt.Errorf("blob %s: %w", h.Ref.Short(), err))
 			return
 		}
 		s.srv.opts.Metrics.Blob(stored)
@@ -556,17 +535,59 @@ func (s *session) servePut(st *quic.Stream) {
 	st.Close()
 }
 
-// putCost is the memory a put frame holds while it is stored: its
-// payload, and the buffer its decompression needs.
-func putCost(h FrameHeader) int64 {
-	n := int64(h.StoredLen)
+// storeFrame reads the payload of the frame h heads and stores it. The
+// memory it needs is taken from the budgets first: until there is credit,
+// the payload stays in the stream's flow-control window, and the sender
+// waits. The buffer comes from a pool only with the credit, so a stream
+// waiting holds nothing.
+func (s *session) storeFrame(ctx context.Context, st *quic.Stream, h FrameHeader) (bool, error) {
+	bp, class := payloadBuf(int(h.StoredLen))
+	cost := int64(class)
 	if h.Flags != 0 {
-		n += int64(h.RawLen)
+		cost += int64(h.RawLen) // the buffer decompression needs
 	}
-	return n
+	release, err := acquire(ctx, s.up, s.srv.gate.up, cost)
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	buf := bp.Get().(*[]byte)
+	defer bp.Put(buf)
+	_ = st.SetReadDeadline(time.Now().Add(s.srv.opts.StreamIdle))
+	payload, err := readFramePayload(st, h, (*buf)[:0])
+	if err != nil {
+		return false, err
+	}
+	*buf = payload[:0]
+	n := frameHead + len(payload)
+	s.bytesIn.Add(int64(n))
+	s.srv.opts.Metrics.BytesIn(n)
+	stored, err := s.ns.PutEncoded(ctx, h.Ref, h.Flags, payload, int(h.RawLen))
+	if err != nil {
+		return false, fmt.Errorf("blob %s: %w", h.Ref.Short(), err)
+	}
+	return stored, nil
 }
 
-var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
+// payloadPools hold frame buffers by size class, 256 KiB to 16 MiB in
+// powers of two, so a buffer's capacity is at most twice what it holds
+// and the budget can charge it.
+var payloadPools = func() (p [7]sync.Pool) {
+	for i := range p {
+		size := 256 << 10 << i
+		p[i].New = func() any { b := make([]byte, 0, size); return &b }
+	}
+	return
+}()
+
+func payloadBuf(n int) (*sync.Pool, int) {
+	for i := range payloadPools {
+		if size := 256 << 10 << i; n <= size {
+			return &payloadPools[i], size
+		}
+	}
+	return &payloadPools[len(payloadPools)-1], cas.MaxBlobSize
+}
 
 // serveGet sends the stored form of each requested blob the namespace
 // owns, and a not-found frame for each it does not.

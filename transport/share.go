@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -255,7 +256,68 @@ func (c *Client) ShareInfo(ctx context.Context) (ShareInfo, error) {
 	if resp.Share == nil {
 		return ShareInfo{}, fmt.Errorf("%w: share.info answered without a share", ErrProtocol)
 	}
+	if err := resp.Share.checkFromServer(); err != nil {
+		return ShareInfo{}, err
+	}
 	return *resp.Share, nil
 }
 
+// checkFromServer refuses a share description a client must not act on:
+// its name is where `ferry get` writes, so it must be one plain name.
+func (s ShareInfo) checkFromServer() error {
+	if err := index.ValidName(s.Name); err != nil {
+		return fmt.Errorf("%w: the share's name: %v", ErrProtocol, err)
+	}
+	if s.Kind != "file" && s.Kind != "dir" {
+		return fmt.Errorf("%w: a share of kind %q", ErrProtocol, s.Kind)
+	}
+	if _, err := refFromWire(s.Ref); err != nil {
+		return err
+	}
+	return nil
+}
+
 func ptr[T any](v T) *T { return &v }
+
+// ShareLink is a share link's parts: quic://HOST:PORT/NS?share=TOKEN&fp=FP.
+type ShareLink struct {
+	Addr, Namespace string
+	Token           string
+	Fingerprint     string // may be empty: the client's pin decides
+}
+
+// ParseShareLink reads a share link.
+func ParseShareLink(link string) (ShareLink, error) {
+	bad := fmt.Errorf("%q is not a share link (quic://HOST:PORT/NS?share=...&fp=...)", link)
+	u, err := url.Parse(link)
+	if err != nil || u.Scheme != "quic" || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return ShareLink{}, bad
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil || len(q["share"]) != 1 || len(q["fp"]) > 1 {
+		return ShareLink{}, bad
+	}
+	addr, ns, err := ParseURL((&url.URL{Scheme: "quic", Host: u.Host, Path: u.Path}).String())
+	if err != nil {
+		return ShareLink{}, bad
+	}
+	l := ShareLink{Addr: addr, Namespace: ns, Token: q.Get("share"), Fingerprint: q.Get("fp")}
+	if err := ValidToken(l.Token); err != nil {
+		return ShareLink{}, fmt.Errorf("%q: %w", link, err)
+	}
+	if l.Fingerprint != "" {
+		if l.Fingerprint, err = NormalizeFingerprint(l.Fingerprint); err != nil {
+			return ShareLink{}, fmt.Errorf("%q: %w", link, err)
+		}
+	}
+	return l, nil
+}
+
+// String is the link.
+func (l ShareLink) String() string {
+	q := url.Values{"share": {l.Token}}
+	if l.Fingerprint != "" {
+		q.Set("fp", l.Fingerprint)
+	}
+	return (&url.URL{Scheme: "quic", Host: l.Addr, Path: "/" + l.Namespace, RawQuery: q.Encode()}).String()
+}

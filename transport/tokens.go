@@ -124,10 +124,29 @@ func (r tokenRecord) info() TokenInfo {
 	return TokenInfo{ID: r.ID, Namespace: r.Namespace, Perm: string(r.Perm), Created: r.Created.UnixNano(), Label: r.Label}
 }
 
+// ValidToken checks a token string's form: ferry_ and 32 lowercase
+// base32 letters (what Create makes). It says nothing of whether the
+// token is known.
+func ValidToken(token string) error {
+	rest, ok := strings.CutPrefix(token, tokenPrefix)
+	if !ok || len(rest) != tokenLen {
+		return fmt.Errorf("%w: malformed token (want %s and %d letters and digits)", ErrAuth, tokenPrefix, tokenLen)
+	}
+	for _, c := range rest {
+		if (c < 'a' || c > 'z') && (c < '2' || c > '7') {
+			return fmt.Errorf("%w: malformed token (want %s and %d letters and digits)", ErrAuth, tokenPrefix, tokenLen)
+		}
+	}
+	return nil
+}
+
+// tokenLen is the length of a token's random part: 20 bytes in base32.
+const tokenLen = 32
+
 // Lookup returns the record of a presented token, or ErrAuth.
 func (t *Tokens) Lookup(token string) (tokenRecord, error) {
-	if !strings.HasPrefix(token, tokenPrefix) || len(token) > 128 {
-		return tokenRecord{}, fmt.Errorf("%w: malformed token", ErrAuth)
+	if err := ValidToken(token); err != nil {
+		return tokenRecord{}, err
 	}
 	v, err := t.kv.Get(tokenHash(token))
 	if errors.Is(err, cas.ErrNotFound) {

@@ -259,7 +259,9 @@ func (c *Client) sender() {
 			continue
 		}
 		if ps == nil {
-			st, err := c.conn.OpenStreamSync(context.Background())
+			octx, cancel := context.WithTimeout(context.Background(), c.opts.RequestTimeout)
+			st, err := c.conn.OpenStreamSync(octx)
+			cancel()
 			if err == nil {
 				_, err = st.Write([]byte{kindPut})
 			}
@@ -270,6 +272,9 @@ func (c *Client) sender() {
 			ps = &putStream{st: st}
 		}
 		head = AppendFrameHeader(head[:0], FrameHeader{Ref: it.ref, Flags: it.flags, RawLen: uint32(it.rawLen), StoredLen: uint32(len(it.payload))})
+		// A server that stops reading is cut off as one that stops
+		// sending is (readFrame).
+		_ = ps.st.SetWriteDeadline(time.Now().Add(c.opts.FrameIdle + time.Duration(len(it.payload))*time.Second/frameRate))
 		_, err := ps.st.Write(head)
 		if err == nil {
 			_, err = ps.st.Write(it.payload)
@@ -305,11 +310,15 @@ func (c *Client) sender() {
 func (c *Client) closeStream(ps *putStream) {
 	ps.st.Close()
 	var resp Response
+	_ = ps.st.SetReadDeadline(time.Now().Add(c.opts.RequestTimeout))
 	err := readMessage(ps.st, &resp)
 	if err == nil && resp.Err != nil {
 		err = fromWire(resp.Err, "", cas.Ref{})
 	}
-	if err != nil {
+	switch {
+	case isTimeout(err):
+		err = fmt.Errorf("put: %w: the server did not take or acknowledge an upload within %v", ErrUnavailable, c.opts.RequestTimeout)
+	case err != nil:
 		err = fmt.Errorf("put: %w", c.connErr(err))
 	}
 	ps.st.CancelRead(0)

@@ -310,7 +310,7 @@ func readFrameHeader(r io.Reader) (FrameHeader, error) {
 		return FrameHeader{}, io.EOF
 	}
 	if err != nil {
-		return FrameHeader{}, fmt.Errorf("%w: truncated frame header: %v", ErrProtocol, err)
+		return FrameHeader{}, fmt.Errorf("%w: truncated frame header: %w", ErrProtocol, err)
 	}
 	return ParseFrameHeader(hb[:])
 }
@@ -319,7 +319,7 @@ func readFrameHeader(r io.Reader) (FrameHeader, error) {
 func readFramePayload(r io.Reader, h FrameHeader, buf []byte) ([]byte, error) {
 	buf, err := readPayload(r, buf[:0], int(h.StoredLen))
 	if err != nil {
-		return nil, fmt.Errorf("%w: truncated frame of blob %s: %v", ErrProtocol, h.Ref.Short(), err)
+		return nil, fmt.Errorf("%w: truncated frame of blob %s: %w", ErrProtocol, h.Ref.Short(), err)
 	}
 	return buf, nil
 }

@@ -186,7 +186,9 @@ func parseSize(s string) (int64, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
-	if err != nil || v < 0 {
+	// NaN fails every comparison, so the test is written to refuse it;
+	// 2^63 bytes and more do not fit.
+	if err != nil || !(v >= 0 && v*float64(mult) < 1<<63) {
 		return 0, fmt.Errorf("size %q: want a byte count like 500MB or 10GiB, or none", s)
 	}
 	return int64(v * float64(mult)), nil

@@ -101,8 +101,8 @@ func (m *maintenance) applyPolicies(ctx context.Context) {
 		return
 	}
 	for name, raw := range policies {
-		var p gc.Policy
-		if err := json.Unmarshal(raw, &p); err != nil || p.Empty() {
+		p, err := gc.ParsePolicy(raw)
+		if err != nil {
 			m.log.Error("retention policy unreadable or empty; skipped", "namespace", name, "err", err)
 			continue
 		}

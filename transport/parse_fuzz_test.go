@@ -1,0 +1,88 @@
+package transport
+
+import (
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferry-sync/ferry/cas"
+)
+
+// FuzzParseShareLink: a link that parses prints back to one that parses
+// to the same parts, with a well-formed token and fingerprint.
+func FuzzParseShareLink(f *testing.F) {
+	tok := "ferry_" + strings.Repeat("a", tokenLen)
+	f.Add("quic://127.0.0.1:7443/ns?share=" + tok + "&fp=" + strings.Repeat("ab", 32))
+	f.Add("quic://[::1]:1/ns?share=" + tok)
+	f.Add("quic://host/ns?share=" + tok + "&share=" + tok)
+	f.Add("http://host/ns?share=x")
+	f.Fuzz(func(t *testing.T, link string) {
+		l, err := ParseShareLink(link)
+		if err != nil {
+			return
+		}
+		if ValidToken(l.Token) != nil {
+			t.Fatalf("%q gave token %q", link, l.Token)
+		}
+		again, err := ParseShareLink(l.String())
+		if err != nil || again != l {
+			t.Fatalf("%q -> %+v -> %q -> %+v, %v", link, l, l.String(), again, err)
+		}
+	})
+}
+
+// FuzzParseURL: a remote URL that parses has a host and port, and the
+// parts print back to a URL that parses to them.
+func FuzzParseURL(f *testing.F) {
+	f.Add("quic://127.0.0.1:7443/ns")
+	f.Add("quic://example.com/ns/")
+	f.Add("quic://[::1]:9/")
+	f.Add("quic://:0/x")
+	f.Fuzz(func(t *testing.T, raw string) {
+		addr, ns, err := ParseURL(raw)
+		if err != nil {
+			return
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			t.Fatalf("%q: address %q", raw, addr)
+		}
+		addr2, ns2, err := ParseURL("quic://" + addr + "/" + ns)
+		if err != nil || addr2 != addr || ns2 != ns {
+			t.Fatalf("%q -> %q %q -> %q %q %v", raw, addr, ns, addr2, ns2, err)
+		}
+	})
+}
+
+// FuzzTokenLookup: against a real token store holding one token, any
+// other string is ErrAuth (never a record, never another error), and the
+// one token is found.
+func FuzzTokenLookup(f *testing.F) {
+	db, err := cas.Open(filepath.Join(f.TempDir(), "store"), cas.Options{Create: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { db.Close() })
+	tokens, err := NewTokens(db, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	known, _, err := tokens.Create("ns", PermRead, "")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(known)
+	f.Add("ferry_" + strings.Repeat("z", tokenLen))
+	f.Add("ferry_")
+	f.Add(strings.ToUpper(known))
+	f.Fuzz(func(t *testing.T, s string) {
+		rec, err := tokens.Lookup(s)
+		switch {
+		case s == known && (err != nil || rec.Namespace != "ns"):
+			t.Fatalf("the known token: %+v %v", rec, err)
+		case s != known && !errors.Is(err, ErrAuth):
+			t.Fatalf("%q: %+v %v, want ErrAuth", s, rec, err)
+		}
+	})
+}
