@@ -31,6 +31,8 @@ func TestImportGraph(t *testing.T) {
 		"engine":              {"cas", "chunk", "index", "state", "scan", "restore", "transport", "gc", "internal/watch", "internal/failpoint"},
 		"internal/watch":      {},
 		"bench":               {"transport", "cas", "index"},
+		"bench/linkem":        {}, // the WAN emulator: imported by tests and cmd/linkem
+		"cmd/linkem":          {"bench/linkem"},
 		"gc":                  {"cas", "index", "internal/failpoint"},
 		"cmd/ferry":           {"engine", "state", "bench", "gc", "internal/server"},
 		"internal/server":     {"cas", "state", "transport", "engine", "gc"},

@@ -554,6 +554,8 @@ func (c *Client) readFrame(st *quic.Stream, buf []byte) (FrameHeader, []byte, er
 	switch {
 	case err == io.EOF:
 		return h, nil, err
+	case isTimeout(err) && c.conn.Context().Err() != nil:
+		return h, nil, c.connErr(err) // the connection timed out, not the frame
 	case isTimeout(err):
 		return h, nil, fmt.Errorf("%w: the server sent no blob within %v", ErrUnavailable, c.opts.FrameIdle)
 	case err != nil && !errors.Is(err, ErrProtocol):
@@ -566,7 +568,7 @@ func (c *Client) readFrame(st *quic.Stream, buf []byte) (FrameHeader, []byte, er
 	d := c.opts.FrameIdle + time.Duration(h.StoredLen)*time.Second/frameRate
 	_ = st.SetReadDeadline(time.Now().Add(d))
 	buf, err = readFramePayload(st, h, buf)
-	if isTimeout(err) {
+	if isTimeout(err) && c.conn.Context().Err() == nil {
 		return h, nil, fmt.Errorf("%w: the server did not send blob %s (%d bytes) within %v", ErrUnavailable, h.Ref.Short(), h.StoredLen, d.Round(time.Second))
 	}
 	return h, buf, err

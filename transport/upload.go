@@ -316,7 +316,7 @@ func (c *Client) closeStream(ps *putStream) {
 		err = fromWire(resp.Err, "", cas.Ref{})
 	}
 	switch {
-	case isTimeout(err):
+	case isTimeout(err) && c.conn.Context().Err() == nil:
 		err = fmt.Errorf("put: %w: the server did not take or acknowledge an upload within %v", ErrUnavailable, c.opts.RequestTimeout)
 	case err != nil:
 		err = fmt.Errorf("put: %w", c.connErr(err))

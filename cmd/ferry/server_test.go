@@ -53,12 +53,22 @@ func startServeAt(t *testing.T, data, addr string, env ...string) *serverProc {
 // startServeArgs starts ferry serve with extra flags.
 func startServeArgs(t *testing.T, data, addr string, env []string, extra ...string) *serverProc {
 	t.Helper()
+	return startServeWrapped(t, data, addr, env, nil, extra...)
+}
+
+// startServeWrapped starts ferry serve through wrap (which may run it in
+// a network namespace, say), when wrap is not nil.
+func startServeWrapped(t *testing.T, data, addr string, env []string, wrap func(*exec.Cmd) *exec.Cmd, extra ...string) *serverProc {
+	t.Helper()
 	if !slices.Contains(extra, "--min-free") {
 		// The machine's disk may be nearly full; the default mark (1 GiB
 		// or 2%) is tested on a filesystem of the test's own.
 		extra = append(extra, "--min-free", "16MiB")
 	}
 	cmd := ferryCmd(append(env, "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"), append([]string{"--json", "serve", "--data", data, "--listen", addr}, extra...)...)
+	if wrap != nil {
+		cmd = wrap(cmd)
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
