@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -305,6 +306,10 @@ func (c *Client) connErr(err error) error {
 			return fmt.Errorf("%w: the server is shutting down", ErrUnavailable)
 		}
 	}
+	var idle *quic.IdleTimeoutError
+	if errors.As(err, &idle) {
+		return fmt.Errorf("%w: no packet from the server within the idle timeout: %w", ErrUnavailable, err)
+	}
 	return err
 }
 
@@ -554,9 +559,7 @@ func (c *Client) readFrame(st *quic.Stream, buf []byte) (FrameHeader, []byte, er
 	switch {
 	case err == io.EOF:
 		return h, nil, err
-	case isTimeout(err) && c.conn.Context().Err() != nil:
-		return h, nil, c.connErr(err) // the connection timed out, not the frame
-	case isTimeout(err):
+	case isTimeout(err) && c.conn.Context().Err() == nil:
 		return h, nil, fmt.Errorf("%w: the server sent no blob within %v", ErrUnavailable, c.opts.FrameIdle)
 	case err != nil && !errors.Is(err, ErrProtocol):
 		// A header that does not parse (too large, unknown flags) is the
@@ -574,10 +577,12 @@ func (c *Client) readFrame(st *quic.Stream, buf []byte) (FrameHeader, []byte, er
 	return h, buf, err
 }
 
-// isTimeout reports a deadline that passed.
+// isTimeout reports a stream deadline that passed. A connection's idle
+// timeout is not one: it is the whole connection going silent, and
+// connErr names it.
 func isTimeout(err error) bool {
-	var te interface{ Timeout() bool }
-	return err != nil && errors.As(err, &te) && te.Timeout()
+	var idle *quic.IdleTimeoutError
+	return errors.Is(err, os.ErrDeadlineExceeded) && !errors.As(err, &idle)
 }
 
 // Get fetches one blob and verifies it. A blob still being uploaded is
