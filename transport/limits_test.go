@@ -641,3 +641,40 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
+
+// TestHelloOtherProtocolVersion: a hello in another protocol version, with
+// a good token, is refused with a reply that names both versions, and no
+// request is served on that connection.
+func TestHelloOtherProtocolVersion(t *testing.T) {
+	s := startServer(t)
+	ctx := context.Background()
+	tok := s.token(t, "a", PermWrite)
+	conn, err := quic.DialAddr(ctx, s.addr, clientTLS(s.fp, nil), QUICConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write([]byte{kindHello}); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeMessage(st, Hello{Proto: ProtoVersion + 1, Token: tok, Namespace: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	var reply HelloReply
+	if err := readMessage(st, &reply); err != nil {
+		t.Fatalf("no reply to a hello in another version: %v", err)
+	}
+	err = fromWire(reply.Err, "", cas.Ref{})
+	want := fmt.Sprintf("protocol version %d, this server speaks %d", ProtoVersion+1, ProtoVersion)
+	if !errors.Is(err, ErrProtocol) || !strings.Contains(fmt.Sprint(err), want) {
+		t.Fatalf("hello in version %d: %v, want ErrProtocol saying %q", ProtoVersion+1, err, want)
+	}
+	if _, err := rawRequest(ctx, conn, Request{Op: opHead, Root: "r"}); err == nil {
+		t.Fatal("a request was served after a refused hello")
+	}
+}
