@@ -108,7 +108,7 @@ type DB struct {
 }
 
 // ErrFailed wraps the fsync or write error that made a DB stop writing.
-var ErrFailed = errors.New("cas: store failed and takes no more writes")
+var ErrFailed = errors.New("the store failed and takes no more writes")
 
 // Open opens (or with Options.Create makes) the store in dir.
 func Open(dir string, opts Options) (*DB, error) {

@@ -8,7 +8,7 @@ import (
 )
 
 // ErrQuota: a put would take a namespace past its byte quota.
-var ErrQuota = errors.New("cas: quota exceeded")
+var ErrQuota = errors.New("quota exceeded")
 
 // QuotaError says which namespace is over its quota, and by how much.
 type QuotaError struct {

@@ -21,7 +21,7 @@ func Sum(b []byte) Ref { return blake3.Sum256(b) }
 var verifyHash = Sum
 
 // ErrBadRef is returned when text does not parse as a Ref.
-var ErrBadRef = errors.New("cas: malformed ref")
+var ErrBadRef = errors.New("malformed ref")
 
 // ParseRef parses the 64 lowercase hex digits String returns.
 func ParseRef(s string) (Ref, error) {

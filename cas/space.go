@@ -12,7 +12,7 @@ import (
 
 // ErrFull: the store's filesystem is below its free-space mark, and new
 // blobs are refused until space returns (forget and gc, or more disk).
-var ErrFull = errors.New("cas: storage is full")
+var ErrFull = errors.New("storage is full")
 
 // spaceGuard refuses new blobs while free space is below min. It asks
 // the filesystem again every restatBytes written or restatPuts puts, on

@@ -11,18 +11,18 @@ import (
 var (
 	// ErrNotFound: the blob, head or tag does not exist (or, in a shared
 	// store, belongs to another namespace: the two look the same).
-	ErrNotFound = errors.New("cas: not found")
+	ErrNotFound = errors.New("not found")
 	// ErrCorrupt: bytes do not hash to the ref they were stored or sent
 	// under, or a stored record does not decode.
-	ErrCorrupt = errors.New("cas: corrupt")
+	ErrCorrupt = errors.New("corrupt data")
 	// ErrTooBig: a blob is larger than MaxBlobSize.
-	ErrTooBig = errors.New("cas: blob too large")
+	ErrTooBig = errors.New("blob too large")
 	// ErrStale: a compare-and-swap of a head lost; see *StaleError.
-	ErrStale = errors.New("cas: stale head")
+	ErrStale = errors.New("stale head")
 	// ErrLocked: another process has the store open.
-	ErrLocked = errors.New("cas: store is locked by another process")
+	ErrLocked = errors.New("the store is locked by another process")
 	// ErrInvalidName: a namespace, root or tag name breaks the name rule.
-	ErrInvalidName = errors.New("cas: invalid name")
+	ErrInvalidName = errors.New("invalid name")
 )
 
 // MaxBlobSize bounds every blob: chunks (chunk.MaxSize) and encoded

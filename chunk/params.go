@@ -65,7 +65,7 @@ func New() (Params, error) {
 }
 
 // ErrInvalidParams is returned by Validate.
-var ErrInvalidParams = errors.New("chunk: invalid params")
+var ErrInvalidParams = errors.New("invalid chunk params")
 
 // Validate reports whether p can be used to cut. Params come from store
 // configs and from servers, so they are checked before use.

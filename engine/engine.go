@@ -386,6 +386,9 @@ func Init(ctx context.Context, dir string, o InitOptions) (*InitResult, error) {
 	if err := cas.ValidName(o.Root); err != nil {
 		return nil, fmt.Errorf("init: root %w", err)
 	}
+	if outer, err := state.FindRoot(filepath.Dir(abs)); err == nil {
+		return nil, fmt.Errorf("init: %s is inside the folder %s: %w", abs, outer, ErrNested)
+	}
 	remoteURL := o.Remote
 	res := &InitResult{Dir: abs, Root: o.Root}
 	ro := RemoteOptions{Credentials: o.Credentials, Create: true, Logger: o.Logger}
@@ -395,6 +398,9 @@ func Init(ctx context.Context, dir string, o InitOptions) (*InitResult, error) {
 		}
 		if rel, err := filepath.Rel(abs, remoteURL); err == nil && !strings.HasPrefix(rel, "..") {
 			return nil, fmt.Errorf("init: the store %s is inside the folder %s; put it outside", remoteURL, abs)
+		}
+		if err := StoreOutsideFolders(remoteURL); err != nil {
+			return nil, fmt.Errorf("init: %w", err)
 		}
 	} else {
 		ro.FirstUse = func(fp string) error {

@@ -97,6 +97,9 @@ func Log(ctx context.Context, dir, path string, o Options) ([]LogEntry, error) {
 		out = append(out, e)
 	}
 	slices.Reverse(out)
+	if path != "" && len(out) == 0 {
+		return nil, cas.Errorf(ErrNoVersionTouched, "no version touched %s", path)
+	}
 	return out, nil
 }
 
@@ -187,6 +190,9 @@ func Ls(ctx context.Context, dir, version, path string, recursive bool, o Option
 	}
 	g := s.objects()
 	e, err := index.Lookup(ctx, g, root, path)
+	if errors.Is(err, cas.ErrNotFound) {
+		return nil, &notInVersion{path: path, version: version}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -233,20 +239,33 @@ func Tag(ctx context.Context, dir, name, version string, remove bool, o Options)
 		return nil, err
 	}
 	defer s.close()
+	tags, err := s.remote.Tags(ctx, s.root())
+	if err != nil {
+		return nil, err
+	}
 	if name != "" {
+		old, exists := tags[name]
 		var ref cas.Ref
-		if !remove {
+		switch {
+		case remove && !exists:
+			return nil, cas.Errorf(cas.ErrNotFound, "there is no tag %q", name)
+		case remove:
+			delete(tags, name)
+		default:
+			if err := index.ValidTagName(name); err != nil {
+				return nil, err
+			}
 			if ref, err = s.resolve(ctx, version); err != nil {
 				return nil, err
 			}
+			if exists && old != ref && !s.opts.Force {
+				return nil, cas.Errorf(ErrTagExists, "tag %q already names version %s (--force moves it)", name, old.Short())
+			}
+			tags[name] = ref
 		}
 		if err := s.remote.SetTag(ctx, s.root(), name, ref); err != nil {
 			return nil, err
 		}
-	}
-	tags, err := s.remote.Tags(ctx, s.root())
-	if err != nil {
-		return nil, err
 	}
 	out := []TagResult{}
 	for t, r := range tags {
@@ -264,5 +283,26 @@ func Tag(ctx context.Context, dir, name, version string, remove bool, o Options)
 	return out, nil
 }
 
-// ErrPathNotInVersion is returned by restore for a path the version lacks.
-var ErrPathNotInVersion = fmt.Errorf("path not in the version: %w", cas.ErrNotFound)
+// ErrPathNotInVersion: a PATH argument names nothing in the version (it
+// is also cas.ErrNotFound).
+var ErrPathNotInVersion = errors.New("not in the version")
+
+// notInVersion says which path and which version.
+type notInVersion struct{ path, version string }
+
+func (e *notInVersion) Error() string {
+	if e.version == "" {
+		return e.path + " is not in the version"
+	}
+	return fmt.Sprintf("%s is not in version %s", e.path, e.version)
+}
+
+func (e *notInVersion) Is(target error) bool {
+	return target == ErrPathNotInVersion || target == cas.ErrNotFound
+}
+
+// ErrTagExists: a tag would move to another version without --force.
+var ErrTagExists = errors.New("the tag exists")
+
+// ErrNoVersionTouched: log PATH found no version in which PATH changed.
+var ErrNoVersionTouched = errors.New("no version touched the path")

@@ -128,7 +128,7 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 		for _, p := range o.Paths {
 			want, err := index.Lookup(ctx, g, vroot, p)
 			if errors.Is(err, cas.ErrNotFound) {
-				return nil, fmt.Errorf("%s: %w", p, ErrPathNotInVersion)
+				return nil, &notInVersion{path: p, version: o.Version}
 			}
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p, err)
@@ -205,7 +205,7 @@ func (r *RestoreResult) add(rr *restore.Result) {
 func (s *session) restorePath(ctx context.Context, g cas.Getter, target, p string, from, to cas.Ref, ro restore.Options) (*restore.Result, error) {
 	want, err := index.Lookup(ctx, g, to, p)
 	if errors.Is(err, cas.ErrNotFound) {
-		return nil, ErrPathNotInVersion
+		return nil, &notInVersion{path: p}
 	}
 	if err != nil {
 		return nil, err

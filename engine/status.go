@@ -119,9 +119,5 @@ func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
 
 // resolve names a version of the folder's root.
 func (s *session) resolve(ctx context.Context, name string) (cas.Ref, error) {
-	ref, err := index.Resolve(ctx, s.remote, s.objects(), s.root(), name)
-	if err != nil {
-		return cas.Ref{}, fmt.Errorf("version %q: %w", name, err)
-	}
-	return ref, nil
+	return index.Resolve(ctx, s.remote, s.objects(), s.root(), name)
 }

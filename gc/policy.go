@@ -30,7 +30,7 @@ type Policy struct {
 }
 
 // ErrEmptyPolicy refuses a policy that would keep nothing but the head.
-var ErrEmptyPolicy = errors.New("gc: no keep rule given; refusing to forget every version")
+var ErrEmptyPolicy = errors.New("no keep rule given; refusing to forget every version")
 
 // Empty reports whether the policy has no rule.
 func (p Policy) Empty() bool {

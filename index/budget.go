@@ -11,7 +11,7 @@ import (
 // ErrTooBig: a walk would visit far more entries than the trees it reads
 // hold (a DAG bomb: a few small trees whose entries all name one subtree
 // describe a folder of 10^15 paths), or an object is larger than allowed.
-var ErrTooBig = errors.New("index: too big")
+var ErrTooBig = errors.New("too big")
 
 // Walks that name every path (Walk, Diff, Merge) visit each entry under
 // each path, so repeats multiply. Each such walk charges the entries it

@@ -15,7 +15,7 @@ import (
 
 // ErrMalformed is returned for object bytes that do not decode under the
 // strict rules of doc.go.
-var ErrMalformed = errors.New("index: malformed object")
+var ErrMalformed = errors.New("malformed object")
 
 const (
 	typeFile    = 1

@@ -10,7 +10,7 @@ import (
 )
 
 // ErrInvalidPath is returned for names and paths that break the name rule.
-var ErrInvalidPath = errors.New("index: invalid path")
+var ErrInvalidPath = errors.New("invalid path")
 
 // ErrNotPortable: a name Windows cannot hold (see PortableName); a
 // portable namespace refuses it. It is an ErrInvalidPath too.

@@ -13,11 +13,42 @@ import (
 )
 
 // ErrAmbiguous is returned when a ref prefix names more than one version.
-var ErrAmbiguous = errors.New("index: ambiguous version name")
+var ErrAmbiguous = errors.New("ambiguous version name")
 
 // timeLayouts are the forms "@TIME" accepts, in local time unless they
 // carry a zone.
 var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"}
+
+// ErrTagName: a tag name that is not allowed, because it would read as
+// another kind of version name.
+var ErrTagName = errors.New("not a tag name")
+
+// ValidTagName refuses tag names Resolve would read as something else:
+// head, head~N, @TIME, and 8 or more hex digits (a ref prefix), besides
+// what no name may be.
+func ValidTagName(name string) error {
+	switch {
+	case name == "head" || strings.HasPrefix(name, "head~") || strings.HasPrefix(name, "head^"):
+		return fmt.Errorf("tag %q reads as the head: %w", name, ErrTagName)
+	case strings.HasPrefix(name, "@"):
+		return fmt.Errorf("tag %q reads as a time (@TIME): %w", name, ErrTagName)
+	case len(name) >= 8 && isHex(name):
+		return fmt.Errorf("tag %q reads as a version's ref prefix: %w", name, ErrTagName)
+	}
+	if err := cas.ValidName(name); err != nil {
+		return fmt.Errorf("tag %q: %w", name, err)
+	}
+	return nil
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
+}
 
 // Resolve turns a version name into a version ref. Names are:
 //
@@ -30,13 +61,21 @@ var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T
 //
 // A tag shadows a hex prefix of the same spelling.
 func Resolve(ctx context.Context, h cas.Heads, g cas.Getter, root, name string) (cas.Ref, error) {
+	ref, err := resolve(ctx, h, g, root, name)
+	if err != nil {
+		return cas.Ref{}, fmt.Errorf("version %q: %w", name, err)
+	}
+	return ref, nil
+}
+
+func resolve(ctx context.Context, h cas.Heads, g cas.Getter, root, name string) (cas.Ref, error) {
 	switch {
 	case name == "" || name == "head":
 		return h.Head(ctx, root)
 	case strings.HasPrefix(name, "head~"):
 		n, err := strconv.Atoi(name[len("head~"):])
 		if err != nil || n < 0 {
-			return cas.Ref{}, fmt.Errorf("version %q: want head~N with N a number", name)
+			return cas.Ref{}, errors.New("want head~N with N a number")
 		}
 		ref, err := h.Head(ctx, root)
 		if err != nil {
@@ -48,7 +87,7 @@ func Resolve(ctx context.Context, h cas.Heads, g cas.Getter, root, name string) 
 				return cas.Ref{}, err
 			}
 			if len(v.Parents) == 0 {
-				return cas.Ref{}, fmt.Errorf("version %q: history has only %d versions before head: %w", name, i, cas.ErrNotFound)
+				return cas.Ref{}, cas.Errorf(cas.ErrNotFound, "history has only %d versions before head", i)
 			}
 			ref = v.Parents[0]
 		}
@@ -75,7 +114,7 @@ func resolveTime(ctx context.Context, h cas.Heads, root, name string) (cas.Ref, 
 		}
 	}
 	if err != nil {
-		return cas.Ref{}, fmt.Errorf("version %q: time not in a form like @2026-11-21T10:00", name)
+		return cas.Ref{}, errors.New("time not in a form like @2026-11-21T10:00")
 	}
 	hist, err := h.History(ctx, root)
 	if err != nil {
@@ -86,15 +125,15 @@ func resolveTime(ctx context.Context, h cas.Heads, root, name string) (cas.Ref, 
 			return hist[i].Ref, nil
 		}
 	}
-	return cas.Ref{}, fmt.Errorf("version %q: no version at or before %s: %w", name, at.Format(time.RFC3339), cas.ErrNotFound)
+	return cas.Ref{}, cas.Errorf(cas.ErrNotFound, "no version at or before %s", at.Format(time.RFC3339))
 }
 
 func resolvePrefix(ctx context.Context, h cas.Heads, g cas.Getter, root, name string) (cas.Ref, error) {
 	if len(name) < 8 || len(name) > 64 {
-		return cas.Ref{}, fmt.Errorf("version %q: not head, head~N, @TIME, a tag, or a ref prefix of 8+ hex digits: %w", name, cas.ErrNotFound)
+		return cas.Ref{}, cas.Errorf(cas.ErrNotFound, "not head, head~N, @TIME, a tag, or a ref prefix of 8+ hex digits")
 	}
 	if _, err := hex.DecodeString(name[:len(name)&^1]); err != nil || strings.ToLower(name) != name {
-		return cas.Ref{}, fmt.Errorf("version %q: not a tag, and not lowercase hex: %w", name, cas.ErrNotFound)
+		return cas.Ref{}, cas.Errorf(cas.ErrNotFound, "not a tag, and not lowercase hex")
 	}
 	hist, err := h.History(ctx, root)
 	if err != nil {
@@ -116,7 +155,7 @@ func resolvePrefix(ctx context.Context, h cas.Heads, g cas.Getter, root, name st
 	}
 	switch len(found) {
 	case 0:
-		return cas.Ref{}, fmt.Errorf("version %q: in no kept version of the root's history (forgotten, or never pushed): %w", name, cas.ErrNotFound)
+		return cas.Ref{}, cas.Errorf(cas.ErrNotFound, "in no kept version of the root's history (forgotten, or never pushed)")
 	case 1:
 		return found.Sorted()[0], nil
 	}

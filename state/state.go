@@ -23,7 +23,7 @@ import (
 )
 
 // ErrNoFolder is returned when a directory is not a synced folder.
-var ErrNoFolder = errors.New("state: not a ferry folder (run ferry init)")
+var ErrNoFolder = errors.New("not a ferry folder (run ferry init)")
 
 // Config is DIR/.ferry/config.
 type Config struct {
@@ -103,16 +103,32 @@ func Init(dir string, cfg Config) (*Folder, error) {
 // Find opens the folder at dir, or at the nearest parent of dir that is
 // one, as git finds its repository.
 func Find(dir string) (*Folder, error) {
-	abs, err := filepath.Abs(dir)
+	root, err := FindRoot(dir)
 	if err != nil {
 		return nil, err
 	}
+	return Open(root)
+}
+
+// IsFolder reports whether dir is a folder's root.
+func IsFolder(dir string) bool {
+	_, err := os.Stat(filepath.Join(stateDir(dir), "config"))
+	return err == nil
+}
+
+// FindRoot returns the absolute path of the folder at dir, or at the
+// nearest parent of dir that is one.
+func FindRoot(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
 	for d := abs; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(stateDir(d), "config")); err == nil {
-			return Open(d)
+		if IsFolder(d) {
+			return d, nil
 		}
 		if filepath.Dir(d) == d {
-			return nil, fmt.Errorf("%s: %w", abs, ErrNoFolder)
+			return "", fmt.Errorf("%s: %w", abs, ErrNoFolder)
 		}
 	}
 }

@@ -16,13 +16,13 @@ import (
 // Errors a client sees.
 var (
 	// ErrAuth: the token is wrong, revoked, or not for this namespace.
-	ErrAuth = errors.New("transport: not authenticated")
+	ErrAuth = errors.New("not authenticated")
 	// ErrPermission: the token may not do this.
-	ErrPermission = errors.New("transport: permission denied")
+	ErrPermission = errors.New("permission denied")
 	// ErrFingerprint: the server's certificate is not the pinned one.
-	ErrFingerprint = errors.New("transport: server certificate fingerprint mismatch")
+	ErrFingerprint = errors.New("server certificate fingerprint mismatch")
 	// ErrUnavailable: the server cannot accept writes now.
-	ErrUnavailable = errors.New("transport: server unavailable")
+	ErrUnavailable = errors.New("server unavailable")
 )
 
 // Wire error codes (RELIABILITY.md's vocabulary).

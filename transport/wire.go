@@ -39,7 +39,7 @@ const (
 )
 
 // ErrProtocol is a peer that broke the protocol.
-var ErrProtocol = errors.New("transport: protocol error")
+var ErrProtocol = errors.New("protocol error")
 
 // Hello opens a connection.
 type Hello struct {

@@ -28,6 +28,10 @@ itself while it serves: the whole store with its admin token, one namespace
 with that namespace's token (the folder's, when run in a folder).`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
+			dir, err := g.folder(a)
+			if err != nil {
+				return err
+			}
 			o := engine.CheckOptions{ReadData: readData}
 			if subset != "" {
 				if _, err := fmt.Sscanf(subset, "%d/%d", &o.SubsetN, &o.SubsetM); err != nil {
@@ -40,7 +44,7 @@ with that namespace's token (the folder's, when run in a folder).`,
 			}
 			eo, _ := g.options("")
 			if remote == "" {
-				f, err := state.Find(dirArg(a))
+				f, err := state.Find(dir)
 				if err != nil {
 					return usageError{fmt.Errorf("check: give --remote STORE, or run it in a synced folder: %w", err)}
 				}

@@ -15,8 +15,12 @@ func newConflicts(g *globals) *cobra.Command {
 		Short: "List unresolved conflicts: the conflict copies in the folder",
 		Args:  args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
+			dir, err := g.folder(a)
+			if err != nil {
+				return err
+			}
 			o, _ := g.options("")
-			list, err := engine.Conflicts(c.Context(), dirArg(a), o)
+			list, err := engine.Conflicts(c.Context(), dir, o)
 			if err != nil {
 				return err
 			}
@@ -39,12 +43,15 @@ replaces PATH; remote: the copy is removed; both: the copy stays, renamed to
 NAME.DEVICE.EXT. The next push or sync records the resolution.`,
 		Args: args(cobra.RangeArgs(1, 2)),
 		RunE: func(c *cobra.Command, a []string) error {
-			dir, p := ".", a[0]
-			if len(a) == 2 {
-				dir, p = a[0], a[1]
+			loc, err := g.located(a)
+			if err != nil {
+				return err
+			}
+			if len(loc.Paths) != 1 {
+				return usageError{fmt.Errorf("resolve takes one PATH")}
 			}
 			o, _ := g.options("")
-			res, err := engine.Resolve(c.Context(), dir, p, engine.Keep(keep), o)
+			res, err := engine.Resolve(c.Context(), loc.Dir, loc.Paths[0], engine.Keep(keep), o)
 			if err != nil {
 				return err
 			}

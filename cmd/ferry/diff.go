@@ -16,10 +16,8 @@ is now; with none, from the head to the folder. A version is a ref prefix (8+ he
 digits), a tag, head, head~N, or @TIME (for example @2026-11-21T10:00).`,
 		Args: args(cobra.MaximumNArgs(3)),
 		RunE: func(c *cobra.Command, a []string) error {
-			dir, v1, v2 := ".", "", ""
-			if len(a) > 0 && isDir(a[0]) {
-				dir, a = a[0], a[1:]
-			}
+			v1, v2 := "", ""
+			dir, a := g.folderArg(a)
 			switch len(a) {
 			case 0:
 			case 1:

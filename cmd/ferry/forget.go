@@ -26,13 +26,16 @@ every bucket. The head is always kept; tagged versions are kept unless
 stay readable until 'ferry gc' (or the server's scheduled gc) reclaims their data.`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
-			var err error
+			dir, err := g.folder(a)
+			if err != nil {
+				return err
+			}
 			if o.Policy, err = policy(); err != nil {
 				return err
 			}
 			eo, _ := g.options("")
 			o.Options = eo
-			res, err := engine.Forget(c.Context(), dirArg(a), o)
+			res, err := engine.Forget(c.Context(), dir, o)
 			if err != nil {
 				return err
 			}

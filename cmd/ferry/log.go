@@ -16,12 +16,19 @@ func newLog(g *globals) *cobra.Command {
 		Short: "List the versions of the folder, or those in which PATH changed",
 		Args:  args(cobra.MaximumNArgs(2)),
 		RunE: func(c *cobra.Command, a []string) error {
-			dir, path := dirArg(a), ""
-			if len(a) == 2 {
-				path = a[1]
+			loc, err := g.located(a)
+			if err != nil {
+				return err
+			}
+			if len(loc.Paths) > 1 {
+				return usageError{errTooManyArgs}
+			}
+			path := ""
+			if len(loc.Paths) == 1 {
+				path = loc.Paths[0]
 			}
 			o, _ := g.options("")
-			entries, err := engine.Log(c.Context(), dir, path, o)
+			entries, err := engine.Log(c.Context(), loc.Dir, path, o)
 			if err != nil {
 				return err
 			}

@@ -4,20 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/spf13/cobra"
 )
 
 var errTooManyArgs = errors.New("too many arguments")
-
-// isDir reports whether a is an existing directory (to tell DIR from a
-// version or path in optional leading arguments).
-func isDir(a string) bool {
-	st, err := os.Stat(a)
-	return err == nil && st.IsDir()
-}
 
 func newLs(g *globals) *cobra.Command {
 	var version string
@@ -27,19 +19,19 @@ func newLs(g *globals) *cobra.Command {
 		Short: "List a version's entries at PATH (default: the head's top level)",
 		Args:  args(cobra.MaximumNArgs(2)),
 		RunE: func(c *cobra.Command, a []string) error {
-			dir, path := ".", ""
-			switch len(a) {
-			case 1:
-				if isDir(a[0]) {
-					dir = a[0]
-				} else {
-					path = a[0]
-				}
-			case 2:
-				dir, path = a[0], a[1]
+			loc, err := g.located(a)
+			if err != nil {
+				return err
+			}
+			if len(loc.Paths) > 1 {
+				return usageError{errTooManyArgs}
+			}
+			path := ""
+			if len(loc.Paths) == 1 {
+				path = loc.Paths[0]
 			}
 			o, _ := g.options("")
-			entries, err := engine.Ls(c.Context(), dir, version, path, recursive, o)
+			entries, err := engine.Ls(c.Context(), loc.Dir, version, path, recursive, o)
 			if err != nil {
 				return err
 			}

@@ -38,6 +38,7 @@ type globals struct {
 	quiet       bool
 	verbose     bool
 	force       bool
+	chdir       string
 	tokenFile   string
 	fingerprint string
 	streams     int
@@ -167,6 +168,7 @@ diff and restore any version.`,
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log what happens")
+	root.PersistentFlags().StringVarP(&g.chdir, "folder", "C", "", "the folder to act on (default: the one holding the current directory)")
 	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", "", "file holding the server token (default env FERRY_TOKEN, then the folder's)")
 	root.PersistentFlags().StringVar(&g.fingerprint, "fingerprint", "", "the server certificate's SHA-256 to pin (env FERRY_FINGERPRINT)")
 	root.PersistentFlags().IntVar(&g.streams, "streams", 8, "parallel upload streams to a server")
@@ -205,14 +207,6 @@ func args(rule cobra.PositionalArgs) cobra.PositionalArgs {
 		}
 		return nil
 	}
-}
-
-// dirArg returns the folder argument, "." by default.
-func dirArg(a []string) string {
-	if len(a) > 0 {
-		return a[0]
-	}
-	return "."
 }
 
 func (g *globals) logger() *slog.Logger {

@@ -60,7 +60,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"init", filepath.Join(tmp, "g")}, exitUsage, "--remote is required"},
 		{[]string{"push", tmp}, exitError, "not a ferry folder"},
 		{[]string{"restore", folder, "--to", tmp}, exitUsage, "version"},
-		{[]string{"log", folder, "a/../b"}, exitError, "invalid path"},
+		{[]string{"log", folder, "../outside"}, exitError, "outside the folder"},
 		{[]string{"check", "--remote", store, "--read-data-subset", "x"}, exitUsage, "N/M"},
 	}
 	for _, tt := range tests {

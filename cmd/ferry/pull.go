@@ -14,8 +14,12 @@ func newPull(g *globals) *cobra.Command {
 		Short: "Bring the folder to the remote head, merging local changes",
 		Args:  args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
+			dir, err := g.folder(a)
+			if err != nil {
+				return err
+			}
 			o, done := g.options("pull")
-			res, err := engine.Pull(c.Context(), dirArg(a), o)
+			res, err := engine.Pull(c.Context(), dir, o)
 			done()
 			if err != nil {
 				return err
@@ -56,9 +60,13 @@ func newSync(g *globals) *cobra.Command {
 		Short: "Pull, then push, once",
 		Args:  args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
+			dir, err := g.folder(a)
+			if err != nil {
+				return err
+			}
 			if dryRun {
 				o, done := g.options("scan")
-				p, err := engine.PlanSync(c.Context(), dirArg(a), o)
+				p, err := engine.PlanSync(c.Context(), dir, o)
 				done()
 				if err != nil {
 					return err
@@ -66,7 +74,7 @@ func newSync(g *globals) *cobra.Command {
 				return g.print(p, func(w io.Writer) { printPlan(w, p) })
 			}
 			o, done := g.options("sync")
-			res, err := engine.Sync(c.Context(), dirArg(a), engine.PushOptions{Options: o, Message: message})
+			res, err := engine.Sync(c.Context(), dir, engine.PushOptions{Options: o, Message: message})
 			done()
 			if err != nil {
 				return err

@@ -15,8 +15,12 @@ func newPush(g *globals) *cobra.Command {
 		Short: "Record the folder as a new version and upload what the remote lacks",
 		Args:  args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
+			dir, err := g.folder(a)
+			if err != nil {
+				return err
+			}
 			o, done := g.options("push")
-			res, err := engine.Push(c.Context(), dirArg(a), engine.PushOptions{Options: o, Message: message})
+			res, err := engine.Push(c.Context(), dir, engine.PushOptions{Options: o, Message: message})
 			done()
 			if err != nil {
 				return err

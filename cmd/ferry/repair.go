@@ -35,13 +35,17 @@ itself while it serves, given its admin token (--data DIR on its machine, or
 --remote quic://... with FERRY_TOKEN). Exit status 1 while anything is damaged.`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
+			dir, err := g.folder(a)
+			if err != nil {
+				return err
+			}
 			if remote == "" && o.Server.Data == "" {
 				remote = os.Getenv("FERRY_REMOTE")
 			}
 			eo, _ := g.options("")
 			o.Options = eo
 			if remote == "" && o.Server.Data == "" {
-				f, err := state.Find(dirArg(a))
+				f, err := state.Find(dir)
 				if err != nil {
 					return usageError{fmt.Errorf("repair: give --remote STORE, or run it in a synced folder: %w", err)}
 				}

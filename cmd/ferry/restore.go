@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/spf13/cobra"
@@ -23,14 +24,17 @@ data; --partial restores the rest (in place, those paths stay as they are).
 No file is ever left partly written under its own name.`,
 		Args: args(cobra.ArbitraryArgs),
 		RunE: func(c *cobra.Command, a []string) error {
-			dir := "."
-			if len(a) > 0 && isDir(a[0]) {
-				dir, a = a[0], a[1:]
+			loc, err := g.located(a)
+			if err != nil {
+				return err
 			}
-			o.Paths = a
+			o.Paths = loc.Paths
+			if slices.Contains(o.Paths, "") {
+				o.Paths = nil // the folder's root: all of it
+			}
 			eo, done := g.options("restore")
 			o.Options = eo
-			res, err := engine.Restore(c.Context(), dir, o)
+			res, err := engine.Restore(c.Context(), loc.Dir, o)
 			done()
 			if err != nil {
 				return err

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ferry-sync/ferry/engine"
 	"github.com/ferry-sync/ferry/internal/server"
 	"github.com/spf13/cobra"
 )
@@ -37,11 +38,14 @@ Connections are capped per source address and per token, and an address that
 fails to authenticate 10 times is slowed to one attempt every 6 seconds. The
 server's memory stays under about 400 MiB (caches and memtables) plus the two
 budgets plus 16 MiB (a connection's receive window) per connection; see
-docs/ARCHITECTURE.md, "Bounded resources".`,
+docs/ARCHITECTURE.md, "Hostile tenants".`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if cfg.Data == "" {
 				return usageError{fmt.Errorf("serve: --data DIR is required")}
+			}
+			if err := engine.StoreOutsideFolders(cfg.Data); err != nil {
+				return fmt.Errorf("serve: %w", err)
 			}
 			var err error
 			if cfg.MinFree, err = optSize(minFree); err != nil {

@@ -27,18 +27,18 @@ garbage collection; once it expires, the link stops working and the data is
 collectable like any other. Needs a folder synced with a server.`,
 		Args: args(cobra.MaximumNArgs(2)),
 		RunE: func(c *cobra.Command, a []string) error {
-			dir, p := ".", ""
-			switch len(a) {
-			case 1:
-				if isDir(a[0]) && !list && extend == "" && revoke == "" {
-					dir = a[0]
-				} else if list || extend != "" || revoke != "" {
-					dir = a[0]
-				} else {
-					p = a[0]
-				}
-			case 2:
-				dir, p = a[0], a[1]
+			loc, err := g.located(a)
+			if err != nil {
+				return err
+			}
+			dir, p := loc.Dir, ""
+			switch {
+			case len(loc.Paths) > 1:
+				return usageError{errTooManyArgs}
+			case len(loc.Paths) == 1 && (list || extend != "" || revoke != ""):
+				return usageError{fmt.Errorf("share --list, --extend and --revoke take no PATH")}
+			case len(loc.Paths) == 1:
+				p = loc.Paths[0]
 			}
 			eo, _ := g.options("")
 			o.Options = eo

@@ -14,8 +14,12 @@ func newStatus(g *globals) *cobra.Command {
 		Short: "Show local changes and the remote head; transfers nothing",
 		Args:  args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
+			dir, err := g.folder(a)
+			if err != nil {
+				return err
+			}
 			o, done := g.options("scan")
-			res, err := engine.Status(c.Context(), dirArg(a), o)
+			res, err := engine.Status(c.Context(), dir, o)
 			done()
 			if err != nil {
 				return err

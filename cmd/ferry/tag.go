@@ -15,10 +15,7 @@ func newTag(g *globals) *cobra.Command {
 		Short: "Name a version (default: head); with no NAME, list the tags",
 		Args:  args(cobra.MaximumNArgs(3)),
 		RunE: func(c *cobra.Command, a []string) error {
-			dir := "."
-			if len(a) > 0 && isDir(a[0]) {
-				dir, a = a[0], a[1:]
-			}
+			dir, a := g.folderArg(a)
 			name, version := "", "head"
 			switch len(a) {
 			case 0:
@@ -45,5 +42,6 @@ func newTag(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVarP(&remove, "delete", "d", false, "remove the tag NAME")
+	c.Flags().BoolVar(&g.force, "force", false, "move a tag that names another version")
 	return c
 }

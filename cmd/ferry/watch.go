@@ -22,6 +22,10 @@ with a message_type). A lost connection is retried with backoff; offline edits
 are synced on reconnect, and conflicting edits are kept as conflict copies.`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
+			dir, err := g.folder(a)
+			if err != nil {
+				return err
+			}
 			eo, _ := g.options("")
 			o.Options = eo
 			var mu sync.Mutex
@@ -51,7 +55,7 @@ are synced on reconnect, and conflicting edits are kept as conflict copies.`,
 						e.Pulled, human(e.BytesIn), e.Pushed, human(e.BytesSent), ms(e.DurationMS), short(e.Version))
 				}
 			}
-			return engine.Watch(c.Context(), dirArg(a), o)
+			return engine.Watch(c.Context(), dir, o)
 		},
 	}
 	c.Flags().DurationVar(&o.Debounce, "debounce", 200e6, "longest a burst of changes is coalesced")
