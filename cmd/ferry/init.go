@@ -12,12 +12,15 @@ import (
 func newInit(g *globals) *cobra.Command {
 	var o engine.InitOptions
 	c := &cobra.Command{
-		Use:   "init DIR --remote URL [--root NAME]",
+		Use:   "init DIR --remote URL [--root NAME | --new-root]",
 		Short: "Make DIR a synced folder of a store or server",
 		Long: `Make DIR a synced folder. URL is a local store directory (made when missing)
-or quic://HOST:PORT/NAMESPACE. DIR is made when missing. The root name (default:
-DIR's base name) names the folder's history in the store; folders on other
-devices with the same root sync with each other.`,
+or quic://HOST:PORT/NAMESPACE. DIR is made when missing. The root names the
+folder's history in the store; folders on other devices with the same root sync
+with each other. Without --root, init joins the remote's only root, makes one
+named after DIR when the remote has none, and lists them when it has several.
+--root NAME joins NAME; a root the remote lacks, beside others, needs --new-root
+(so a typo does not start an empty history). --new-root makes a new root.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
 			if o.Remote == "" {
@@ -37,6 +40,12 @@ devices with the same root sync with each other.`,
 			return g.print(res, func(w io.Writer) {
 				printWarnings(w, res.Warnings)
 				fmt.Fprintf(w, "initialized %s\n  remote %s\n  root   %s\n  device %s\n", res.Dir, res.Remote, res.Root, res.Device)
+				switch res.RootFrom {
+				case "only":
+					fmt.Fprintf(w, "joined the remote's only root, %q\n", res.Root)
+				case "new":
+					fmt.Fprintf(w, "made a new root, %q\n", res.Root)
+				}
 				if res.Head != "" {
 					fmt.Fprintf(w, "the root has versions: run 'ferry pull' to fetch head %s\n", res.Head[:12])
 				}
@@ -44,6 +53,7 @@ devices with the same root sync with each other.`,
 		},
 	}
 	c.Flags().StringVar(&o.Remote, "remote", "", "store directory or quic://HOST:PORT/NAMESPACE (env FERRY_REMOTE)")
-	c.Flags().StringVar(&o.Root, "root", "", "root name in the store (default: DIR's base name)")
+	c.Flags().StringVar(&o.Root, "root", "", "the root to join (default: the remote's only one)")
+	c.Flags().BoolVar(&o.NewRoot, "new-root", false, "make a new root (--root NAME, default DIR's base name)")
 	return c
 }
