@@ -119,7 +119,7 @@ func Open(dir string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("cas: create %s: %w", dir, err)
 		}
 	} else if !st.exists(filepath.Join(dir, "pebble")) {
-		return nil, fmt.Errorf("cas: open %s: no store here: %w", dir, ErrNotFound)
+		return nil, Errorf(ErrNotFound, "open %s: %w", dir, ErrNoStore)
 	}
 	lock, err := st.lock(dir)
 	if err != nil {

@@ -231,3 +231,19 @@ func (s storage) freeBytes(dir string) int64 {
 	}
 	return int64(u.AvailBytes)
 }
+
+// InUse reports whether a process holds the store at dir open (its lock
+// is taken), so that a caller can tell a running server from files one
+// left behind.
+func InUse(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, "LOCK"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return false
+}

@@ -12,6 +12,8 @@ var (
 	// ErrNotFound: the blob, head or tag does not exist (or, in a shared
 	// store, belongs to another namespace: the two look the same).
 	ErrNotFound = errors.New("not found")
+	// ErrNoStore: a directory holds no store (it is also ErrNotFound).
+	ErrNoStore = errors.New("no ferry store here")
 	// ErrCorrupt: bytes do not hash to the ref they were stored or sent
 	// under, or a stored record does not decode.
 	ErrCorrupt = errors.New("corrupt data")

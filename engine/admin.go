@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/transport"
 )
 
@@ -58,6 +59,11 @@ func dialAdmin(ctx context.Context, r ServerRef) (*transport.Client, error) {
 		info, err := parseServeInfo(b)
 		if err != nil {
 			return nil, fmt.Errorf("server data %s: %w", r.Data, err)
+		}
+		if !cas.InUse(filepath.Join(r.Data, "store")) {
+			// Dialling the address a stopped server left would wait out
+			// the handshake timeout for nothing.
+			return nil, cas.Errorf(transport.ErrUnavailable, "server data %s: the server is not running (its serve.json is from one that stopped; start ferry serve --data %s)", r.Data, r.Data)
 		}
 		if r.URL == "" {
 			r.URL = "quic://" + info.Addr

@@ -38,7 +38,21 @@ var (
 	// ErrStorageFull: the store's disk is below its free-space mark; it
 	// takes no new data until forget and gc free space.
 	ErrStorageFull = cas.ErrFull
+	// ErrNoFolder: no ferry folder at or above the directory.
+	ErrNoFolder = state.ErrNoFolder
+	// ErrNoStore: the store directory holds no store.
+	ErrNoStore = cas.ErrNoStore
+	// ErrLocked: another process holds the store or the folder.
+	ErrLocked = cas.ErrLocked
+	// ErrAuth: the server refused the token (unknown, revoked, or not for
+	// this namespace).
+	ErrAuth = transport.ErrAuth
+	// ErrFingerprint: the server's certificate is not the one pinned.
+	ErrFingerprint = transport.ErrFingerprint
 )
+
+// ErrNothingYet: a read-only token on a namespace nothing was pushed to.
+var ErrNothingYet = errors.New("read-only token: nothing to pull yet")
 
 // Remote is where a folder syncs to: a store of blobs and heads, and the
 // chunk params every writer to it must use.
@@ -70,8 +84,13 @@ func IsLocal(url string) bool { return !strings.Contains(url, "://") }
 // Credentials reach a server: a bearer token and the pinned fingerprint
 // of its certificate. Empty fields fall back to what the folder keeps.
 type Credentials struct {
-	Token       string
-	Fingerprint string
+	Token string
+	// TokenExplicit says Token was named for this command (--token-file):
+	// it then wins over the folder's own token. Otherwise (FERRY_TOKEN,
+	// which is for init and folders without one) the folder's wins, so an
+	// exported token for one namespace does not break folders of others.
+	TokenExplicit bool
+	Fingerprint   string
 	// IdleTimeout is how long a silent server counts as alive (default
 	// the transport's).
 	IdleTimeout time.Duration
@@ -206,8 +225,8 @@ func open(ctx context.Context, dir string, opts Options) (*session, error) {
 	}
 	s := &session{f: f, opts: opts}
 	ro := RemoteOptions{Credentials: opts.Credentials, Device: f.Config.Device, Logger: opts.Logger}
-	if ro.Token == "" {
-		ro.Token = f.Token()
+	if t := f.Token(); t != "" && !opts.Credentials.TokenExplicit {
+		ro.Token = t
 	}
 	if ro.Fingerprint == "" {
 		ro.Fingerprint = f.Config.Fingerprint
@@ -225,6 +244,13 @@ func open(ctx context.Context, dir string, opts Options) (*session, error) {
 	if err != nil {
 		f.Close()
 		return nil, err
+	}
+	if r.Params().Pol == 0 {
+		// The namespace has no chunk params yet, and this token may not
+		// make them: nobody has pushed, and this device cannot.
+		r.Close()
+		f.Close()
+		return nil, ErrNothingYet
 	}
 	s.remote = r
 	return s, nil

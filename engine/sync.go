@@ -294,13 +294,15 @@ func shortOrNone(r cas.Ref) string {
 
 // PullResult is the summary a pull prints.
 type PullResult struct {
-	Version       string `json:"version"`
-	UpToDate      bool   `json:"up_to_date"`
-	FilesChanged  int64  `json:"files_changed"`
-	FilesWritten  int64  `json:"files_written"`
-	Removed       int64  `json:"removed"`
-	ChunksFetched int64  `json:"chunks_fetched"`
-	ChunksLocal   int64  `json:"chunks_from_local_files"`
+	Version string `json:"version"`
+	// NothingYet: a read-only token, and nothing pushed to the namespace.
+	NothingYet    bool  `json:"nothing_yet,omitempty"`
+	UpToDate      bool  `json:"up_to_date"`
+	FilesChanged  int64 `json:"files_changed"`
+	FilesWritten  int64 `json:"files_written"`
+	Removed       int64 `json:"removed"`
+	ChunksFetched int64 `json:"chunks_fetched"`
+	ChunksLocal   int64 `json:"chunks_from_local_files"`
 	// Merged: the folder had changes of its own, merged with the head and
 	// pushed as a version with both as parents.
 	Merged       bool       `json:"merged,omitempty"`
@@ -317,6 +319,9 @@ type PullResult struct {
 func Pull(ctx context.Context, dir string, o Options) (*PullResult, error) {
 	start := time.Now()
 	s, err := open(ctx, dir, o)
+	if errors.Is(err, ErrNothingYet) {
+		return &PullResult{NothingYet: true}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

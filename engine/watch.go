@@ -86,6 +86,9 @@ func Watch(ctx context.Context, dir string, o WatchOptions) error {
 			return nil
 		}
 		o.Report(WatchEvent{MessageType: "error", Time: time.Now(), Error: err.Error()})
+		if permanent(err) {
+			return err
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -97,6 +100,18 @@ func Watch(ctx context.Context, dir string, o WatchOptions) error {
 			backoff = 500 * time.Millisecond
 		}
 	}
+}
+
+// permanent reports errors that no retry mends: the token is refused or
+// revoked, the server is not the one pinned, the folder is gone. watch
+// exits on them (non-zero) rather than retry forever in silence.
+func permanent(err error) bool {
+	for _, p := range []error{transport.ErrAuth, transport.ErrPermission, transport.ErrFingerprint, state.ErrNoFolder} {
+		if errors.Is(err, p) {
+			return true
+		}
+	}
+	return false
 }
 
 type watcher struct {

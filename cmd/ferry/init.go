@@ -30,9 +30,6 @@ named after DIR when the remote has none, and lists them when it has several.
 				return usageError{fmt.Errorf("init: --remote is required (or FERRY_REMOTE)")}
 			}
 			o.Credentials = g.credentials()
-			if g.tokenFile != "" && o.Token == "" {
-				return usageError{fmt.Errorf("init: --token-file %s could not be read", g.tokenFile)}
-			}
 			res, err := engine.Init(c.Context(), a[0], o)
 			if err != nil {
 				return err

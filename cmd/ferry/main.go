@@ -28,6 +28,9 @@ const (
 	exitError     = 1
 	exitUsage     = 2
 	exitConflicts = 3
+	exitNoFolder  = 10 // no folder or store where one was named
+	exitLocked    = 11 // another ferry holds the folder or the store
+	exitAuth      = 12 // the server refused the token, or is not the one pinned
 	exitFull      = 13 // quota exceeded, or the server's storage is full
 	exitCancelled = 130
 )
@@ -40,6 +43,7 @@ type globals struct {
 	force       bool
 	chdir       string
 	tokenFile   string
+	token       string // read from tokenFile
 	fingerprint string
 	streams     int
 	stdout      io.Writer
@@ -54,10 +58,8 @@ func (g *globals) credentials() engine.Credentials {
 	if d, err := time.ParseDuration(getenv("FERRY_IDLE_TIMEOUT")); err == nil {
 		c.IdleTimeout = d
 	}
-	if g.tokenFile != "" {
-		if b, err := os.ReadFile(g.tokenFile); err == nil {
-			c.Token = strings.TrimSpace(string(b))
-		}
+	if g.token != "" {
+		c.Token, c.TokenExplicit = g.token, true
 	}
 	if c.Fingerprint == "" {
 		c.Fingerprint = getenv("FERRY_FINGERPRINT")
@@ -145,6 +147,12 @@ func exitCode(err error) int {
 		return exitConflicts
 	case errors.Is(err, engine.ErrQuota), errors.Is(err, engine.ErrStorageFull):
 		return exitFull
+	case errors.Is(err, engine.ErrNoFolder), errors.Is(err, engine.ErrNotFolderRoot), errors.Is(err, engine.ErrNoStore):
+		return exitNoFolder
+	case errors.Is(err, engine.ErrLocked):
+		return exitLocked
+	case errors.Is(err, engine.ErrAuth), errors.Is(err, engine.ErrFingerprint):
+		return exitAuth
 	}
 	return exitError
 }
@@ -172,6 +180,21 @@ diff and restore any version.`,
 	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", "", "file holding the server token (default env FERRY_TOKEN, then the folder's)")
 	root.PersistentFlags().StringVar(&g.fingerprint, "fingerprint", "", "the server certificate's SHA-256 to pin (env FERRY_FINGERPRINT)")
 	root.PersistentFlags().IntVar(&g.streams, "streams", 8, "parallel upload streams to a server")
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+		if g.tokenFile == "" {
+			return nil
+		}
+		// A token file named but unreadable is an error, never a silent
+		// fall back to FERRY_TOKEN or the folder's token.
+		b, err := os.ReadFile(g.tokenFile)
+		if err != nil {
+			return usageError{fmt.Errorf("--token-file: %w", err)}
+		}
+		if g.token = strings.TrimSpace(string(b)); g.token == "" {
+			return usageError{fmt.Errorf("--token-file %s is empty", g.tokenFile)}
+		}
+		return nil
+	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
 	})

@@ -58,7 +58,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"push", "--no-such-flag"}, exitUsage, "unknown flag"},
 		{[]string{"frobnicate"}, exitUsage, "unknown command"},
 		{[]string{"init", filepath.Join(tmp, "g")}, exitUsage, "--remote is required"},
-		{[]string{"push", tmp}, exitError, "not a ferry folder"},
+		{[]string{"push", tmp}, exitNoFolder, "not a ferry folder"},
+		{[]string{"push", filepath.Join(folder, "sub")}, exitNoFolder, "not a ferry folder"},
+		{[]string{"check", "--remote", filepath.Join(tmp, "nostore")}, exitNoFolder, "no ferry store here"},
 		{[]string{"restore", folder, "--to", tmp}, exitUsage, "version"},
 		{[]string{"log", folder, "../outside"}, exitError, "outside the folder"},
 		{[]string{"check", "--remote", store, "--read-data-subset", "x"}, exitUsage, "N/M"},
@@ -75,7 +77,7 @@ func TestExitCodes(t *testing.T) {
 		MessageType string `json:"message_type"`
 		Code        int    `json:"code"`
 	}
-	if code != exitError || json.Unmarshal([]byte(errs), &e) != nil || e.MessageType != "exit_error" || e.Code != exitError {
+	if code != exitNoFolder || json.Unmarshal([]byte(errs), &e) != nil || e.MessageType != "exit_error" || e.Code != exitNoFolder {
 		t.Errorf("--json error: exit %d, stderr %q", code, errs)
 	}
 }
@@ -159,5 +161,35 @@ func TestKillDuringPull(t *testing.T) {
 	}
 	if temps, _ := filepath.Glob(filepath.Join(b, ".ferry-tmp-*")); len(temps) != 0 {
 		t.Errorf("temporary files left after the rerun: %v", temps)
+	}
+}
+
+// TestExitCodeConflictsAndInterrupt: exit 3 when a push makes conflict
+// copies, 130 when the command is interrupted.
+func TestExitCodeConflictsAndInterrupt(t *testing.T) {
+	tmp := t.TempDir()
+	a, b, store := filepath.Join(tmp, "a"), filepath.Join(tmp, "b"), filepath.Join(tmp, "s")
+	steps := [][]string{{"init", a, "--remote", store}, {"push", a}, {"init", b, "--remote", store}, {"pull", b}}
+	os.MkdirAll(a, 0o755)
+	os.WriteFile(filepath.Join(a, "f"), []byte("v1"), 0o644)
+	for _, s := range steps {
+		if code, _, errs := runCLI(t, s...); code != exitOK {
+			t.Fatalf("%v: exit %d %s", s, code, errs)
+		}
+	}
+	os.WriteFile(filepath.Join(a, "f"), []byte("v2 from a"), 0o644)
+	if code, _, errs := runCLI(t, "push", a); code != exitOK {
+		t.Fatalf("push a: exit %d %s", code, errs)
+	}
+	os.WriteFile(filepath.Join(b, "f"), []byte("v2 from b"), 0o644)
+	if code, out, errs := runCLI(t, "push", b); code != exitConflicts {
+		t.Errorf("push of a conflicting edit: exit %d, want %d\n%s%s", code, exitConflicts, out, errs)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	os.WriteFile(filepath.Join(a, "g"), []byte("new"), 0o644)
+	if code := run(ctx, []string{"push", a}, &out, &errb); code != exitCancelled {
+		t.Errorf("interrupted push: exit %d, want %d\n%s", code, exitCancelled, errb.String())
 	}
 }

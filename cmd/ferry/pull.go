@@ -40,6 +40,8 @@ func printPull(w io.Writer, res *engine.PullResult) {
 	switch {
 	case res.Merged:
 		fmt.Fprintf(w, "merged local changes with the remote head and pushed version %s: %d files changed here\n", short(res.Version), res.FilesChanged)
+	case res.NothingYet:
+		fmt.Fprintln(w, engine.ErrNothingYet)
 	case res.Version == "":
 		fmt.Fprintln(w, "nothing to pull: the root has no versions yet")
 	case res.UpToDate:

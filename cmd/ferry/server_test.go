@@ -217,8 +217,9 @@ func TestSecondServerLocked(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	startServe(t, data)
 	out, err := ferryRun(t, nil, "serve", "--data", data, "--listen", "127.0.0.1:0")
-	if err == nil || !strings.Contains(out, "locked") {
-		t.Errorf("second server: %v\n%s", err, out)
+	var ee *exec.ExitError
+	if !errorsAs(err, &ee) || ee.ExitCode() != exitLocked || !strings.Contains(out, "locked") {
+		t.Errorf("second server: %v (want exit %d)\n%s", err, exitLocked, out)
 	}
 }
 
@@ -489,7 +490,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		}
 	}
 	bad := "ferry_" + strings.Repeat("q", 32)
-	if o, err := ferryRun(t, []string{"FERRY_TOKEN=" + bad, "FERRY_FINGERPRINT=" + srv.fp}, "status", a); err == nil {
+	badFile := filepath.Join(tmp, "bad.token")
+	os.WriteFile(badFile, []byte(bad), 0o600)
+	if o, err := ferryRun(t, []string{"FERRY_FINGERPRINT=" + srv.fp}, "--token-file", badFile, "status", a); err == nil {
 		t.Fatalf("a wrong token was let in:\n%s", o)
 	}
 	resp, err = http.Get("http://" + info.MetricsAddr + "/metrics")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -57,5 +58,21 @@ func TestTokenResetAdmin(t *testing.T) {
 	env := []string{"FERRY_TOKEN=" + old, "FERRY_FINGERPRINT=" + srv.fp}
 	if o, err := ferryRun(t, env, "token", "list", "--server", "quic://"+srv.addr); err == nil || !strings.Contains(o, "not authenticated") {
 		t.Fatalf("the revoked admin token still works: %v\n%s", err, o)
+	}
+}
+
+// TestStaleServeInfo: after a server dies, the serve.json it left does
+// not send admin commands to wait out a handshake timeout: they say the
+// server is not running.
+func TestStaleServeInfo(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	srv := startServe(t, data)
+	srv.kill()
+	if _, err := os.Stat(filepath.Join(data, "serve.json")); err != nil {
+		t.Fatalf("the killed server left no serve.json to test with: %v", err)
+	}
+	code, _, errs := runCLI(t, "token", "list", "--data", data)
+	if code == 0 || !strings.Contains(errs, "the server is not running") {
+		t.Fatalf("token list on a stopped server's data: exit %d, %q", code, errs)
 	}
 }

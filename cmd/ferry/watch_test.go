@@ -481,3 +481,48 @@ func TestWatchWhileCollecting(t *testing.T) {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
 }
+
+// TestWatchExitsOnRevokedToken: a revoked token is not a network fault to
+// retry forever in silence: watch reports it and exits non-zero.
+func TestWatchExitsOnRevokedToken(t *testing.T) {
+	srv, a, _ := twoFolders(t)
+	w := startWatch(t, a)
+	code, out, errs := runCLI(t, "--json", "token", "list", "--data", srv.data)
+	if code != 0 {
+		t.Fatalf("token list: %s", errs)
+	}
+	var list []struct{ ID, Namespace, Perm string }
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("token list: %v\n%s", err, out)
+	}
+	revoked := 0
+	for _, tk := range list {
+		if tk.Namespace == "team" {
+			if code, _, errs := runCLI(t, "token", "revoke", tk.ID, "--data", srv.data); code != 0 {
+				t.Fatalf("token revoke: %s", errs)
+			}
+			revoked++
+		}
+	}
+	if revoked != 1 {
+		t.Fatalf("revoked %d tokens of namespace team, want 1: %s", revoked, out)
+	}
+	exited := make(chan error, 1)
+	go func() {
+		for range w.rounds { // closed when the process closes stdout
+		}
+		exited <- w.cmd.Wait()
+	}()
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errorsAs(err, &ee) || ee.ExitCode() == 0 {
+			t.Fatalf("watch ended with %v after its token was revoked, want a non-zero exit", err)
+		}
+		if !strings.Contains(w.errs.String(), "revoked") {
+			t.Errorf("watch's stderr does not say the token was revoked:\n%s", w.errs)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("watch still running 60 s after its token was revoked; errors: %q", w.errorEvents())
+	}
+}

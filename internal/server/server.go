@@ -111,7 +111,7 @@ type Memory struct {
 func (m Memory) Ceiling(conns int) int64 { return m.Base + m.Budgets + int64(conns)*m.PerConn }
 
 // ErrLocked is returned when another server has the data directory.
-var ErrLocked = errors.New("the data directory is locked by another ferry serve")
+var ErrLocked = cas.Errorf(cas.ErrLocked, "the data directory is locked by another ferry serve")
 
 // Run serves until ctx is done, then closes connections and the store.
 func Run(ctx context.Context, cfg Config) error {
