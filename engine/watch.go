@@ -29,7 +29,7 @@ type WatchOptions struct {
 
 // WatchEvent is one line of watch output.
 type WatchEvent struct {
-	MessageType string     `json:"message_type"` // "round" or "error"
+	MessageType string     `json:"message_type"` // "summary" (of a round) or "error"
 	Time        time.Time  `json:"time"`
 	Reason      string     `json:"reason"` // start, local, remote, rescan, reconnect, poll
 	Pulled      int64      `json:"files_pulled"`
@@ -278,7 +278,7 @@ func (wt *watcher) round(ctx context.Context, conn *session, reason string) erro
 	if err != nil {
 		return err
 	}
-	e := WatchEvent{MessageType: "round", Time: time.Now(), Reason: reason, DurationMS: time.Since(start).Milliseconds()}
+	e := WatchEvent{MessageType: "summary", Time: time.Now(), Reason: reason, DurationMS: time.Since(start).Milliseconds()}
 	if p := res.Pull; p != nil {
 		e.Pulled, e.BytesIn, e.Conflicts = p.FilesChanged, p.BytesFetched, p.Conflicts
 		e.Warnings = append(e.Warnings, p.Warnings...)

@@ -123,8 +123,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	code := exitCode(err)
-	if g.json {
-		b, _ := json.Marshal(map[string]any{"message_type": "exit_error", "code": code, "message": err.Error()})
+	if g.json || wantsJSON(args) {
+		b, _ := json.Marshal(struct {
+			MessageType string `json:"message_type"`
+			Code        int    `json:"code"`
+			Message     string `json:"message"`
+		}{"exit_error", code, err.Error()})
 		fmt.Fprintln(stderr, string(b))
 	} else {
 		fmt.Fprintln(stderr, "ferry:", err)
@@ -257,8 +261,12 @@ func (g *globals) options(what string) (engine.Options, func()) {
 // print writes v as JSON, or calls text for people.
 func (g *globals) print(v any, text func(w io.Writer)) error {
 	if g.json {
-		enc := json.NewEncoder(g.stdout)
-		return enc.Encode(v)
+		b, err := withMessageType(v)
+		if err != nil {
+			return err
+		}
+		_, err = g.stdout.Write(append(b, '\n'))
+		return err
 	}
 	if !g.quiet {
 		text(g.stdout)

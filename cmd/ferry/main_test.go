@@ -193,3 +193,62 @@ func TestExitCodeConflictsAndInterrupt(t *testing.T) {
 		t.Errorf("interrupted push: exit %d, want %d\n%s", code, exitCancelled, errb.String())
 	}
 }
+
+// TestJSONContract: with --json, every object printed carries a
+// message_type (summary for a result, verbose_status for each element of
+// a listing), and an error is JSON even when the bad argument comes
+// before --json.
+func TestJSONContract(t *testing.T) {
+	tmp := t.TempDir()
+	folder, store := filepath.Join(tmp, "f"), filepath.Join(tmp, "s")
+	os.MkdirAll(folder, 0o755)
+	os.WriteFile(filepath.Join(folder, "a"), []byte("a"), 0o644)
+	for _, step := range [][]string{{"init", folder, "--remote", store}, {"push", folder}, {"tag", folder, "v1"}} {
+		if code, _, errs := runCLI(t, append([]string{"--json"}, step...)...); code != exitOK {
+			t.Fatalf("%v: exit %d %s", step, code, errs)
+		}
+	}
+	for _, args := range [][]string{
+		{"status", folder}, {"log", folder}, {"ls", folder}, {"diff", folder}, {"tag", folder},
+		{"check", "--remote", store}, {"forget", folder, "--keep-last", "1", "--dry-run"}, {"conflicts", folder},
+	} {
+		code, out, errs := runCLI(t, append([]string{"--json"}, args...)...)
+		if code != exitOK {
+			t.Fatalf("%v: exit %d %s", args, code, errs)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var v any
+			if err := json.Unmarshal([]byte(line), &v); err != nil {
+				t.Fatalf("%v printed a line that is not JSON: %q", args, line)
+			}
+			var objs []any
+			switch x := v.(type) {
+			case map[string]any:
+				objs = []any{x}
+			case []any:
+				objs = x
+			}
+			for _, o := range objs {
+				m, ok := o.(map[string]any)
+				if !ok {
+					continue
+				}
+				switch m["message_type"] {
+				case "summary", "verbose_status", "status", "error":
+				default:
+					t.Errorf("%v: an object without a known message_type: %s", args, line)
+				}
+			}
+		}
+	}
+	for _, args := range [][]string{{"--bogus", "--json", "push", folder}, {"push", "--nope", "--json"}, {"ls", "--json", folder, "nosuch"}} {
+		code, _, errs := runCLI(t, args...)
+		var e struct {
+			MessageType string `json:"message_type"`
+			Code        int    `json:"code"`
+		}
+		if err := json.Unmarshal([]byte(errs), &e); err != nil || e.MessageType != "exit_error" || e.Code != code || code == exitOK {
+			t.Errorf("%v: exit %d, stderr %q; want one exit_error object", args, code, errs)
+		}
+	}
+}

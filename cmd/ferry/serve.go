@@ -75,7 +75,7 @@ docs/ARCHITECTURE.md, "Hostile tenants".`,
 			cfg.Ready = func(info server.Info) {
 				if g.json {
 					b, _ := json.Marshal(info)
-					fmt.Fprintln(g.stdout, string(b))
+					fmt.Fprintln(g.stdout, string(markObject(b, "status")))
 					return
 				}
 				fmt.Fprintf(g.stdout, "ferry serve: listening on %s\n  fingerprint %s\n", info.Addr, info.Fingerprint)

@@ -84,7 +84,7 @@ func startWatch(t *testing.T, dir string) *watchProc {
 	// The first round (the initial sync) says the watch is running.
 	select {
 	case e, ok := <-w.rounds:
-		if !ok || e["message_type"] != "round" {
+		if !ok || e["message_type"] != "summary" {
 			t.Fatalf("watch did not start: %v\n%s", e, errs)
 		}
 	case <-time.After(30 * time.Second):
