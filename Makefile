@@ -11,8 +11,13 @@ PKGS      := ./...
 
 all: build
 
+# The version: the newest v* tag and the commits since (git describe), else
+# the release line in development; the commit comes from Go's VCS stamping,
+# which -buildvcs=auto turns on even where GOFLAGS turns it off.
+VERSION   ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || echo v0.2.0-dev)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/ferry
+	$(GO) build -buildvcs=auto -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/ferry
 
 # The test suite: vet, race-enabled tests, then a short run of every fuzz target.
 test: build

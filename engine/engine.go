@@ -224,6 +224,9 @@ func open(ctx context.Context, dir string, opts Options) (*session, error) {
 		return nil, err
 	}
 	s := &session{f: f, opts: opts}
+	if f.CopiedFrom != "" {
+		s.warnings = append(s.warnings, fmt.Sprintf("this folder is a copy of the one at %s (device %s); it is now device %s of its own", f.CopiedFromPath, f.CopiedFrom, f.Config.Device))
+	}
 	ro := RemoteOptions{Credentials: opts.Credentials, Device: f.Config.Device, Logger: opts.Logger}
 	if t := f.Token(); t != "" && !opts.Credentials.TokenExplicit {
 		ro.Token = t

@@ -33,6 +33,7 @@ type StatusResult struct {
 	Dir    string `json:"dir"`
 	Remote string `json:"remote"`
 	Root   string `json:"root"`
+	Device string `json:"device"`
 	Base   string `json:"base,omitempty"`
 	Head   string `json:"head,omitempty"`
 	// InSync: the folder's content equals the head's (root hash compare).
@@ -71,7 +72,7 @@ func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
 		return nil, fmt.Errorf("status %s: %w", s.f.Dir, err)
 	}
 	sc.CacheUpdate.Discard()
-	res := &StatusResult{Dir: s.f.Dir, Remote: s.f.Config.Remote, Root: s.root(), RemoteAhead: head != base, Warnings: sc.Warnings, LocalChanges: []Change{}}
+	res := &StatusResult{Dir: s.f.Dir, Remote: s.f.Config.Remote, Root: s.root(), Device: s.f.Config.Device, RemoteAhead: head != base, Warnings: append(s.warnings, sc.Warnings...), LocalChanges: []Change{}}
 	if !base.IsZero() {
 		res.Base = base.String()
 	}

@@ -104,12 +104,23 @@ func folderID(dir string) string {
 func (f *Folder) probe() error {
 	id := folderID(f.Dir)
 	if id != "" && id == f.Config.Probed {
-		return nil
+		if f.Config.Path == f.Dir {
+			return nil
+		}
+		f.Config.Path = f.Dir // moved: the same directory
+		return f.SaveConfig()
+	}
+	if f.Config.Probed != "" && f.Config.Path != "" && f.Config.Path != f.Dir {
+		// Another directory under another path: a copy. Two folders
+		// with one device id would name their conflict copies alike
+		// and read each other's versions as their own.
+		f.CopiedFrom, f.CopiedFromPath = f.Config.Device, f.Config.Path
+		f.Config.Device = NewDevice()
 	}
 	fold, err := probeCaseFold(stateDir(f.Dir))
 	if err != nil {
 		return err
 	}
-	f.Config.CaseFold, f.Config.Probed = fold, id
+	f.Config.CaseFold, f.Config.Probed, f.Config.Path = fold, id, f.Dir
 	return f.SaveConfig()
 }

@@ -44,12 +44,21 @@ type Config struct {
 	// (Probed names the directory it was probed in).
 	CaseFold bool   `json:"case_fold,omitempty"`
 	Probed   string `json:"probed,omitempty"`
+	// Path is where the folder was when Probed was taken. A folder found
+	// under another directory (Probed) and another path is a copy (cp -a),
+	// which gets a device id of its own; a folder moved (same directory,
+	// new path) or restored in place (new directory, same path) keeps its.
+	Path string `json:"path,omitempty"`
 }
 
 // Folder is an open synced folder.
 type Folder struct {
 	Dir    string
 	Config Config
+	// CopiedFrom is the device id this folder had before it was found to
+	// be a copy of another folder (and given its own), when that happened
+	// at this open.
+	CopiedFrom, CopiedFromPath string
 	db     *cas.DB
 	cache  *cas.Namespace
 	kv     *cas.KV
@@ -91,10 +100,11 @@ func Init(dir string, cfg Config) (*Folder, error) {
 		cfg.Created = time.Now().UTC()
 	}
 	f := &Folder{Dir: abs, Config: cfg}
-	if err := f.probe(); err != nil {
+	if err := f.openDB(true); err != nil {
 		return nil, err
 	}
-	if err := f.openDB(true); err != nil {
+	if err := f.probe(); err != nil {
+		f.Close()
 		return nil, err
 	}
 	return f, nil
@@ -181,10 +191,22 @@ func Open(dir string) (*Folder, error) {
 	if f.Config, err = ParseConfig(b); err != nil {
 		return nil, fmt.Errorf("%s: %w", abs, err)
 	}
-	if err := f.probe(); err != nil {
+	// The probe runs under the folder's lock: two processes that find a
+	// copy at once must not give it two device ids.
+	if err := f.openDB(false); err != nil {
 		return nil, err
 	}
-	if err := f.openDB(false); err != nil {
+	// Read again under the lock: the process that held it may have
+	// changed the config.
+	if b, err = os.ReadFile(filepath.Join(stateDir(abs), "config")); err == nil {
+		f.Config, err = ParseConfig(b)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", abs, err)
+	}
+	if err := f.probe(); err != nil {
+		f.Close()
 		return nil, err
 	}
 	return f, nil

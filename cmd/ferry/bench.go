@@ -15,6 +15,8 @@ func newBench(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Run the benchmark workloads and write results under bench/results",
+		// For developers (make bench): kept out of users' --help.
+		Hidden: true,
 	}
 	var (
 		cfg bench.LocalConfig

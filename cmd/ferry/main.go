@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -206,24 +205,9 @@ diff and restore any version.`,
 		newInit(g), newPush(g), newPull(g), newSync(g), newStatus(g),
 		newLog(g), newDiff(g), newLs(g), newRestore(g), newTag(g), newCheck(g),
 		newBench(g), newServe(g), newToken(g), newAdmin(g), newConflicts(g), newResolve(g), newWatch(g),
-		newForget(g), newGC(g), newShare(g), newGet(g), newRepair(g),
+		newForget(g), newGC(g), newShare(g), newGet(g), newRepair(g), newVersion(g),
 	)
 	return root
-}
-
-// buildVersion is the module version and VCS revision ferry was built from.
-func buildVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "dev"
-	}
-	v := bi.Main.Version
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " " + s.Value[:12]
-		}
-	}
-	return v + " " + bi.GoVersion
 }
 
 // args wraps a cobra argument rule so that its errors are usage errors.

@@ -252,3 +252,17 @@ func TestJSONContract(t *testing.T) {
 		}
 	}
 }
+
+// TestVersion: 'ferry version --json' names the version and the Go
+// release, and the user's --help does not list the developers' bench.
+func TestVersion(t *testing.T) {
+	code, out, errs := runCLI(t, "--json", "version")
+	var v versionInfo
+	if code != exitOK || json.Unmarshal([]byte(out), &v) != nil || v.Version == "" || !strings.HasPrefix(v.Go, "go") {
+		t.Fatalf("version --json: exit %d, %q %q", code, out, errs)
+	}
+	_, help, _ := runCLI(t, "--help")
+	if strings.Contains(help, "bench") || !strings.Contains(help, "version") {
+		t.Errorf("--help:\n%s", help)
+	}
+}

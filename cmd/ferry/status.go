@@ -26,7 +26,7 @@ func newStatus(g *globals) *cobra.Command {
 			}
 			return g.print(res, func(w io.Writer) {
 				printWarnings(w, res.Warnings)
-				fmt.Fprintf(w, "folder %s (root %s of %s)\n", res.Dir, res.Root, res.Remote)
+				fmt.Fprintf(w, "folder %s (root %s of %s, device %s)\n", res.Dir, res.Root, res.Remote, res.Device)
 				fmt.Fprintf(w, "base   %s\nhead   %s\n", short(res.Base), short(res.Head))
 				switch {
 				case res.InSync:
