@@ -59,9 +59,9 @@ type Folder struct {
 	// be a copy of another folder (and given its own), when that happened
 	// at this open.
 	CopiedFrom, CopiedFromPath string
-	db     *cas.DB
-	cache  *cas.Namespace
-	kv     *cas.KV
+	db                         *cas.DB
+	cache                      *cas.Namespace
+	kv                         *cas.KV
 }
 
 func stateDir(dir string) string { return filepath.Join(dir, index.StateDir) }
