@@ -482,7 +482,7 @@ func TestRestoreStaysInTarget(t *testing.T) {
 	target := filepath.Join(e.tmp, "t")
 	os.MkdirAll(target, 0o755)
 	os.Symlink(filepath.Join(outside, "victim"), filepath.Join(target, "x"))
-	if _, err := Restore(e.ctx, a, RestoreOptions{Version: "head", To: target}); err != nil {
+	if _, err := Restore(e.ctx, a, RestoreOptions{Version: "head", To: target, Overwrite: OverwriteAlways}); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Lstat(filepath.Join(target, "x")); err != nil || !fi.Mode().IsRegular() {

@@ -31,6 +31,12 @@ type RestoreOptions struct {
 	// (in place: as they are); without it such a restore writes nothing
 	// and fails with an *IncompleteError.
 	Partial bool
+	// Overwrite says what a restore --to a directory that is not empty
+	// does with the files there; empty refuses such a target.
+	Overwrite Overwrite
+	// Delete removes from the target (below Paths) what the version does
+	// not have, so the target mirrors it.
+	Delete bool
 }
 
 // RestoreResult is what a restore did.
@@ -41,6 +47,8 @@ type RestoreResult struct {
 	FilesWritten int64  `json:"files_written"`
 	BytesWritten int64  `json:"bytes_written"`
 	Removed      int64  `json:"removed"`
+	// Kept counts files left as they were (--overwrite never|if-changed).
+	Kept int64 `json:"kept,omitempty"`
 	// Missing are the paths a partial restore left out.
 	Missing    []string `json:"missing,omitempty"`
 	DurationMS int64    `json:"duration_ms"`
@@ -111,6 +119,9 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 		if target, err = filepath.Abs(target); err != nil {
 			return nil, err
 		}
+		if err := checkTarget(target, o); err != nil {
+			return nil, err
+		}
 		if err := os.MkdirAll(target, 0o755); err != nil {
 			return nil, err
 		}
@@ -170,6 +181,8 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 	if target == s.f.Dir {
 		ropts = s.folderRestore(ropts)
 		ropts.Cache = s.f.StatCache()
+	} else {
+		ropts.Skip = skipFor(target, o.Overwrite)
 	}
 	if len(o.Paths) == 0 {
 		rr, err := restore.Apply(ctx, target, g, from, vroot, ropts)
@@ -177,7 +190,7 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 			return nil, err
 		}
 		res.add(rr)
-		return res, nil
+		return res, s.deleteExtra(ctx, g, target, vroot, o, res)
 	}
 	for _, p := range o.Paths {
 		if slices.Contains(res.Missing, p) {
@@ -189,13 +202,24 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 		}
 		res.add(rr)
 	}
-	return res, nil
+	return res, s.deleteExtra(ctx, g, target, vroot, o, res)
+}
+
+// deleteExtra is restore --to --delete, after the restore.
+func (s *session) deleteExtra(ctx context.Context, g cas.Getter, target string, vroot cas.Ref, o RestoreOptions, res *RestoreResult) error {
+	if !o.Delete || target == s.f.Dir {
+		return nil
+	}
+	n, err := mirrorDelete(ctx, g, target, vroot, o.Paths)
+	res.Removed += n
+	return err
 }
 
 func (r *RestoreResult) add(rr *restore.Result) {
 	r.FilesWritten += rr.FilesWritten
 	r.BytesWritten += rr.BytesWritten
 	r.Removed += rr.Removed
+	r.Kept += rr.Skipped
 	r.Warnings = append(r.Warnings, rr.Warnings...)
 }
 

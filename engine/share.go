@@ -188,6 +188,11 @@ func Get(ctx context.Context, link, to string, o Options) (*GetResult, error) {
 	if err := index.ValidName(name); err != nil {
 		return nil, fmt.Errorf("get: target %s: %w", abs, err)
 	}
+	if fi, err := os.Lstat(abs); err == nil && !o.Force {
+		if ents, _ := os.ReadDir(abs); !fi.IsDir() || len(ents) > 0 {
+			return nil, cas.Errorf(ErrTargetNotEmpty, "get: %s exists; --force replaces what the share names there", abs)
+		}
+	}
 	e := index.Entry{Name: name, Kind: index.KindFile, Mode: 0o644, MTime: time.Now().UnixNano(), Size: info.Size, Ref: ref}
 	if info.Kind == "dir" {
 		e.Kind, e.Mode = index.KindDir, 0o755

@@ -58,6 +58,10 @@ type Options struct {
 	CaseFold bool
 	Device   string
 	Now      func() time.Time
+	// Skip, if set, is asked about each file and link the target is not
+	// known to hold (from has no entry at its path): true leaves what is
+	// on disk there alone. restore --to --overwrite never|if-changed.
+	Skip func(path string, e *index.Entry) bool
 	// Progress, if set, is called from many goroutines as files are done.
 	Progress func(Event)
 	Logger   *slog.Logger
@@ -153,6 +157,10 @@ func ApplyAt(ctx context.Context, dir, prefix string, g cas.Getter, from, to cas
 		if opts.VerifyLocal && c.Old != nil && c.Old.Kind != index.KindDir && !w.matches(c.Path, c.Old, c.New == nil) {
 			w.warn("%q changed on disk during the sync; left as it is (the next sync takes it up)", c.Path)
 			skipped[c.Path] = true
+			atomic.AddInt64(&w.res.Skipped, 1)
+			return nil
+		}
+		if opts.Skip != nil && c.Old == nil && c.New.Kind != index.KindDir && opts.Skip(c.Path, c.New) {
 			atomic.AddInt64(&w.res.Skipped, 1)
 			return nil
 		}

@@ -585,6 +585,18 @@ func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) && !errors.As(err, &idle)
 }
 
+// refusedGet says why the server refused a download, which a stream reset
+// cannot carry: a share link is asked about itself (it may have expired
+// meanwhile), anything else was not the token's to read.
+func (c *Client) refusedGet(ctx context.Context) error {
+	if c.perm == PermShare {
+		if _, err := c.ShareInfo(ctx); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: the server refused the download", ErrPermission)
+}
+
 // Get fetches one blob and verifies it. A blob still being uploaded is
 // waited for first.
 func (c *Client) Get(ctx context.Context, ref cas.Ref) ([]byte, error) {
@@ -634,6 +646,10 @@ func (c *Client) GetMany(ctx context.Context, refs []cas.Ref, fn func(cas.Ref, [
 			}
 			if err == io.EOF {
 				err = fmt.Errorf("%w: get stream ended early", ErrProtocol)
+			}
+			var se *quic.StreamError
+			if errors.As(err, &se) && se.Remote && se.ErrorCode == resetError {
+				return c.refusedGet(ctx)
 			}
 			return c.connErr(err)
 		}

@@ -10,7 +10,10 @@ import (
 )
 
 func newRestore(g *globals) *cobra.Command {
-	var o engine.RestoreOptions
+	var (
+		o         engine.RestoreOptions
+		overwrite string
+	)
 	c := &cobra.Command{
 		Use:   "restore [DIR] --version V [PATH...] [--to TARGET]",
 		Short: "Write a version, or paths of it, into TARGET or back into the folder",
@@ -23,7 +26,13 @@ damaged) is refused before anything is written, naming the paths that lack
 data; --partial restores the rest (in place, those paths stay as they are).
 No file is ever left partly written under its own name.`,
 		Args: args(cobra.ArbitraryArgs),
-		RunE: func(c *cobra.Command, a []string) error {
+		RunE: func(c *cobra.Command, a []string) (err error) {
+			if o.Overwrite, err = engine.ParseOverwrite(overwrite); err != nil {
+				return usageError{err}
+			}
+			if o.To == "" && (o.Overwrite != "" || o.Delete) {
+				return usageError{fmt.Errorf("--overwrite and --delete are for --to; in place, the folder is saved first and becomes the version")}
+			}
 			loc, err := g.located(a)
 			if err != nil {
 				return err
@@ -47,14 +56,20 @@ No file is ever left partly written under its own name.`,
 				if res.Pushed != "" {
 					fmt.Fprintf(w, "saved the folder first as version %s\n", short(res.Pushed))
 				}
-				fmt.Fprintf(w, "restored version %s into %s: %d files (%s) written, %d removed in %s\n",
-					short(res.Version), res.Target, res.FilesWritten, human(res.BytesWritten), res.Removed, ms(res.DurationMS))
+				kept := ""
+				if res.Kept > 0 {
+					kept = fmt.Sprintf(", %d kept as they were", res.Kept)
+				}
+				fmt.Fprintf(w, "restored version %s into %s: %d files (%s) written%s, %d removed in %s\n",
+					short(res.Version), res.Target, res.FilesWritten, human(res.BytesWritten), kept, res.Removed, ms(res.DurationMS))
 			})
 		},
 	}
 	c.Flags().StringVar(&o.Version, "version", "", "the version: ref prefix, tag, head, head~N or @TIME (required)")
 	c.Flags().StringVar(&o.To, "to", "", "target directory (default: in place)")
 	c.Flags().BoolVar(&o.Partial, "partial", false, "restore what the store still has when some data is gone, naming what is left out")
+	c.Flags().StringVar(&overwrite, "overwrite", "", "with --to a directory that is not empty: always, if-changed (size, mtime or mode differ) or never")
+	c.Flags().BoolVar(&o.Delete, "delete", false, "with --to: remove what the version does not have, so the target mirrors it")
 	_ = c.MarkFlagRequired("version")
 	return c
 }

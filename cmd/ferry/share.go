@@ -120,5 +120,6 @@ func newGet(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&to, "to", "", "where to write it (default: the shared name, here)")
+	c.Flags().BoolVar(&g.force, "force", false, "replace what is already at the target")
 	return c
 }

@@ -56,6 +56,20 @@ func TestShareLinks(t *testing.T) {
 	if b, err := os.ReadFile(got); err != nil || !bytes.Equal(b, report) {
 		t.Fatalf("the shared file did not arrive whole (%v)", err)
 	}
+	// A file already there stays unless --force says otherwise.
+	os.WriteFile(got, []byte("mine"), 0o644)
+	if out, err := ferryRun(t, nil, "get", fileLink, "--to", got); err == nil || !strings.Contains(out, "--force") {
+		t.Fatalf("get over an existing file: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(got); string(b) != "mine" {
+		t.Fatalf("get without --force replaced the file there")
+	}
+	if out, err := ferryRun(t, nil, "get", fileLink, "--to", got, "--force"); err != nil {
+		t.Fatalf("get --force: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(got); !bytes.Equal(b, report) {
+		t.Fatalf("get --force did not replace the file")
+	}
 	gotDir := filepath.Join(tmp, "out", "docs")
 	if out, err := ferryRun(t, nil, "get", dirLink, "--to", gotDir); err != nil {
 		t.Fatalf("get dir: %v\n%s", err, out)
@@ -117,7 +131,7 @@ func TestShareLinks(t *testing.T) {
 	// enough for the steps above under the race detector).
 	deadline := time.Now().Add(40 * time.Second)
 	for {
-		out, err = ferryRun(t, nil, "get", shortLink, "--to", filepath.Join(tmp, "late.bin"))
+		out, err = ferryRun(t, nil, "get", shortLink, "--to", filepath.Join(tmp, "late.bin"), "--force")
 		if err != nil {
 			break
 		}
