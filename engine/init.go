@@ -30,6 +30,8 @@ type InitOptions struct {
 	// NewRoot makes a new root (Root, or the folder's base name), which
 	// must not exist yet.
 	NewRoot bool
+	// Mode is the folder's direction (default both).
+	Mode Mode
 	// Credentials for a server: the token is kept in .ferry/token (mode
 	// 0600), the fingerprint pinned in .ferry/config. Without a
 	// fingerprint, the server's is trusted on first use, with a warning.
@@ -103,7 +105,11 @@ func Init(ctx context.Context, dir string, o InitOptions) (*InitResult, error) {
 	if res.Root, res.RootFrom, err = chooseRoot(ctx, r, abs, o); err != nil {
 		return nil, err
 	}
-	f, err := state.Init(abs, state.Config{Remote: remoteURL, Namespace: o.Namespace, Root: res.Root, Fingerprint: res.Fingerprint})
+	mode := string(o.Mode)
+	if o.Mode == ModeBoth {
+		mode = ""
+	}
+	f, err := state.Init(abs, state.Config{Remote: remoteURL, Namespace: o.Namespace, Root: res.Root, Fingerprint: res.Fingerprint, Mode: mode})
 	if err != nil {
 		return nil, err
 	}

@@ -34,8 +34,11 @@ type StatusResult struct {
 	Remote string `json:"remote"`
 	Root   string `json:"root"`
 	Device string `json:"device"`
-	Base   string `json:"base,omitempty"`
-	Head   string `json:"head,omitempty"`
+	// Mode is the folder's direction: both or receive-only (then its
+	// local changes are local only).
+	Mode Mode   `json:"mode"`
+	Base string `json:"base,omitempty"`
+	Head string `json:"head,omitempty"`
 	// InSync: the folder's content equals the head's (root hash compare).
 	InSync bool `json:"in_sync"`
 	// RemoteAhead: the head moved since the folder's base.
@@ -72,7 +75,8 @@ func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
 		return nil, fmt.Errorf("status %s: %w", s.f.Dir, err)
 	}
 	sc.CacheUpdate.Discard()
-	res := &StatusResult{Dir: s.f.Dir, Remote: s.f.Config.Remote, Root: s.root(), Device: s.f.Config.Device, RemoteAhead: head != base, Warnings: append(s.warnings, sc.Warnings...), LocalChanges: []Change{}}
+	mode, _ := s.mode()
+	res := &StatusResult{Dir: s.f.Dir, Remote: s.f.Config.Remote, Root: s.root(), Device: s.f.Config.Device, Mode: mode, RemoteAhead: head != base, Warnings: append(s.warnings, sc.Warnings...), LocalChanges: []Change{}}
 	if !base.IsZero() {
 		res.Base = base.String()
 	}

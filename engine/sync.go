@@ -23,6 +23,8 @@ type PushOptions struct {
 
 // PushResult is the summary a push prints.
 type PushResult struct {
+	// ReceiveOnly: nothing was sent, the folder is receive-only (sync).
+	ReceiveOnly  bool   `json:"receive_only,omitempty"`
 	Version      string `json:"version"`
 	Parent       string `json:"parent,omitempty"`
 	UpToDate     bool   `json:"up_to_date"`
@@ -64,6 +66,9 @@ func Push(ctx context.Context, dir string, o PushOptions) (*PushResult, error) {
 }
 
 func (s *session) push(ctx context.Context, message string) (*PushResult, error) {
+	if s.receiveOnly() {
+		return nil, s.refuseSend()
+	}
 	base, err := s.f.Base()
 	if err != nil {
 		return nil, err
@@ -375,10 +380,16 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 		return res, s.f.SetBase(head)
 	}
 	from := baseRoot
+	keepLocal := false
 	if !sameTree(sc.Root, baseRoot) {
 		// Local changes that already equal the head were left by an
-		// interrupted pull: go on from what is here. Others are merged.
-		if err := s.localChangesInHead(ctx, baseRoot, sc.Root, headRoot); errors.Is(err, ErrLocalChanges) {
+		// interrupted pull: go on from what is here. Others are merged,
+		// or, in a receive-only folder, kept here and not sent.
+		err := s.localChangesInHead(ctx, baseRoot, sc.Root, headRoot)
+		switch {
+		case errors.Is(err, ErrLocalChanges) && s.receiveOnly():
+			keepLocal = true
+		case errors.Is(err, ErrLocalChanges):
 			// The merge references the local changes: scan again, this
 			// time storing them at the remote.
 			if sc, err = s.scan(ctx, s.remote); err != nil {
@@ -401,10 +412,11 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 			}
 			defer sc.CacheUpdate.Discard()
 			return s.pullMerge(ctx, sc, base, head, res)
-		} else if err != nil {
+		case err != nil:
 			return nil, err
+		default:
+			from = sc.Root
 		}
-		from = sc.Root
 	}
 	if err := s.guard(ctx, from, headRoot, sc.Summary.Files+sc.Summary.Symlinks); err != nil {
 		return nil, err
@@ -420,6 +432,7 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 		Seeds:       &seeds{s: s, root: baseRoot},
 		Workers:     s.restoreWorkers(),
 		VerifyLocal: true,
+		Skip:        s.keepLocalSkip(keepLocal),
 		Logger:      s.opts.Logger,
 		Progress: func(e restore.Event) {
 			if s.opts.Progress != nil {
@@ -437,6 +450,9 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 	}
 	res.ChunksLocal = rr.ChunksSeeded
 	res.Warnings = append(res.Warnings, rr.Warnings...)
+	if keepLocal && rr.Skipped > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("receive-only: %d paths changed here and at the remote are kept as they are here; 'ferry revert' takes the remote's", rr.Skipped))
+	}
 	res.Conflicts = append(res.Conflicts, aliasConflicts(rr)...)
 	if err := s.f.SetBase(head); err != nil {
 		return nil, err
@@ -515,6 +531,10 @@ func (s *session) sync(ctx context.Context, message string) (*SyncResult, error)
 		return nil, fmt.Errorf("sync %s: %w", s.f.Dir, err)
 	}
 	pr.DurationMS = durationMS(start)
+	if s.receiveOnly() {
+		// Receive-only: a sync is its pull.
+		return &SyncResult{Pull: pr, Push: &PushResult{ReceiveOnly: true}}, nil
+	}
 	start = time.Now()
 	ps, err := s.pushRecovering(ctx, message)
 	if err != nil {

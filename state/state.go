@@ -49,6 +49,8 @@ type Config struct {
 	// which gets a device id of its own; a folder moved (same directory,
 	// new path) or restored in place (new directory, same path) keeps its.
 	Path string `json:"path,omitempty"`
+	// Mode is the folder's direction: "" (both) or "receive-only".
+	Mode string `json:"mode,omitempty"`
 }
 
 // Folder is an open synced folder.

@@ -373,7 +373,7 @@ func TestAuthRateLimit(t *testing.T) {
 		t.Errorf("refusals counted %v", m)
 	}
 	logs := logBuf.String()
-	if strings.Contains(logs, bad) || !strings.Contains(logs, "token_id="+tokenID(bad)) || !strings.Contains(logs, "remote=127.0.0.1:") {
+	if strings.Contains(logs, bad) || !strings.Contains(logs, "token_id="+TokenID(bad)) || !strings.Contains(logs, "remote=127.0.0.1:") {
 		t.Errorf("auth failures must be logged with address and token id, never the token:\n%s", logs)
 	}
 }

@@ -319,9 +319,9 @@ func (s *Server) hello(ctx context.Context, conn *quic.Conn, log *slog.Logger) (
 	return sess, nil
 }
 
-// tokenID is the id a presented token has or would have: what logs name
-// instead of the token.
-func tokenID(token string) string {
+// TokenID is the id a presented token has or would have: what logs and
+// token lists name instead of the token.
+func TokenID(token string) string {
 	h := tokenHash(token)
 	return hex.EncodeToString(h[:6])
 }
@@ -334,7 +334,7 @@ func (s *Server) authenticate(ctx context.Context, conn *quic.Conn, h Hello, log
 	}
 	ip := addrIP(conn.RemoteAddr())
 	if ok, wait := s.gate.authAllowed(ip); !ok {
-		s.gate.refused(RefusedAuthRate, "remote", remote, "token_id", tokenID(h.Token))
+		s.gate.refused(RefusedAuthRate, "remote", remote, "token_id", TokenID(h.Token))
 		return nil, HelloReply{}, fmt.Errorf("%w: too many failed authentications from this address; try again in %s", ErrAuth, wait.Round(time.Second))
 	}
 	tok, err := s.tokens.Lookup(h.Token)
@@ -343,7 +343,7 @@ func (s *Server) authenticate(ctx context.Context, conn *quic.Conn, h Hello, log
 	}
 	if errors.Is(err, ErrAuth) {
 		s.gate.authFailed(ip)
-		s.gate.refused(RefusedAuth, "remote", remote, "token_id", tokenID(h.Token), "err", err)
+		s.gate.refused(RefusedAuth, "remote", remote, "token_id", TokenID(h.Token), "err", err)
 	}
 	if err != nil {
 		return nil, HelloReply{}, err

@@ -90,3 +90,47 @@ func TestAuthExitCode(t *testing.T) {
 		t.Errorf("init with another namespace's token: %v (want exit %d)\n%s", err, exitAuth, out)
 	}
 }
+
+// TestReadOnlyTokenIsReceiveOnly: a device with a read token pulls, keeps
+// its own edits local, and pulls again after the remote moves, rather
+// than try to push a merge and fail with EPERM forever.
+func TestReadOnlyTokenIsReceiveOnly(t *testing.T) {
+	tmp := t.TempDir()
+	srv := startServe(t, filepath.Join(tmp, "data"))
+	fp := "FERRY_FINGERPRINT=" + srv.fp
+	w, r := filepath.Join(tmp, "w"), filepath.Join(tmp, "r")
+	os.MkdirAll(w, 0o755)
+	os.WriteFile(filepath.Join(w, "a"), []byte("v1"), 0o644)
+	run := func(tok string, args ...string) string {
+		t.Helper()
+		out, err := ferryRun(t, []string{"FERRY_TOKEN=" + tok, fp}, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	wt, rt := srv.token("n", "write"), srv.token("n", "read")
+	run(wt, "init", w, "--remote", srv.url("n"))
+	run(wt, "push", w)
+	run(rt, "init", r, "--remote", srv.url("n"))
+	run(rt, "pull", r)
+	os.WriteFile(filepath.Join(r, "mine"), []byte("the reader's"), 0o644)
+	os.WriteFile(filepath.Join(w, "a"), []byte("v2"), 0o644)
+	run(wt, "push", w)
+	if out := run(rt, "pull", r); strings.Contains(out, "permission") {
+		t.Fatalf("pull of a read-only device with local changes:\n%s", out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(r, "a")); string(b) != "v2" {
+		t.Errorf("the read-only device did not receive v2: %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(r, "mine")); string(b) != "the reader's" {
+		t.Errorf("the read-only device's own file: %q", b)
+	}
+	if out := run(rt, "status", r); !strings.Contains(out, "local only") {
+		t.Errorf("status of the read-only device:\n%s", out)
+	}
+	out, err := ferryRun(t, nil, "push", r)
+	if err == nil || !strings.Contains(out, "receive-only (its token is read-only)") {
+		t.Errorf("push from a read-only device: %v\n%s", err, out)
+	}
+}

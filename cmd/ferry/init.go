@@ -10,7 +10,10 @@ import (
 )
 
 func newInit(g *globals) *cobra.Command {
-	var o engine.InitOptions
+	var (
+		o    engine.InitOptions
+		mode string
+	)
 	c := &cobra.Command{
 		Use:   "init DIR --remote URL [--root NAME | --new-root]",
 		Short: "Make DIR a synced folder of a store or server",
@@ -30,6 +33,11 @@ named after DIR when the remote has none, and lists them when it has several.
 				return usageError{fmt.Errorf("init: --remote is required (or FERRY_REMOTE)")}
 			}
 			o.Credentials = g.credentials()
+			m, err := engine.ParseMode(mode)
+			if err != nil {
+				return usageError{err}
+			}
+			o.Mode = m
 			res, err := engine.Init(c.Context(), a[0], o)
 			if err != nil {
 				return err
@@ -52,5 +60,6 @@ named after DIR when the remote has none, and lists them when it has several.
 	c.Flags().StringVar(&o.Remote, "remote", "", "store directory or quic://HOST:PORT/NAMESPACE (env FERRY_REMOTE)")
 	c.Flags().StringVar(&o.Root, "root", "", "the root to join (default: the remote's only one)")
 	c.Flags().BoolVar(&o.NewRoot, "new-root", false, "make a new root (--root NAME, default DIR's base name)")
+	c.Flags().StringVar(&mode, "mode", "both", "both, or receive-only: pull, and keep local changes here unsent")
 	return c
 }

@@ -51,6 +51,10 @@ func printConflicts(w io.Writer, cs []engine.Conflict) {
 }
 
 func printPush(w io.Writer, res *engine.PushResult) {
+	if res.ReceiveOnly {
+		fmt.Fprintln(w, "receive-only: local changes are not sent")
+		return
+	}
 	printWarnings(w, res.Warnings)
 	if res.Resent > 0 {
 		fmt.Fprintf(w, "sent again %d files or objects whose copy in the store was damaged\n", res.Resent)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/ferry-sync/ferry/engine"
@@ -16,6 +17,8 @@ func newServe(g *globals) *cobra.Command {
 		cfg              server.Config
 		minFree, ballast string
 		upMem, downMem   string
+		logFormat        string
+		logFile          string
 	)
 	c := &cobra.Command{
 		Use:   "serve --data DIR [--listen 127.0.0.1:7443] [--metrics ADDR] [--min-free SIZE]",
@@ -36,8 +39,8 @@ Clients together hold at most --upload-memory of upload bytes and
 --download-memory of blobs being sent; past that, streams wait for credit.
 Connections are capped per source address and per token, and an address that
 fails to authenticate 10 times is slowed to one attempt every 6 seconds. The
-server's memory stays under about 400 MiB (caches and memtables) plus the two
-budgets plus 16 MiB (a connection's receive window) per connection; see
+server's memory stays under about 320 MiB (caches and memtables) plus the two
+budgets plus 17 MiB (a connection's receive window) per connection; see
 docs/ARCHITECTURE.md, "Hostile tenants".`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -70,13 +73,21 @@ docs/ARCHITECTURE.md, "Hostile tenants".`,
 			}
 			cfg.Limits.ConnsPerIP = int(offIfZero(int64(cfg.Limits.ConnsPerIP)))
 			cfg.Limits.ConnsPerToken = int(offIfZero(int64(cfg.Limits.ConnsPerToken)))
-			cfg.Logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: logLevel(g)}))
+			logger, closeLog, err := serveLogger(g, logFormat, logFile)
+			if err != nil {
+				return err
+			}
+			defer closeLog()
+			cfg.Logger = logger
 			cfg.Version = buildVersion()
 			cfg.Ready = func(info server.Info) {
 				if g.json {
 					b, _ := json.Marshal(info)
 					fmt.Fprintln(g.stdout, string(markObject(b, "status")))
 					return
+				}
+				if g.quiet {
+					return // -q: no banner (--json still prints the start line)
 				}
 				fmt.Fprintf(g.stdout, "ferry serve: listening on %s\n  fingerprint %s\n", info.Addr, info.Fingerprint)
 				if info.MetricsAddr != "" {
@@ -102,6 +113,8 @@ docs/ARCHITECTURE.md, "Hostile tenants".`,
 	c.Flags().StringVar(&downMem, "download-memory", "256MiB", "blob bytes read for all clients' downloads at once (0: no limit)")
 	c.Flags().IntVar(&cfg.Limits.ConnsPerIP, "max-conns-per-ip", 256, "connections from one address (0: no limit)")
 	c.Flags().IntVar(&cfg.Limits.ConnsPerToken, "max-conns-per-token", 64, "connections of one token (0: no limit)")
+	c.Flags().StringVar(&logFormat, "log-format", "text", "log lines as text (key=value) or json")
+	c.Flags().StringVar(&logFile, "log-file", "", "append the log to this file (default: stderr)")
 	return c
 }
 
@@ -119,6 +132,28 @@ func optSize(s string) (int64, error) {
 		return -1, nil
 	}
 	return parseSize(s)
+}
+
+// serveLogger is the server's slog logger, by --log-format and
+// --log-file, and what closes its file.
+func serveLogger(g *globals, format, file string) (*slog.Logger, func(), error) {
+	w, closeFn := g.stderr, func() {}
+	if file != "" {
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("serve: --log-file: %w", err)
+		}
+		w, closeFn = f, func() { f.Close() }
+	}
+	opts := &slog.HandlerOptions{Level: logLevel(g)}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), closeFn, nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), closeFn, nil
+	}
+	closeFn()
+	return nil, nil, usageError{fmt.Errorf("serve: --log-format %q: want text or json", format)}
 }
 
 func logLevel(g *globals) slog.Level {

@@ -36,7 +36,10 @@ func newStatus(g *globals) *cobra.Command {
 				case res.RemoteAhead:
 					fmt.Fprintln(w, "the remote has newer versions, and the folder has changes of its own")
 				}
-				if len(res.LocalChanges) > 0 {
+				if len(res.LocalChanges) > 0 && res.Mode == engine.ModeReceiveOnly {
+					fmt.Fprintf(w, "%d local only changes (receive-only: not sent; 'ferry revert' drops them):\n", len(res.LocalChanges))
+					printChanges(w, res.LocalChanges)
+				} else if len(res.LocalChanges) > 0 {
 					fmt.Fprintf(w, "%d local changes (run 'ferry push'):\n", len(res.LocalChanges))
 					printChanges(w, res.LocalChanges)
 				}

@@ -76,3 +76,40 @@ func TestStaleServeInfo(t *testing.T) {
 		t.Fatalf("token list on a stopped server's data: exit %d, %q", code, errs)
 	}
 }
+
+// TestServeLogFile: --log-format json --log-file writes the server's log
+// as JSON lines to the file, not to stderr.
+func TestServeLogFile(t *testing.T) {
+	tmp := t.TempDir()
+	logPath := filepath.Join(tmp, "serve.log")
+	srv := startServeArgs(t, filepath.Join(tmp, "data"), "127.0.0.1:0", nil, "--log-format", "json", "--log-file", logPath)
+	badFile := filepath.Join(tmp, "bad.token")
+	os.WriteFile(badFile, []byte("ferry_"+strings.Repeat("z", 32)), 0o600)
+	if code, _, _ := runCLI(t, "--token-file", badFile, "--fingerprint", srv.fp, "token", "list", "--server", "quic://"+srv.addr); code != exitAuth {
+		t.Fatalf("a wrong token: exit %d, want %d", code, exitAuth)
+	}
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	<-srv.done
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	refused := false
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m["msg"] == nil {
+			t.Fatalf("a log line that is not slog JSON: %q", l)
+		}
+		refused = refused || m["reason"] == "auth"
+	}
+	if !refused {
+		t.Errorf("the log file lacks the refused authentication:\n%s", b)
+	}
+	if s := srv.logs.String(); strings.Contains(s, "level=") || strings.Contains(s, `"level"`) {
+		t.Errorf("log lines went to stderr too:\n%s", s)
+	}
+	if code, _, errs := runCLI(t, "serve", "--data", filepath.Join(tmp, "d2"), "--log-format", "xml"); code != exitUsage {
+		t.Errorf("--log-format xml: exit %d %s", code, errs)
+	}
+}
