@@ -12,6 +12,10 @@ import (
 	"github.com/ferry-sync/ferry/index"
 )
 
+// LogTimeLayout is how a log prints a version's time (the store's, which
+// orders history and which @TIME names).
+const LogTimeLayout = index.LogTimeLayout
+
 // LogEntry is one version in a log listing.
 type LogEntry struct {
 	Version string `json:"version"`

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -15,9 +16,27 @@ import (
 // ErrAmbiguous is returned when a ref prefix names more than one version.
 var ErrAmbiguous = errors.New("ambiguous version name")
 
+// LogTimeLayout is how log prints a version's time (the store's clock):
+// to the millisecond, with the zone. @TIME reads it back.
+const LogTimeLayout = "2006-01-02 15:04:05.000 Z07:00"
+
 // timeLayouts are the forms "@TIME" accepts, in local time unless they
-// carry a zone.
-var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"}
+// carry a zone, each with the span it names: a time given to the second
+// means the whole of that second, so the version log printed at
+// 12:18:59 (made at 12:18:59.75) is what @12:18:59 finds.
+var timeLayouts = []struct {
+	layout string
+	span   time.Duration
+}{
+	{time.RFC3339Nano, 0},
+	{"2006-01-02 15:04:05 Z07:00", time.Second},
+	{"2006-01-02 15:04:05Z07:00", time.Second},
+	{"2006-01-02T15:04:05", time.Second},
+	{"2006-01-02 15:04:05", time.Second},
+	{"2006-01-02T15:04", time.Minute},
+	{"2006-01-02 15:04", time.Minute},
+	{"2006-01-02", 24 * time.Hour},
+}
 
 // ErrTagName: a tag name that is not allowed, because it would read as
 // another kind of version name.
@@ -108,13 +127,22 @@ func resolve(ctx context.Context, h cas.Heads, g cas.Getter, root, name string) 
 func resolveTime(ctx context.Context, h cas.Heads, root, name string) (cas.Ref, error) {
 	var at time.Time
 	var err error
-	for _, layout := range timeLayouts {
-		if at, err = time.ParseInLocation(layout, name[1:], time.Local); err == nil {
+	for _, l := range timeLayouts {
+		if at, err = time.ParseInLocation(l.layout, name[1:], time.Local); err == nil {
+			span := l.span
+			if d := fractionDigits(name); d > 0 {
+				// Parsing takes a fraction after the seconds in any
+				// layout: it names a span of its last digit.
+				span = time.Duration(math.Pow10(9 - min(d, 9)))
+			}
+			if span > 0 {
+				at = at.Add(span - 1)
+			}
 			break
 		}
 	}
 	if err != nil {
-		return cas.Ref{}, errors.New("time not in a form like @2026-11-21T10:00")
+		return cas.Ref{}, errors.New("time not in a form like @2026-11-21T10:00 or as log prints it")
 	}
 	hist, err := h.History(ctx, root)
 	if err != nil {
@@ -126,6 +154,23 @@ func resolveTime(ctx context.Context, h cas.Heads, root, name string) (cas.Ref, 
 		}
 	}
 	return cas.Ref{}, cas.Errorf(cas.ErrNotFound, "no version at or before %s", at.Format(time.RFC3339))
+}
+
+// fractionDigits counts the digits of a fraction of a second in a time
+// (no other part of the forms @TIME accepts has a '.').
+func fractionDigits(s string) int {
+	i := strings.IndexByte(s, '.')
+	if i < 0 {
+		return 0
+	}
+	n := 0
+	for _, c := range s[i+1:] {
+		if c < '0' || c > '9' {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 func resolvePrefix(ctx context.Context, h cas.Heads, g cas.Getter, root, name string) (cas.Ref, error) {

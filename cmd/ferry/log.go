@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/spf13/cobra"
@@ -43,7 +42,7 @@ func newLog(g *globals) *cobra.Command {
 					if len(marks) > 0 {
 						m = " (" + strings.Join(marks, ", ") + ")"
 					}
-					fmt.Fprintf(w, "%s %s %-7s %6d files %10s%s", short(e.Version), e.Time.Local().Format(time.DateTime), e.Device, e.Files, human(e.Bytes), m)
+					fmt.Fprintf(w, "%s %s %-7s %6d files %10s%s", short(e.Version), e.Stored.Local().Format(engine.LogTimeLayout), e.Device, e.Files, human(e.Bytes), m)
 					if e.PathOp != "" {
 						fmt.Fprintf(w, "  %s %s (%s)", e.PathOp, e.Path, human(e.PathSize))
 					}

@@ -266,3 +266,42 @@ func TestVersion(t *testing.T) {
 		t.Errorf("--help:\n%s", help)
 	}
 }
+
+// TestAtTimeFromLog: @TIME takes a time exactly as log prints it (to the
+// millisecond, with its zone, the store's clock) and finds the version on
+// that line, though versions come within one second of each other.
+func TestAtTimeFromLog(t *testing.T) {
+	tmp := t.TempDir()
+	folder, store := filepath.Join(tmp, "f"), filepath.Join(tmp, "s")
+	os.MkdirAll(folder, 0o755)
+	if code, _, errs := runCLI(t, "init", folder, "--remote", store); code != exitOK {
+		t.Fatal(errs)
+	}
+	for i := range 3 {
+		os.WriteFile(filepath.Join(folder, "f"), []byte(strings.Repeat("v", i+1)), 0o644)
+		if code, _, errs := runCLI(t, "push", folder); code != exitOK {
+			t.Fatal(errs)
+		}
+	}
+	_, out, _ := runCLI(t, "log", folder)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("log:\n%s", out)
+	}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		// ref8 DATE TIME ZONE device ...
+		if len(f) < 4 || !strings.Contains(f[2], ".") {
+			t.Fatalf("log line without a millisecond time and zone: %q", l)
+		}
+		at := "@" + f[1] + " " + f[2] + " " + f[3]
+		code, got, errs := runCLI(t, "--json", "ls", folder, "--version", at, "f")
+		if code != exitOK {
+			t.Fatalf("ls --version %q: exit %d %s", at, code, errs)
+		}
+		_, want, _ := runCLI(t, "--json", "ls", folder, "--version", f[0], "f")
+		if got != want {
+			t.Errorf("@TIME %q from the line %q found another version:\n%s\nwant\n%s", at, l, got, want)
+		}
+	}
+}
