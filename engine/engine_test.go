@@ -345,8 +345,8 @@ func TestMergeWithoutConflict(t *testing.T) {
 	}
 }
 
-// TestDeletionGuard: a pull that would delete most of the folder stops
-// and asks for --force.
+// TestDeletionGuard: a push and a pull that would delete most of the
+// folder stop and ask for --force; small deletions pass.
 func TestDeletionGuard(t *testing.T) {
 	e := newEnv(t)
 	a := e.folder("a", "r")
@@ -359,7 +359,12 @@ func TestDeletionGuard(t *testing.T) {
 	for i := range 8 {
 		os.Remove(filepath.Join(a, fmt.Sprintf("f%d", i)))
 	}
-	e.push(a)
+	if _, err := Push(e.ctx, a, PushOptions{}); !errors.Is(err, ErrTooManyDeletes) {
+		t.Fatalf("push deleting 8 of 10 files = %v, want ErrTooManyDeletes", err)
+	}
+	if _, err := Push(e.ctx, a, PushOptions{Options: Options{Force: true}}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Pull(e.ctx, b, Options{}); !errors.Is(err, ErrTooManyDeletes) {
 		t.Fatalf("pull deleting 8 of 10 files = %v, want ErrTooManyDeletes", err)
 	}
@@ -372,6 +377,12 @@ func TestDeletionGuard(t *testing.T) {
 	if n := len(snapshot(t, b)); n != 2 {
 		t.Errorf("after --force: %d files, want 2", n)
 	}
+	// Deleting both that are left is fewer than the guard's floor.
+	for i := 8; i < 10; i++ {
+		os.Remove(filepath.Join(a, fmt.Sprintf("f%d", i)))
+	}
+	e.push(a)
+	e.pull(b)
 }
 
 // TestFileChangingWhileRead is catalogue row B7: a file rewritten while it

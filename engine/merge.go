@@ -14,11 +14,15 @@ import (
 // ErrTooManyDeletes stops a pull or merge that would delete more of the
 // folder than the guard allows (a missing mount must not look like
 // "everything was deleted").
-var ErrTooManyDeletes = errors.New("the remote would delete too much of the folder")
+var ErrTooManyDeletes = errors.New("too many deletions")
 
-// Deletion guard defaults: a pull stops when it would delete more than
-// half the folder's files or more than this many, unless forced.
-const guardFiles = 1000
+// Deletion guard defaults: a pull or a push stops when it would delete
+// more than half the folder's files (and at least guardMinFiles) or more
+// than guardFiles, unless forced.
+const (
+	guardFiles    = 1000
+	guardMinFiles = 5
+)
 
 // Conflict is a conflict copy a merge made.
 type Conflict struct {
@@ -166,8 +170,21 @@ func aliasConflicts(rr *restore.Result) []Conflict {
 // guard refuses to apply a change that deletes more than half of the
 // folder's files or more than guardFiles, unless forced.
 func (s *session) guard(ctx context.Context, from, to cas.Ref, files int64) error {
+	removed, err := s.deletions(ctx, from, to)
+	if err != nil || !tooMany(removed, files) {
+		return err
+	}
+	return cas.Errorf(ErrTooManyDeletes, "the remote would delete %d of the folder's %d files; if that is right, run again with --force", removed, files)
+}
+
+func tooMany(removed, files int64) bool {
+	return removed > guardFiles || (removed >= guardMinFiles && removed*2 > files)
+}
+
+// deletions counts the files and links a change from from to to removes.
+func (s *session) deletions(ctx context.Context, from, to cas.Ref) (int64, error) {
 	if s.opts.Force || from.IsZero() {
-		return nil
+		return 0, nil
 	}
 	gone := map[string]bool{} // removed, and not put back as another kind
 	err := index.Diff(ctx, s.objects(), from, to, func(c index.Change) error {
@@ -179,14 +196,26 @@ func (s *session) guard(ctx context.Context, from, to cas.Ref, files int64) erro
 		}
 		return nil
 	})
+	return int64(len(gone)), err
+}
+
+// pushGuard is the deletion guard of a push: a folder that lost most of
+// its files since its base (an unmounted disk, a wrong rm) must not make
+// that the version every other device then pulls.
+func (s *session) pushGuard(ctx context.Context, base, baseRoot, root cas.Ref) error {
+	if s.opts.Force || base.IsZero() {
+		return nil
+	}
+	v, err := index.LoadVersion(ctx, s.objects(), base)
 	if err != nil {
 		return err
 	}
-	removed := int64(len(gone))
-	if removed > guardFiles || (removed > 0 && removed*2 > files) {
-		return fmt.Errorf("%w: %d of its %d files would go; if that is right, run again with --force", ErrTooManyDeletes, removed, files)
+	files := v.Summary.Files + v.Summary.Symlinks
+	removed, err := s.deletions(ctx, baseRoot, root)
+	if err != nil || !tooMany(removed, files) {
+		return err
 	}
-	return nil
+	return cas.Errorf(ErrTooManyDeletes, "this push would delete %d of the %d files of version %s (a disk not mounted? a wrong rm?); if that is right, run again with --force", removed, files, base.Short())
 }
 
 // summarize counts what a tree holds.

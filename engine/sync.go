@@ -112,6 +112,9 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 		}
 		return res, s.commitCache(ctx, sc)
 	}
+	if err := s.pushGuard(ctx, base, baseRoot, sc.Root); err != nil {
+		return nil, err
+	}
 	if head != base {
 		// The head may be this very state: a push whose answer was lost
 		// (the server or the connection died after the head moved).

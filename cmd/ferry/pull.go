@@ -30,7 +30,7 @@ func newPull(g *globals) *cobra.Command {
 			return conflictsErr(res.Conflicts)
 		},
 	}
-	c.Flags().BoolVar(&g.force, "force", false, "delete even more than the deletion guard allows (half the folder, or 1000 files)")
+	c.Flags().BoolVar(&g.force, "force", false, "delete even more than the deletion guard allows (half the folder and at least 5 files, or 1000)")
 	return c
 }
 

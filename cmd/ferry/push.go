@@ -32,7 +32,7 @@ func newPush(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&message, "message", "m", "", "a note to keep with the version")
-	c.Flags().BoolVar(&g.force, "force", false, "let a merge with the remote head delete more than the deletion guard allows")
+	c.Flags().BoolVar(&g.force, "force", false, "push (or merge) deletions past the deletion guard: half the folder and at least 5 files, or 1000")
 	return c
 }
 
