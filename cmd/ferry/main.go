@@ -184,6 +184,9 @@ diff and restore any version.`,
 	root.PersistentFlags().StringVar(&g.fingerprint, "fingerprint", "", "the server certificate's SHA-256 to pin (env FERRY_FINGERPRINT)")
 	root.PersistentFlags().IntVar(&g.streams, "streams", 8, "parallel upload streams to a server")
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+		if err := flagsFromEnv(c); err != nil {
+			return err
+		}
 		if g.tokenFile == "" {
 			return nil
 		}

@@ -305,3 +305,30 @@ func TestAtTimeFromLog(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagsFromEnv: every flag has an environment twin, FERRY_<FLAG>;
+// the command line wins; a bad value names the variable.
+func TestFlagsFromEnv(t *testing.T) {
+	tmp := t.TempDir()
+	folder, store := filepath.Join(tmp, "f"), filepath.Join(tmp, "s")
+	os.MkdirAll(folder, 0o755)
+	os.WriteFile(filepath.Join(folder, "a"), []byte("a"), 0o644)
+	t.Setenv("FERRY_REMOTE", store)
+	t.Setenv("FERRY_ROOT", "fromenv")
+	if code, _, errs := runCLI(t, "init", folder); code != exitOK {
+		t.Fatalf("init with FERRY_REMOTE and FERRY_ROOT: exit %d %s", code, errs)
+	}
+	t.Setenv("FERRY_JSON", "true")
+	code, out, errs := runCLI(t, "status", folder)
+	if code != exitOK || !strings.Contains(out, `"root":"fromenv"`) {
+		t.Fatalf("status with FERRY_JSON: exit %d %q %s", code, out, errs)
+	}
+	code, out, _ = runCLI(t, "--json=false", "status", folder)
+	if code != exitOK || strings.Contains(out, `"message_type"`) {
+		t.Errorf("--json=false did not win over FERRY_JSON: %q", out)
+	}
+	t.Setenv("FERRY_STREAMS", "many")
+	if code, _, errs := runCLI(t, "status", folder); code != exitUsage || !strings.Contains(errs, "FERRY_STREAMS") {
+		t.Errorf("FERRY_STREAMS=many: exit %d %s", code, errs)
+	}
+}
