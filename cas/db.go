@@ -26,7 +26,9 @@ type Options struct {
 	Create bool
 	// CacheSize is Pebble's block cache (default 128 MiB, taken as used).
 	CacheSize int64
-	// MemTableSize is Pebble's memtable size (default 16 MiB).
+	// MemTableSize is Pebble's memtable size. Zero sizes it by what the
+	// store holds (see memTableFor): Pebble preallocates each WAL file at
+	// 110% of it, so a fixed 16 MiB would cost a tiny store 18 MB on disk.
 	MemTableSize uint64
 	// Now is the clock for history entries (default time.Now).
 	Now func() time.Time
@@ -48,9 +50,6 @@ type Options struct {
 func (o *Options) applyDefaults() {
 	if o.CacheSize == 0 {
 		o.CacheSize = 128 << 20
-	}
-	if o.MemTableSize == 0 {
-		o.MemTableSize = 16 << 20
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -114,6 +113,9 @@ var ErrFailed = errors.New("the store failed and takes no more writes")
 func Open(dir string, opts Options) (*DB, error) {
 	opts.applyDefaults()
 	st := storage{fs: opts.FS}
+	if opts.MemTableSize == 0 {
+		opts.MemTableSize = st.memTableFor(dir)
+	}
 	if opts.Create {
 		if err := st.mkdirAll(filepath.Join(dir, "packs")); err != nil {
 			return nil, fmt.Errorf("cas: create %s: %w", dir, err)

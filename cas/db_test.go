@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/ferry-sync/ferry/cas"
@@ -372,5 +375,55 @@ func TestEncodeSamples(t *testing.T) {
 				t.Fatalf("round trip: %v", err)
 			}
 		})
+	}
+}
+
+// TestSmallStoreFootprint: a store's fixed footprint grows with its data.
+// A new store with a few blobs takes a few megabytes on disk, not the
+// 18 MB of a WAL preallocated for a 16 MiB memtable; a store of 300 MB
+// gets the full memtable.
+func TestSmallStoreFootprint(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := cas.Open(dir, cas.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := db.Namespace("n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		b := []byte(fmt.Sprintf("blob %d", i))
+		if err := ns.Put(ctx, cas.Sum(b), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var used int64
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		var st syscall.Stat_t
+		if err == nil && syscall.Stat(p, &st) == nil && d.Type().IsRegular() {
+			used += st.Blocks * 512
+		}
+		return nil
+	})
+	if used > 4<<20 {
+		t.Errorf("a store of 100 small blobs uses %d KiB on disk", used>>10)
+	}
+	db.Close()
+	if got := cas.MemTableFor(dir); got != 1<<20 {
+		t.Errorf("memtable of a tiny store: %d", got)
+	}
+	f, err := os.Create(filepath.Join(dir, "packs", "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(300 << 20)
+	f.Close()
+	if got := cas.MemTableFor(dir); got != 16<<20 {
+		t.Errorf("memtable of a 300 MB store: %d MiB, want 16", got>>20)
 	}
 }

@@ -10,3 +10,6 @@ func ForceHash(f func([]byte) Ref) (restore func()) {
 	verifyHash = f
 	return func() { verifyHash = Sum }
 }
+
+// MemTableFor is the memtable size a store at dir would get.
+func MemTableFor(dir string) uint64 { return storage{}.memTableFor(dir) }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"golang.org/x/sys/unix"
@@ -246,4 +247,37 @@ func InUse(dir string) bool {
 	}
 	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	return false
+}
+
+// Memtable sizes a store may get by what it holds: a sixteenth of its
+// bytes on disk, rounded up to a power of two, within these bounds.
+const (
+	minMemTable = 1 << 20
+	maxMemTable = 16 << 20
+)
+
+// memTableFor sizes the memtable of the store at dir by the bytes it holds
+// (Pebble's tables and the packs), so its fixed footprint grows with its
+// data: 1 MiB for a new store, 16 MiB from 256 MiB of data.
+func (s storage) memTableFor(dir string) uint64 {
+	if s.fs != nil {
+		return maxMemTable
+	}
+	var total int64
+	for _, sub := range []string{"pebble", "packs"} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && !strings.HasSuffix(e.Name(), ".log") {
+				total += fi.Size()
+			}
+		}
+	}
+	size := uint64(minMemTable)
+	for size < maxMemTable && int64(size)*16 < total {
+		size *= 2
+	}
+	return size
 }

@@ -224,7 +224,7 @@ func (f *Folder) openDB(create bool) error {
 	// A watcher holds the folder only during its rounds, so a command run
 	// beside it waits for the round to end rather than failing.
 	for deadline, pause := time.Now().Add(LockWait), 10*time.Millisecond; ; pause = min(2*pause, 250*time.Millisecond) {
-		db, err = cas.Open(filepath.Join(stateDir(f.Dir), "state"), cas.Options{Create: true, CacheSize: 64 << 20, MemTableSize: 8 << 20})
+		db, err = cas.Open(filepath.Join(stateDir(f.Dir), "state"), cas.Options{Create: true, CacheSize: 64 << 20})
 		if !errors.Is(err, cas.ErrLocked) || time.Now().After(deadline) {
 			break
 		}
