@@ -9,6 +9,7 @@ import (
 )
 
 func newPull(g *globals) *cobra.Command {
+	var dryRun bool
 	c := &cobra.Command{
 		Use:   "pull [DIR]",
 		Short: "Bring the folder to the remote head, merging local changes",
@@ -17,6 +18,9 @@ func newPull(g *globals) *cobra.Command {
 			dir, err := g.folder(a)
 			if err != nil {
 				return err
+			}
+			if dryRun {
+				return g.dryRun(c, dir, "pull")
 			}
 			o, done := g.options("pull")
 			res, err := engine.Pull(c.Context(), dir, o)
@@ -31,6 +35,7 @@ func newPull(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&g.force, "force", false, "delete even more than the deletion guard allows (half the folder and at least 5 files, or 1000)")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "say what the pull would change and fetch, and change nothing")
 	return c
 }
 
@@ -67,13 +72,7 @@ func newSync(g *globals) *cobra.Command {
 				return err
 			}
 			if dryRun {
-				o, done := g.options("scan")
-				p, err := engine.PlanSync(c.Context(), dir, o)
-				done()
-				if err != nil {
-					return err
-				}
-				return g.print(p, func(w io.Writer) { printPlan(w, p) })
+				return g.dryRun(c, dir, "sync")
 			}
 			o, done := g.options("sync")
 			res, err := engine.Sync(c.Context(), dir, engine.PushOptions{Options: o, Message: message})
@@ -102,17 +101,42 @@ func newSync(g *globals) *cobra.Command {
 	return c
 }
 
-func printPlan(w io.Writer, p *engine.SyncPlan) {
+// dryRun prints what a push, pull or sync would do (--dry-run), having
+// changed nothing.
+func (g *globals) dryRun(c *cobra.Command, dir, verb string) error {
+	o, done := g.options("scan")
+	p, err := engine.PlanSync(c.Context(), dir, o)
+	done()
+	if err != nil {
+		return err
+	}
+	return g.print(p, func(w io.Writer) { printPlan(w, p, verb) })
+}
+
+func printPlan(w io.Writer, p *engine.SyncPlan, verb string) {
 	printWarnings(w, p.Warnings)
-	if len(p.PullChanges) == 0 && len(p.PushChanges) == 0 {
+	switch {
+	case verb == "push" && len(p.PushChanges) == 0:
+		fmt.Fprintln(w, "nothing to push: the folder equals its last synced version")
+		return
+	case verb == "pull" && len(p.PullChanges) == 0:
+		fmt.Fprintln(w, "nothing to pull: the folder has the head")
+		return
+	case len(p.PullChanges) == 0 && len(p.PushChanges) == 0:
 		fmt.Fprintln(w, "nothing to sync: the folder and the head agree")
 		return
 	}
-	if len(p.PullChanges) > 0 {
+	if verb == "push" && len(p.PullChanges) > 0 {
+		fmt.Fprintf(w, "the head moved (%d paths changed there): the push would merge with it first\n", len(p.PullChanges))
+	}
+	if len(p.PullChanges) > 0 && verb != "push" {
 		fmt.Fprintf(w, "pull would change %d paths from head %s, fetching %d chunks (%s):\n", len(p.PullChanges), short(p.Head), p.ChunksToFetch, human(p.BytesToFetch))
 		printChanges(w, p.PullChanges)
 	}
-	if len(p.PushChanges) > 0 {
+	if verb == "pull" && len(p.PushChanges) > 0 && p.Merge {
+		fmt.Fprintf(w, "the folder has %d changes of its own: the pull would merge them with the head and push the merge\n", len(p.PushChanges))
+	}
+	if len(p.PushChanges) > 0 && verb != "pull" {
 		fmt.Fprintf(w, "push would send %d local changes: %d blobs (%s) the remote lacks:\n", len(p.PushChanges), p.BlobsToSend, human(p.BytesToSend))
 		printChanges(w, p.PushChanges)
 	}

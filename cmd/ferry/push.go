@@ -9,7 +9,10 @@ import (
 )
 
 func newPush(g *globals) *cobra.Command {
-	var message string
+	var (
+		message string
+		dryRun  bool
+	)
 	c := &cobra.Command{
 		Use:   "push [DIR]",
 		Short: "Record the folder as a new version and upload what the remote lacks",
@@ -18,6 +21,9 @@ func newPush(g *globals) *cobra.Command {
 			dir, err := g.folder(a)
 			if err != nil {
 				return err
+			}
+			if dryRun {
+				return g.dryRun(c, dir, "push")
 			}
 			o, done := g.options("push")
 			res, err := engine.Push(c.Context(), dir, engine.PushOptions{Options: o, Message: message})
@@ -32,6 +38,7 @@ func newPush(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&message, "message", "m", "", "a note to keep with the version")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "say what the push would send, and change nothing")
 	c.Flags().BoolVar(&g.force, "force", false, "push (or merge) deletions past the deletion guard: half the folder and at least 5 files, or 1000")
 	return c
 }
