@@ -332,3 +332,21 @@ func TestFlagsFromEnv(t *testing.T) {
 		t.Errorf("FERRY_STREAMS=many: exit %d %s", code, errs)
 	}
 }
+
+// TestGenMan: 'ferry gen man DIR' writes a page per command, the hidden
+// bench left out.
+func TestGenMan(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "man")
+	if code, _, errs := runCLI(t, "gen", "man", dir); code != exitOK {
+		t.Fatalf("gen man: exit %d %s", code, errs)
+	}
+	for _, page := range []string{"ferry.1", "ferry-push.1", "ferry-restore.1", "ferry-admin-policy.1"} {
+		b, err := os.ReadFile(filepath.Join(dir, page))
+		if err != nil || !bytes.Contains(b, []byte(".TH \"FERRY\"")) {
+			t.Errorf("%s: %v\n%.200s", page, err, b)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ferry-bench.1")); err == nil {
+		t.Error("the hidden bench command got a man page")
+	}
+}
