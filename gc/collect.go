@@ -42,6 +42,10 @@ type Stats struct {
 	MarkMS     int64  `json:"mark_ms"`
 	SweepMS    int64  `json:"sweep_ms"`
 	HeapPeakMB uint64 `json:"heap_mb"`
+	// Policies counts the namespaces whose retention policy a server
+	// applied before collecting, and Forgotten the versions they dropped.
+	Policies  int `json:"policies_applied"`
+	Forgotten int `json:"policy_forgotten"`
 }
 
 // Collect runs one garbage collection of every namespace of db: it starts

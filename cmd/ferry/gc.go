@@ -56,6 +56,9 @@ after the collection began is never swept.`,
 
 func printGC(w io.Writer, st *gc.Stats) {
 	verb := "deleted"
+	if st.Policies > 0 {
+		fmt.Fprintf(w, "applied %d namespaces' retention policies first: %d versions forgotten\n", st.Policies, st.Forgotten)
+	}
 	if st.DryRun {
 		verb = "would delete"
 	}

@@ -195,3 +195,34 @@ func TestServerAppliesRetentionPolicy(t *testing.T) {
 		t.Fatalf("policy clear: %v\n%s", err, out)
 	}
 }
+
+// TestManualGCAppliesPolicies: a collection an admin asks for applies the
+// namespaces' retention policies first, as a scheduled one does, and says
+// so.
+func TestManualGCAppliesPolicies(t *testing.T) {
+	tmp := t.TempDir()
+	srv := startServeArgs(t, filepath.Join(tmp, "data"), "127.0.0.1:0", nil, "--gc-every=0", "--gc-grace=1ns")
+	env := []string{"FERRY_TOKEN=" + srv.token("team", "write"), "FERRY_FINGERPRINT=" + srv.fp}
+	dir := filepath.Join(tmp, "f")
+	if out, err := ferryRun(t, env, "init", dir, "--remote", srv.url("team")); err != nil {
+		t.Fatal(out)
+	}
+	for i := range 3 {
+		os.WriteFile(filepath.Join(dir, "f.txt"), []byte(fmt.Sprint("version ", i)), 0o644)
+		if out, err := ferryRun(t, nil, "push", dir); err != nil {
+			t.Fatal(out)
+		}
+	}
+	if out, err := ferryRun(t, nil, "admin", "policy", "team", "--data", srv.data, "--keep-last", "1"); err != nil {
+		t.Fatalf("policy set: %v\n%s", err, out)
+	}
+	out, err := ferryRun(t, nil, "gc", "--data", srv.data)
+	if err != nil || !strings.Contains(out, "applied 1 namespaces' retention policies first: 2 versions forgotten") {
+		t.Fatalf("gc: %v\n%s", err, out)
+	}
+	log, err := ferryCmd(nil, "--json", "log", dir).Output()
+	var l []any
+	if err != nil || json.Unmarshal(log, &l) != nil || len(l) != 1 {
+		t.Fatalf("after gc with a keep-last 1 policy: %v %s", err, log)
+	}
+}

@@ -33,6 +33,12 @@ func (m *maintenance) GC(ctx context.Context, req transport.MaintenanceRequest) 
 	if req.Grace >= 0 {
 		grace = req.Grace
 	}
+	// A collection an admin asks for keeps the namespaces' policies as a
+	// scheduled one does: what a policy drops goes now, not a day later.
+	var policies, forgotten int
+	if !req.DryRun {
+		policies, forgotten = m.applyPolicies(ctx)
+	}
 	st, err := engine.CollectDB(ctx, m.db, m.srv.PauseCommits, engine.GCOptions{
 		Options: engine.Options{Logger: m.log},
 		Grace:   grace,
@@ -41,6 +47,7 @@ func (m *maintenance) GC(ctx context.Context, req transport.MaintenanceRequest) 
 	if st == nil {
 		return nil, err
 	}
+	st.Policies, st.Forgotten = policies, forgotten
 	if !req.DryRun {
 		m.metrics.gc(st.DiskFreed, err)
 	}
@@ -85,7 +92,6 @@ func (m *maintenance) schedule(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		m.applyPolicies(ctx)
 		if _, err := m.GC(ctx, transport.MaintenanceRequest{Grace: -1}); err != nil && ctx.Err() == nil {
 			m.log.Error("scheduled gc failed", "err", err)
 		}
@@ -93,12 +99,13 @@ func (m *maintenance) schedule(ctx context.Context, every time.Duration) {
 }
 
 // applyPolicies forgets, in every namespace with a retention policy, the
-// versions it does not keep.
-func (m *maintenance) applyPolicies(ctx context.Context) {
+// versions it does not keep. It returns how many policies it applied and
+// how many versions they forgot.
+func (m *maintenance) applyPolicies(ctx context.Context) (applied, forgotten int) {
 	policies, err := m.srv.Policies()
 	if err != nil {
 		m.log.Error("retention policies", "err", err)
-		return
+		return 0, 0
 	}
 	for name, raw := range policies {
 		p, err := gc.ParsePolicy(raw)
@@ -115,8 +122,11 @@ func (m *maintenance) applyPolicies(ctx context.Context) {
 			m.log.Error("retention policy failed", "namespace", name, "err", err)
 			continue
 		}
+		applied++
+		forgotten += n
 		if n > 0 {
 			m.log.Info("retention policy applied", "namespace", name, "forgotten", n)
 		}
 	}
+	return applied, forgotten
 }
