@@ -166,7 +166,7 @@ func AdminRoots(ctx context.Context, r ServerRef) ([]RootSummary, error) {
 	}
 	out := make([]RootSummary, 0, len(roots))
 	for _, ri := range roots {
-		rs := RootSummary{RootInfo: ri, Updated: time.Unix(0, ri.Updated).UTC()}
+		rs := RootSummary{RootInfo: ri, Updated: ri.Updated.Time().UTC()}
 		if len(ri.Head) == 32 {
 			rs.Head = fmt.Sprintf("%x", ri.Head)
 		}

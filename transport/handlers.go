@@ -289,7 +289,7 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		if err != nil {
 			return resp, err
 		}
-		s.log.Info("share created", "id", created.ID, "name", created.Name, "expires", time.Unix(0, created.Expires).UTC())
+		s.log.Info("share created", "id", created.ID, "name", created.Name, "expires", created.Expires.Time().UTC())
 		resp.Token, resp.Share = token, &created
 	case opShareList:
 		shares, err := s.srv.tokens.Shares(s.ns.Name())
@@ -499,7 +499,7 @@ func (s *Server) clients(viewer *session) []ClientInfo {
 		}
 		out = append(out, ClientInfo{
 			Addr: c.conn.RemoteAddr().String(), Namespace: c.nsName(), Device: c.device, Perm: string(c.tok.Perm),
-			TokenID: c.tok.ID, Since: c.since.UnixNano(), BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Version: c.client,
+			TokenID: c.tok.ID, Since: At(c.since), BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(), Version: c.client,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Since < out[j].Since })
@@ -535,7 +535,7 @@ func (s *Server) adminRoots(ctx context.Context, viewer *session) (Response, err
 			}
 			info := RootInfo{Namespace: name, Root: root, Head: head[:], Versions: len(hist)}
 			if len(hist) > 0 {
-				info.Updated = hist[len(hist)-1].Time.UnixNano()
+				info.Updated = At(hist[len(hist)-1].Time)
 			}
 			resp.RootsOf = append(resp.RootsOf, info)
 		}

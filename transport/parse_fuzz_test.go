@@ -1,11 +1,15 @@
 package transport
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferry-sync/ferry/cas"
 )
@@ -85,4 +89,24 @@ func FuzzTokenLookup(f *testing.F) {
 			t.Fatalf("%q: %+v %v, want ErrAuth", s, rec, err)
 		}
 	})
+}
+
+// TestTimesInJSON: times print as RFC 3339 with their zone, and a share
+// stored before that (nanoseconds under *_unix_ns) still reads.
+func TestTimesInJSON(t *testing.T) {
+	at := time.Date(2026, 12, 1, 12, 0, 0, 5, time.UTC)
+	b, err := json.Marshal(TokenInfo{ID: "x", Created: At(at)})
+	if err != nil || !strings.Contains(string(b), `"created":"2026-12-01T12:00:00.000000005Z"`) {
+		t.Fatalf("token info JSON %s, %v", b, err)
+	}
+	var s ShareInfo
+	legacy := fmt.Sprintf(`{"id":"s","created_unix_ns":%d,"expires_unix_ns":%d}`, at.UnixNano(), at.Add(time.Hour).UnixNano())
+	if err := json.Unmarshal([]byte(legacy), &s); err != nil || !s.Expires.Time().Equal(at.Add(time.Hour)) || !s.Created.Time().Equal(at) {
+		t.Fatalf("legacy share %s: %+v, %v", legacy, s, err)
+	}
+	out, _ := json.Marshal(s)
+	var again ShareInfo
+	if err := json.Unmarshal(out, &again); err != nil || !reflect.DeepEqual(again, s) {
+		t.Fatalf("share %s read back as %+v, %v", out, again, err)
+	}
 }

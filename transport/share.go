@@ -24,21 +24,21 @@ const PermShare Perm = "share"
 // ShareInfo describes a share: a read-only link to one file or directory
 // of a namespace, until it expires or is revoked.
 type ShareInfo struct {
-	ID        string `cbor:"1,keyasint" json:"id"`
-	Namespace string `cbor:"2,keyasint" json:"namespace"`
-	Ref       []byte `cbor:"3,keyasint" json:"ref"`
-	Kind      string `cbor:"4,keyasint" json:"kind"` // file or dir
-	Name      string `cbor:"5,keyasint" json:"name"`
-	Size      int64  `cbor:"6,keyasint" json:"size"`
-	Root      string `cbor:"7,keyasint,omitempty" json:"root,omitempty"`
-	Path      string `cbor:"8,keyasint,omitempty" json:"path,omitempty"`
-	Version   string `cbor:"9,keyasint,omitempty" json:"version,omitempty"`
-	Created   int64  `cbor:"10,keyasint" json:"created_unix_ns"`
-	Expires   int64  `cbor:"11,keyasint" json:"expires_unix_ns"`
+	ID        string   `cbor:"1,keyasint" json:"id"`
+	Namespace string   `cbor:"2,keyasint" json:"namespace"`
+	Ref       []byte   `cbor:"3,keyasint" json:"ref"`
+	Kind      string   `cbor:"4,keyasint" json:"kind"` // file or dir
+	Name      string   `cbor:"5,keyasint" json:"name"`
+	Size      int64    `cbor:"6,keyasint" json:"size"`
+	Root      string   `cbor:"7,keyasint,omitempty" json:"root,omitempty"`
+	Path      string   `cbor:"8,keyasint,omitempty" json:"path,omitempty"`
+	Version   string   `cbor:"9,keyasint,omitempty" json:"version,omitempty"`
+	Created   UnixNano `cbor:"10,keyasint" json:"created"`
+	Expires   UnixNano `cbor:"11,keyasint" json:"expires"`
 }
 
 // Expired reports whether the share has expired at now.
-func (s ShareInfo) Expired(now time.Time) bool { return now.UnixNano() >= s.Expires }
+func (s ShareInfo) Expired(now time.Time) bool { return At(now) >= s.Expires }
 
 // createShare makes a share token for info (its ID, Created and Expires
 // are filled here) and returns the token: the only time it is seen.
@@ -50,7 +50,7 @@ func (t *Tokens) createShare(info ShareInfo, ttl time.Duration) (string, ShareIn
 	token := tokenPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 	h := tokenHash(token)
 	now := t.now().UTC()
-	info.ID, info.Created, info.Expires = hex.EncodeToString(h[:6]), now.UnixNano(), now.Add(ttl).UnixNano()
+	info.ID, info.Created, info.Expires = hex.EncodeToString(h[:6]), At(now), At(now.Add(ttl))
 	rec := tokenRecord{ID: info.ID, Namespace: info.Namespace, Perm: PermShare, Created: now, Label: "share " + info.Name, Share: &info}
 	if err := t.put(h, rec); err != nil {
 		return "", ShareInfo{}, err
@@ -130,7 +130,7 @@ func (t *Tokens) updateShare(namespace, id string, expires time.Time) (ShareInfo
 		}
 		return *rec.Share, batch.Commit(true)
 	}
-	rec.Share.Expires = expires.UnixNano()
+	rec.Share.Expires = At(expires)
 	return *rec.Share, t.put(key, rec)
 }
 

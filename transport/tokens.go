@@ -121,7 +121,7 @@ func (t *Tokens) Create(namespace string, perm Perm, label string) (string, Toke
 }
 
 func (r tokenRecord) info() TokenInfo {
-	return TokenInfo{ID: r.ID, Namespace: r.Namespace, Perm: string(r.Perm), Created: r.Created.UnixNano(), Label: r.Label}
+	return TokenInfo{ID: r.ID, Namespace: r.Namespace, Perm: string(r.Perm), Created: At(r.Created), Label: r.Label}
 }
 
 // ValidToken checks a token string's form: ferry_ and 32 lowercase

@@ -147,33 +147,33 @@ type Event struct {
 
 // ClientInfo describes a connected client, for admins.
 type ClientInfo struct {
-	Addr      string `cbor:"1,keyasint" json:"addr"`
-	Namespace string `cbor:"2,keyasint,omitempty" json:"namespace"`
-	Device    string `cbor:"3,keyasint,omitempty" json:"device"`
-	Perm      string `cbor:"4,keyasint" json:"perm"`
-	TokenID   string `cbor:"5,keyasint" json:"token_id"`
-	Since     int64  `cbor:"6,keyasint" json:"since_unix_ns"`
-	BytesIn   int64  `cbor:"7,keyasint" json:"bytes_in"`
-	BytesOut  int64  `cbor:"8,keyasint" json:"bytes_out"`
-	Version   string `cbor:"9,keyasint,omitempty" json:"client_version"`
+	Addr      string   `cbor:"1,keyasint" json:"addr"`
+	Namespace string   `cbor:"2,keyasint,omitempty" json:"namespace"`
+	Device    string   `cbor:"3,keyasint,omitempty" json:"device"`
+	Perm      string   `cbor:"4,keyasint" json:"perm"`
+	TokenID   string   `cbor:"5,keyasint" json:"token_id"`
+	Since     UnixNano `cbor:"6,keyasint" json:"since"`
+	BytesIn   int64    `cbor:"7,keyasint" json:"bytes_in"`
+	BytesOut  int64    `cbor:"8,keyasint" json:"bytes_out"`
+	Version   string   `cbor:"9,keyasint,omitempty" json:"client_version"`
 }
 
 // RootInfo describes one root, for admins.
 type RootInfo struct {
-	Namespace string `cbor:"1,keyasint" json:"namespace"`
-	Root      string `cbor:"2,keyasint" json:"root"`
-	Head      []byte `cbor:"3,keyasint" json:"-"`
-	Versions  int    `cbor:"4,keyasint" json:"versions"`
-	Updated   int64  `cbor:"5,keyasint" json:"updated_unix_ns"`
+	Namespace string   `cbor:"1,keyasint" json:"namespace"`
+	Root      string   `cbor:"2,keyasint" json:"root"`
+	Head      []byte   `cbor:"3,keyasint" json:"-"`
+	Versions  int      `cbor:"4,keyasint" json:"versions"`
+	Updated   UnixNano `cbor:"5,keyasint" json:"updated"`
 }
 
 // TokenInfo describes a token (never the token itself).
 type TokenInfo struct {
-	ID        string `cbor:"1,keyasint" json:"id"`
-	Namespace string `cbor:"2,keyasint" json:"namespace"`
-	Perm      string `cbor:"3,keyasint" json:"perm"`
-	Created   int64  `cbor:"4,keyasint" json:"created_unix_ns"`
-	Label     string `cbor:"5,keyasint,omitempty" json:"label,omitempty"`
+	ID        string   `cbor:"1,keyasint" json:"id"`
+	Namespace string   `cbor:"2,keyasint" json:"namespace"`
+	Perm      string   `cbor:"3,keyasint" json:"perm"`
+	Created   UnixNano `cbor:"4,keyasint" json:"created"`
+	Label     string   `cbor:"5,keyasint,omitempty" json:"label,omitempty"`
 }
 
 var (

@@ -31,7 +31,7 @@ func newAdmin(g *globals) *cobra.Command {
 			return g.print(list, func(w io.Writer) {
 				for _, ci := range list {
 					fmt.Fprintf(w, "%-22s %-16s %-8s %-6s since %s  in %s  out %s\n", ci.Addr, ci.Namespace, ci.Device, ci.Perm,
-						time.Unix(0, ci.Since).Local().Format(time.DateTime), human(ci.BytesIn), human(ci.BytesOut))
+						ci.Since.Time().Local().Format(time.DateTime), human(ci.BytesIn), human(ci.BytesOut))
 				}
 			})
 		},

@@ -82,7 +82,7 @@ collectable like any other. Needs a folder synced with a server.`,
 			return g.print(res, func(w io.Writer) {
 				fmt.Fprintln(w, res.Link)
 				fmt.Fprintf(w, "# share %s: %s %q (%s), expires %s; fetch it with: ferry get 'LINK'\n", res.Share.ID, res.Share.Kind, res.Share.Name,
-					human(res.Share.Size), time.Unix(0, res.Share.Expires).Local().Format(time.DateTime))
+					human(res.Share.Size), res.Share.Expires.Time().Local().Format(time.DateTime))
 			})
 		},
 	}
@@ -95,9 +95,9 @@ collectable like any other. Needs a folder synced with a server.`,
 }
 
 func printShare(w io.Writer, s engine.ShareInfo) {
-	state := "expires " + time.Unix(0, s.Expires).Local().Format(time.DateTime)
+	state := "expires " + s.Expires.Time().Local().Format(time.DateTime)
 	if s.Expired(time.Now()) {
-		state = "expired " + time.Unix(0, s.Expires).Local().Format(time.DateTime)
+		state = "expired " + s.Expires.Time().Local().Format(time.DateTime)
 	}
 	fmt.Fprintf(w, "%s  %-4s %-30s %9s  %s/%s  %s\n", s.ID, s.Kind, s.Name, human(s.Size), s.Root, s.Path, state)
 }

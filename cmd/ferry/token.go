@@ -64,7 +64,7 @@ func newToken(g *globals) *cobra.Command {
 			}
 			return g.print(toks, func(w io.Writer) {
 				for _, t := range toks {
-					fmt.Fprintf(w, "%s %-6s %-20s %s %s\n", t.ID, t.Perm, t.Namespace, time.Unix(0, t.Created).Local().Format(time.DateTime), t.Label)
+					fmt.Fprintf(w, "%s %-6s %-20s %s %s\n", t.ID, t.Perm, t.Namespace, t.Created.Time().Local().Format(time.DateTime), t.Label)
 				}
 			})
 		},
