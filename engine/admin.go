@@ -98,6 +98,12 @@ type TokenCreated struct {
 	Info  transport.TokenInfo `json:"info"`
 }
 
+// CheckPerm checks a permission's name (read, write or admin).
+func CheckPerm(perm string) error {
+	_, err := transport.ParsePerm(perm)
+	return err
+}
+
 // TokenCreate makes a token for a namespace with a permission.
 func TokenCreate(ctx context.Context, r ServerRef, namespace, perm, label string) (*TokenCreated, error) {
 	p, err := transport.ParsePerm(perm)

@@ -34,8 +34,8 @@ with that namespace's token (the folder's, when run in a folder).`,
 			}
 			o := engine.CheckOptions{ReadData: readData}
 			if subset != "" {
-				if _, err := fmt.Sscanf(subset, "%d/%d", &o.SubsetN, &o.SubsetM); err != nil {
-					return usageError{fmt.Errorf("--read-data-subset %q: want N/M", subset)}
+				if _, err := fmt.Sscanf(subset, "%d/%d", &o.SubsetN, &o.SubsetM); err != nil || o.SubsetN < 1 || o.SubsetN > o.SubsetM {
+					return usageError{fmt.Errorf("--read-data-subset %q: want N/M with 1 <= N <= M", subset)}
 				}
 				o.ReadData = true
 			}

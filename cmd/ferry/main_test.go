@@ -64,6 +64,11 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"restore", folder, "--to", tmp}, exitUsage, "version"},
 		{[]string{"log", folder, "../outside"}, exitError, "outside the folder"},
 		{[]string{"check", "--remote", store, "--read-data-subset", "x"}, exitUsage, "N/M"},
+		{[]string{"check", "--remote", store, "--read-data-subset", "3/2"}, exitUsage, "N/M"},
+		{[]string{"token", "create", "--namespace", "n", "--perm", "bogus", "--data", tmp}, exitUsage, "want read, write or admin"},
+		{[]string{"forget", folder, "--keep-within", "bogus"}, exitUsage, "duration"},
+		{[]string{"share", folder, "a", "--ttl", "forever"}, exitUsage, "--ttl"},
+		{[]string{"init", filepath.Join(tmp, "h"), "--remote", store, "--mode", "x"}, exitUsage, "receive-only"},
 	}
 	for _, tt := range tests {
 		code, _, errs := runCLI(t, tt.args...)

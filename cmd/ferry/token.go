@@ -40,6 +40,9 @@ func newToken(g *globals) *cobra.Command {
 			if ns == "" {
 				return usageError{fmt.Errorf("token create: --namespace is required")}
 			}
+			if err := engine.CheckPerm(perm); err != nil {
+				return usageError{err}
+			}
 			res, err := engine.TokenCreate(c.Context(), g.serverRef(r), ns, perm, label)
 			if err != nil {
 				return err
