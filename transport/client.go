@@ -62,6 +62,11 @@ func ParseURL(raw string) (addr, namespace string, err error) {
 	if err != nil || u.Scheme != "quic" || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return "", "", bad
 	}
+	if !validHost(u.Hostname()) || strings.Contains(u.Hostname(), ":") != strings.HasPrefix(u.Host, "[") {
+		// An IPv6 address must be in brackets: quic://::1 would read as
+		// host ":" and port 1.
+		return "", "", bad
+	}
 	port := u.Port()
 	if port == "" {
 		if strings.HasSuffix(u.Host, ":") {
@@ -79,6 +84,23 @@ func ParseURL(raw string) (addr, namespace string, err error) {
 		}
 	}
 	return net.JoinHostPort(u.Hostname(), port), namespace, nil
+}
+
+// validHost accepts an IP address or a DNS name (letters, digits, '-',
+// '_' and '.'; at most 253 bytes).
+func validHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // Client is a connection to a ferry server, scoped to one namespace. It
