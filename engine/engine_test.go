@@ -377,9 +377,28 @@ func TestDeletionGuard(t *testing.T) {
 	if n := len(snapshot(t, b)); n != 2 {
 		t.Errorf("after --force: %d files, want 2", n)
 	}
-	// Deleting both that are left is fewer than the guard's floor.
-	for i := 8; i < 10; i++ {
-		os.Remove(filepath.Join(a, fmt.Sprintf("f%d", i)))
+	// Moving every file into a directory, then renaming the directory,
+	// deletes nothing: content that moves is not gone.
+	for j := range 12 {
+		write(t, filepath.Join(a, fmt.Sprintf("g%d", j)), []byte{byte(j), 1}, 0o644)
+	}
+	e.push(a)
+	e.pull(b)
+	os.MkdirAll(filepath.Join(a, "moved"), 0o755)
+	ents, _ := os.ReadDir(a)
+	for _, de := range ents {
+		if !de.IsDir() {
+			os.Rename(filepath.Join(a, de.Name()), filepath.Join(a, "moved", de.Name()))
+		}
+	}
+	e.push(a)
+	e.pull(b)
+	os.Rename(filepath.Join(a, "moved"), filepath.Join(a, "renamed"))
+	e.push(a)
+	e.pull(b)
+	// Deleting a few is fewer than the guard's floor.
+	for j := range 4 {
+		os.Remove(filepath.Join(a, "renamed", fmt.Sprintf("g%d", j)))
 	}
 	e.push(a)
 	e.pull(b)

@@ -181,22 +181,34 @@ func tooMany(removed, files int64) bool {
 	return removed > guardFiles || (removed >= guardMinFiles && removed*2 > files)
 }
 
-// deletions counts the files and links a change from from to to removes.
+// deletions counts the files and links a change from from to to removes:
+// paths that go whose content is nowhere in the new tree. A renamed or
+// moved directory deletes nothing, however many files it holds.
 func (s *session) deletions(ctx context.Context, from, to cas.Ref) (int64, error) {
 	if s.opts.Force || from.IsZero() {
 		return 0, nil
 	}
-	gone := map[string]bool{} // removed, and not put back as another kind
+	gone := map[string]cas.Ref{} // removed, and not put back as another kind
+	added := map[cas.Ref]bool{}  // the content of paths that appear
 	err := index.Diff(ctx, s.objects(), from, to, func(c index.Change) error {
 		switch {
 		case c.New == nil && c.Old.Kind != index.KindDir:
-			gone[c.Path] = true
+			gone[c.Path] = c.Old.Ref
 		case c.Old == nil:
 			delete(gone, c.Path)
+			if c.New.Kind != index.KindDir {
+				added[c.New.Ref] = true
+			}
 		}
 		return nil
 	})
-	return int64(len(gone)), err
+	var n int64
+	for _, ref := range gone {
+		if !added[ref] {
+			n++
+		}
+	}
+	return n, err
 }
 
 // pushGuard is the deletion guard of a push: a folder that lost most of
