@@ -52,9 +52,11 @@ func (p *Policy) UnmarshalJSON(b []byte) error {
 			}
 		}
 		*p = Policy{Last: j.Last, Hourly: j.Hourly, Daily: j.Daily, Weekly: j.Weekly, Monthly: j.Monthly, Yearly: j.Yearly, Within: within, Tags: j.Tags, KeepTagged: j.KeepTagged}
-		return nil
 	} else if v0err := strictDecode(b, (*policyV0)(p)); v0err != nil {
 		return err
+	}
+	if len(p.Tags) == 0 {
+		p.Tags = nil // "keep_tags":[] and no tags are one policy
 	}
 	return nil
 }
