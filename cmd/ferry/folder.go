@@ -42,3 +42,19 @@ func (g *globals) located(a []string) (engine.Located, error) {
 	base, rest := g.folderArg(a)
 	return engine.Locate(base, rest)
 }
+
+// locatedPath is the folder and the one optional PATH ("" for none) of a
+// command that takes [DIR] [PATH].
+func (g *globals) locatedPath(a []string) (dir, path string, err error) {
+	loc, err := g.located(a)
+	if err != nil {
+		return "", "", err
+	}
+	switch len(loc.Paths) {
+	case 0:
+		return loc.Dir, "", nil
+	case 1:
+		return loc.Dir, loc.Paths[0], nil
+	}
+	return "", "", usageError{errTooManyArgs}
+}

@@ -15,19 +15,12 @@ func newLog(g *globals) *cobra.Command {
 		Short: "List the versions of the folder, or those in which PATH changed",
 		Args:  args(cobra.MaximumNArgs(2)),
 		RunE: func(c *cobra.Command, a []string) error {
-			loc, err := g.located(a)
+			dir, path, err := g.locatedPath(a)
 			if err != nil {
 				return err
 			}
-			if len(loc.Paths) > 1 {
-				return usageError{errTooManyArgs}
-			}
-			path := ""
-			if len(loc.Paths) == 1 {
-				path = loc.Paths[0]
-			}
 			o, _ := g.options("")
-			entries, err := engine.Log(c.Context(), loc.Dir, path, o)
+			entries, err := engine.Log(c.Context(), dir, path, o)
 			if err != nil {
 				return err
 			}

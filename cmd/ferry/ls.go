@@ -19,19 +19,12 @@ func newLs(g *globals) *cobra.Command {
 		Short: "List a version's entries at PATH (default: the head's top level)",
 		Args:  args(cobra.MaximumNArgs(2)),
 		RunE: func(c *cobra.Command, a []string) error {
-			loc, err := g.located(a)
+			dir, path, err := g.locatedPath(a)
 			if err != nil {
 				return err
 			}
-			if len(loc.Paths) > 1 {
-				return usageError{errTooManyArgs}
-			}
-			path := ""
-			if len(loc.Paths) == 1 {
-				path = loc.Paths[0]
-			}
 			o, _ := g.options("")
-			entries, err := engine.Ls(c.Context(), loc.Dir, version, path, recursive, o)
+			entries, err := engine.Ls(c.Context(), dir, version, path, recursive, o)
 			if err != nil {
 				return err
 			}
