@@ -32,6 +32,11 @@ type InitOptions struct {
 	NewRoot bool
 	// Mode is the folder's direction (default both).
 	Mode Mode
+	// Invite is what `ferry invite` printed on another device: it names
+	// the remote, the root and the fingerprint, and is traded for this
+	// device's own token. Remote and Root must then be empty.
+	Invite  string
+	invited bool
 	// Credentials for a server: the token is kept in .ferry/token (mode
 	// 0600), the fingerprint pinned in .ferry/config. Without a
 	// fingerprint, the server's is trusted on first use, with a warning.
@@ -71,6 +76,21 @@ func Init(ctx context.Context, dir string, o InitOptions) (*InitResult, error) {
 	if outer, err := state.FindRoot(filepath.Dir(abs)); err == nil {
 		return nil, fmt.Errorf("init: %s is inside the folder %s: %w", abs, outer, ErrNested)
 	}
+	if o.Invite != "" {
+		if err := redeemInvite(ctx, abs, &o); err != nil {
+			return nil, err
+		}
+		res, err := initFolder(ctx, abs, o)
+		if err != nil {
+			return nil, keptTokenHint(abs, o, err)
+		}
+		return res, nil
+	}
+	return initFolder(ctx, abs, o)
+}
+
+func initFolder(ctx context.Context, abs string, o InitOptions) (*InitResult, error) {
+	var err error
 	remoteURL := o.Remote
 	res := &InitResult{Dir: abs}
 	ro := RemoteOptions{Credentials: o.Credentials, Create: true, Logger: o.Logger}
@@ -142,6 +162,13 @@ func chooseRoot(ctx context.Context, r Remote, abs string, o InitOptions) (root,
 		return false
 	}
 	switch {
+	case o.invited:
+		// The inviting device named its root, which it may not have
+		// pushed yet.
+		if has(o.Root) {
+			return o.Root, "invite", nil
+		}
+		return o.Root, "new", nil
 	case o.NewRoot:
 		root = o.Root
 		if root == "" {

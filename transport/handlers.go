@@ -46,6 +46,8 @@ const (
 	opVerify       = "verify"
 	opAdminRepair  = "admin.repair"
 	opAdminNS      = "admin.namespace"
+	opInviteCreate = "invite.create"
+	opInviteRedeem = "invite.redeem"
 )
 
 // maxVerify bounds the blobs one verify request re-reads.
@@ -55,7 +57,7 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 	var resp Response
 	perm := PermRead
 	switch req.Op {
-	case opSwapHead, opSetTag, opDelete, opDropHistory, opShareCreate, opShareUpdate:
+	case opSwapHead, opSetTag, opDelete, opDropHistory, opShareCreate, opShareUpdate, opInviteCreate:
 		perm = PermWrite
 	case opShareInfo:
 		// The one request a share link's connection may make.
@@ -67,6 +69,9 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		}
 		resp.Share = s.tok.Share
 		return resp, nil
+	case opInviteRedeem:
+		// The one request an invite's connection may make.
+		return s.inviteRedeem(req)
 	case opAdminClients, opAdminRoots, opAdminHistory, opTokenCreate, opTokenList, opTokenRevoke, opAdminGC, opAdminQuota, opAdminPolicy, opAdminNS:
 		perm = PermAdmin
 	case opAdminCheck:
@@ -291,6 +296,8 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		}
 		s.log.Info("share created", "id", created.ID, "name", created.Name, "expires", created.Expires.Time().UTC())
 		resp.Token, resp.Share = token, &created
+	case opInviteCreate:
+		return s.inviteCreate(req)
 	case opShareList:
 		shares, err := s.srv.tokens.Shares(s.ns.Name())
 		resp.Shares = shares

@@ -2,15 +2,12 @@ package transport
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/ferry-sync/ferry/cas"
@@ -43,12 +40,10 @@ func (s ShareInfo) Expired(now time.Time) bool { return At(now) >= s.Expires }
 // createShare makes a share token for info (its ID, Created and Expires
 // are filled here) and returns the token: the only time it is seen.
 func (t *Tokens) createShare(info ShareInfo, ttl time.Duration) (string, ShareInfo, error) {
-	var b [20]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	token, h, err := newTokenString()
+	if err != nil {
 		return "", ShareInfo{}, err
 	}
-	token := tokenPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-	h := tokenHash(token)
 	now := t.now().UTC()
 	info.ID, info.Created, info.Expires = hex.EncodeToString(h[:6]), At(now), At(now.Add(ttl))
 	rec := tokenRecord{ID: info.ID, Namespace: info.Namespace, Perm: PermShare, Created: now, Label: "share " + info.Name, Share: &info}

@@ -1,15 +1,14 @@
 package transport
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferry-sync/ferry/cas"
@@ -58,6 +57,8 @@ func ParsePerm(s string) (Perm, error) {
 type Tokens struct {
 	kv  *cas.KV
 	now func() time.Time
+	// redeemMu makes an invite's check and its trade one step.
+	redeemMu sync.Mutex
 }
 
 // tokenRecord is the stored form.
@@ -69,6 +70,8 @@ type tokenRecord struct {
 	Label     string    `json:"label,omitempty"`
 	// Share is set for a share link's token (Perm is PermShare).
 	Share *ShareInfo `json:"share,omitempty"`
+	// Invite is set for an invite's token (Perm is PermInvite).
+	Invite *InviteInfo `json:"invite,omitempty"`
 }
 
 // NewTokens returns the token store of db.
@@ -101,12 +104,10 @@ func (t *Tokens) Create(namespace string, perm Perm, label string) (string, Toke
 			return "", TokenInfo{}, fmt.Errorf("namespace: %w", err)
 		}
 	}
-	var b [20]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	token, h, err := newTokenString()
+	if err != nil {
 		return "", TokenInfo{}, err
 	}
-	token := tokenPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-	h := tokenHash(token)
 	rec := tokenRecord{ID: hex.EncodeToString(h[:6]), Namespace: namespace, Perm: perm, Created: t.now().UTC(), Label: label}
 	v, _ := json.Marshal(rec)
 	batch := t.kv.Batch()
@@ -162,6 +163,12 @@ func (t *Tokens) Lookup(token string) (tokenRecord, error) {
 	if rec.Share != nil && rec.Share.Expired(t.now()) {
 		return tokenRecord{}, fmt.Errorf("%w: the share link expired", ErrAuth)
 	}
+	if rec.Invite != nil && rec.Invite.Used != "" {
+		return tokenRecord{}, cas.Errorf(ErrInviteUsed, "%w: the invite was used already (it became device token %s); ask for a new one", ErrAuth, rec.Invite.Used)
+	}
+	if rec.Invite != nil && rec.Invite.Expired(t.now()) {
+		return tokenRecord{}, fmt.Errorf("%w: the invite expired at %s; ask for a new one", ErrAuth, rec.Invite.Expires.Time().UTC().Format(time.RFC3339))
+	}
 	return rec, nil
 }
 
@@ -173,7 +180,9 @@ func (t *Tokens) List() ([]TokenInfo, error) {
 		if err := json.Unmarshal(v, &rec); err != nil {
 			return fmt.Errorf("%w: token record: %v", cas.ErrCorrupt, err)
 		}
-		out = append(out, rec.info())
+		if rec.Invite == nil || rec.Invite.Used == "" { // a used invite grants nothing
+			out = append(out, rec.info())
+		}
 		return nil
 	})
 	slices.SortFunc(out, func(a, b TokenInfo) int {

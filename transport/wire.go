@@ -115,6 +115,7 @@ type Response struct {
 	Limit   int64         `cbor:"18,keyasint,omitempty"` // its quota, 0: none
 	Share   *ShareInfo    `cbor:"19,keyasint,omitempty"`
 	Shares  []ShareInfo   `cbor:"20,keyasint,omitempty"`
+	Invite  *InviteInfo   `cbor:"21,keyasint,omitempty"`
 }
 
 // WireError is an error on the wire; see RemoteError.
