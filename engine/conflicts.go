@@ -38,7 +38,7 @@ func parseConflict(p string) (ConflictCopy, bool) {
 // Conflicts lists the conflict copies in the folder: a conflict is
 // unresolved while its copy exists.
 func Conflicts(ctx context.Context, dir string, o Options) ([]ConflictCopy, error) {
-	s, err := open(ctx, dir, o)
+	s, err := openOffline(ctx, dir, o)
 	if err != nil {
 		return nil, err
 	}

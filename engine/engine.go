@@ -185,6 +185,9 @@ type Options struct {
 	Credentials Credentials
 	// Force lets a pull delete more than the deletion guard allows.
 	Force bool
+	// Warn receives the warnings of commands whose result has no place
+	// for them (diff, ls, conflicts); nil drops them.
+	Warn func(string)
 	// hold names files a writer still has open (watch).
 	hold func(path string) bool
 }
@@ -218,6 +221,18 @@ type session struct {
 }
 
 func open(ctx context.Context, dir string, opts Options) (*session, error) {
+	return openSession(ctx, dir, opts, false)
+}
+
+// openOffline opens the folder for a command that can answer from what
+// the folder knows (status, diff against the base, conflicts, ls of the
+// base): when the server does not answer, the session goes on with an
+// offline remote and a warning.
+func openOffline(ctx context.Context, dir string, opts Options) (*session, error) {
+	return openSession(ctx, dir, opts, true)
+}
+
+func openSession(ctx context.Context, dir string, opts Options, offlineOK bool) (*session, error) {
 	opts.applyDefaults()
 	f, err := state.Find(dir)
 	if err != nil {
@@ -244,10 +259,17 @@ func open(ctx context.Context, dir string, opts Options) (*session, error) {
 		}
 	}
 	r, err := OpenRemote(ctx, f.Config.Remote, f.Config.Namespace, ro)
+	if err != nil && offlineOK && errors.Is(err, transport.ErrUnreachable) {
+		if r, err = s.offlineRemote(err); err == nil {
+			s.remote = r
+			return s, nil
+		}
+	}
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	s.keepParams(r.Params())
 	if r.Params().Pol == 0 {
 		// The namespace has no chunk params yet, and this token may not
 		// make them: nobody has pushed, and this device cannot.

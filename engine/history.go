@@ -124,12 +124,12 @@ func pathOp(prev, cur *index.Entry) string {
 // Diff lists the changes from version a to version b. An empty b means
 // the folder as it is now; an empty a means the head.
 func Diff(ctx context.Context, dir, a, b string, o Options) ([]Change, error) {
-	s, err := open(ctx, dir, o)
+	s, err := openOffline(ctx, dir, o)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	ra, err := s.treeOf(ctx, a)
+	ra, err := s.treeOf(ctx, s.offlineVersion(a))
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +158,7 @@ func Diff(ctx context.Context, dir, a, b string, o Options) ([]Change, error) {
 // treeOf resolves a version name to its root tree.
 func (s *session) treeOf(ctx context.Context, name string) (cas.Ref, error) {
 	v, err := s.resolve(ctx, name)
-	if errors.Is(err, cas.ErrNotFound) && (name == "" || name == "head") {
+	if errors.Is(err, cas.ErrNotFound) && (name == "" || name == "head" || name == index.BaseName) {
 		return cas.Ref{}, nil // no versions yet: the empty tree
 	}
 	if err != nil {
@@ -180,12 +180,12 @@ type LsEntry struct {
 // Ls lists the entries of a version at path (a directory's contents, or
 // one file); recursive lists everything below.
 func Ls(ctx context.Context, dir, version, path string, recursive bool, o Options) ([]LsEntry, error) {
-	s, err := open(ctx, dir, o)
+	s, err := openOffline(ctx, dir, o)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	root, err := s.treeOf(ctx, version)
+	root, err := s.treeOf(ctx, s.offlineVersion(version))
 	if err != nil {
 		return nil, err
 	}

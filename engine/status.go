@@ -42,7 +42,10 @@ type StatusResult struct {
 	// InSync: the folder's content equals the head's (root hash compare).
 	InSync bool `json:"in_sync"`
 	// RemoteAhead: the head moved since the folder's base.
-	RemoteAhead  bool     `json:"remote_ahead"`
+	RemoteAhead bool `json:"remote_ahead"`
+	// Offline: the server did not answer; the changes are against the
+	// base, and the head is unknown.
+	Offline      bool     `json:"offline,omitempty"`
 	LocalChanges []Change `json:"local_changes"`
 	// Conflicts are the unresolved conflict copies in the folder.
 	Conflicts []ConflictCopy `json:"conflicts"`
@@ -57,7 +60,7 @@ type StatusResult struct {
 // Status compares the folder with its base and the remote head. It reads
 // only files the stat cache cannot vouch for, and sends nothing.
 func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
-	s, err := open(ctx, dir, o)
+	s, err := openOffline(ctx, dir, o)
 	if err != nil {
 		return nil, err
 	}
@@ -66,9 +69,11 @@ func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	head, err := s.head(ctx)
-	if err != nil {
-		return nil, err
+	head := base // offline: what the folder last knew
+	if !s.offline() {
+		if head, err = s.head(ctx); err != nil {
+			return nil, err
+		}
 	}
 	sc, err := s.scan(ctx, nil)
 	if err != nil {
@@ -76,11 +81,11 @@ func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
 	}
 	sc.CacheUpdate.Discard()
 	mode, _ := s.mode()
-	res := &StatusResult{Dir: s.f.Dir, Remote: s.f.Config.Remote, Root: s.root(), Device: s.f.Config.Device, Mode: mode, RemoteAhead: head != base, Warnings: append(s.warnings, sc.Warnings...), LocalChanges: []Change{}}
+	res := &StatusResult{Dir: s.f.Dir, Remote: s.f.Config.Remote, Root: s.root(), Device: s.f.Config.Device, Mode: mode, RemoteAhead: head != base, Offline: s.offline(), Warnings: append(s.warnings, sc.Warnings...), LocalChanges: []Change{}}
 	if !base.IsZero() {
 		res.Base = base.String()
 	}
-	if !head.IsZero() {
+	if !head.IsZero() && !res.Offline {
 		res.Head = head.String()
 	}
 	baseRoot, err := s.versionRoot(ctx, base)
@@ -91,8 +96,10 @@ func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.InSync = sameTree(sc.Root, headRoot)
-	if p, err := s.planHeal(ctx); err != nil {
+	res.InSync = sameTree(sc.Root, headRoot) && !res.Offline
+	if res.Offline {
+		// Nothing to ask the store.
+	} else if p, err := s.planHeal(ctx); err != nil {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("could not ask the store about damage: %v", err))
 	} else if p != nil {
 		res.StoreDamaged, res.Healable = len(p.damaged), p.count()
@@ -122,7 +129,28 @@ func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
 	return res, damaged("local changes not listed in full", err)
 }
 
-// resolve names a version of the folder's root.
+// resolve names a version of the folder's root. "base" is the version
+// the folder last synced, known without the server.
 func (s *session) resolve(ctx context.Context, name string) (cas.Ref, error) {
+	if name == index.BaseName {
+		base, err := s.f.Base()
+		if err == nil && base.IsZero() {
+			err = cas.Errorf(cas.ErrNotFound, "the folder has not synced yet")
+		}
+		if err != nil {
+			return cas.Ref{}, fmt.Errorf("version %q: %w", name, err)
+		}
+		return base, nil
+	}
 	return index.Resolve(ctx, s.remote, s.objects(), s.root(), name)
+}
+
+// offlineVersion is the version a command that defaults to the head
+// reads when the server did not answer: the base, said so.
+func (s *session) offlineVersion(name string) string {
+	if s.offline() && (name == "" || name == "head") {
+		s.warn("reading the base, the version this folder last synced, in place of the head")
+		return index.BaseName
+	}
+	return name
 }

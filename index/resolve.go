@@ -47,6 +47,8 @@ var ErrTagName = errors.New("not a tag name")
 // what no name may be.
 func ValidTagName(name string) error {
 	switch {
+	case name == BaseName:
+		return fmt.Errorf("tag %q reads as the folder's base version: %w", name, ErrTagName)
 	case name == "head" || strings.HasPrefix(name, "head~") || strings.HasPrefix(name, "head^"):
 		return fmt.Errorf("tag %q reads as the head: %w", name, ErrTagName)
 	case strings.HasPrefix(name, "@"):
@@ -59,6 +61,9 @@ func ValidTagName(name string) error {
 	}
 	return nil
 }
+
+// BaseName names a folder's base version: the one it last synced.
+const BaseName = "base"
 
 func isHex(s string) bool {
 	for _, c := range s {

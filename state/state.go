@@ -303,6 +303,28 @@ func (f *Folder) SetBase(ref cas.Ref) error {
 	return b.Commit(true)
 }
 
+var keyParams = []byte("params")
+
+// Params returns the chunk params the folder last saw from its remote
+// (JSON), or nil: what scanning needs when the server cannot be reached.
+func (f *Folder) Params() []byte {
+	v, err := f.kv.Get(keyParams)
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
+// SetParams keeps the remote's chunk params (JSON).
+func (f *Folder) SetParams(p []byte) error {
+	b := f.kv.Batch()
+	if err := b.Set(keyParams, p); err != nil {
+		b.Close()
+		return err
+	}
+	return b.Commit(false)
+}
+
 // StatCache returns the folder's stat cache.
 func (f *Folder) StatCache() *StatCache { return &StatCache{kv: f.kv} }
 

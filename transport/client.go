@@ -153,6 +153,9 @@ func Dial(ctx context.Context, addr, namespace string, opts ClientOptions) (*Cli
 		if errors.Is(err, ErrFingerprint) {
 			return nil, fmt.Errorf("dial %s: %w", addr, ErrFingerprint)
 		}
+		if unreachable(err) {
+			return nil, fmt.Errorf("dial %s: %w: %w", addr, ErrUnreachable, err)
+		}
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	c, err := newClient(ctx, conn, namespace, opts)
@@ -196,6 +199,9 @@ func (opts ClientOptions) quicConfig() *quic.Config {
 	if opts.IdleTimeout > 0 {
 		qc.MaxIdleTimeout = opts.IdleTimeout
 		qc.KeepAlivePeriod = opts.IdleTimeout / 3
+		// A server that does not answer the handshake is unreachable
+		// within the same time as one that falls silent.
+		qc.HandshakeIdleTimeout = min(qc.HandshakeIdleTimeout, opts.IdleTimeout)
 	}
 	return qc
 }

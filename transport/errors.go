@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"regexp"
 	"strings"
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/index"
+	"github.com/quic-go/quic-go"
 )
 
 // Errors a client sees.
@@ -184,4 +186,20 @@ func clientMessage(code string, err error) string {
 		return genericMsg[codeInternal]
 	}
 	return absPath.ReplaceAllString(err.Error(), "<path>")
+}
+
+// ErrUnreachable: the server did not answer (nothing listens, the network
+// is down, the name does not resolve). A folder's offline commands go on
+// without it.
+var ErrUnreachable = errors.New("server unreachable")
+
+// unreachable reports a dial error that says nothing answered, as opposed
+// to an answer that refused (a wrong certificate, a TLS alert).
+func unreachable(err error) bool {
+	var idle *quic.IdleTimeoutError
+	var hs *quic.HandshakeTimeoutError
+	var ne net.Error
+	var dns *net.DNSError
+	return errors.As(err, &idle) || errors.As(err, &hs) || errors.As(err, &dns) || errors.As(err, &ne) ||
+		errors.Is(err, context.DeadlineExceeded)
 }

@@ -20,6 +20,7 @@ func newConflicts(g *globals) *cobra.Command {
 				return err
 			}
 			o, _ := g.options("")
+			o.Warn = g.warn
 			list, err := engine.Conflicts(c.Context(), dir, o)
 			if err != nil {
 				return err

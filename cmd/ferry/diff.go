@@ -28,6 +28,7 @@ digits), a tag, head, head~N, or @TIME (for example @2026-11-21T10:00).`,
 				return usageError{errTooManyArgs}
 			}
 			o, _ := g.options("")
+			o.Warn = g.warn
 			changes, err := engine.Diff(c.Context(), dir, v1, v2, o)
 			if err != nil {
 				return err

@@ -24,6 +24,7 @@ func newLs(g *globals) *cobra.Command {
 				return err
 			}
 			o, _ := g.options("")
+			o.Warn = g.warn
 			entries, err := engine.Ls(c.Context(), dir, version, path, recursive, o)
 			if err != nil {
 				return err

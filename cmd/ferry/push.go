@@ -79,6 +79,14 @@ func printPush(w io.Writer, res *engine.PushResult) {
 		short(res.Version), res.FilesChanged, res.ChunksSent, human(res.BytesSent), human(res.BytesScanned), ms(res.DurationMS))
 }
 
+// warn says a warning on stderr at once, for commands whose output has no
+// place for one (a listing, or JSON that is a list).
+func (g *globals) warn(msg string) {
+	if !g.quiet {
+		fmt.Fprintln(g.stderr, "warning:", msg)
+	}
+}
+
 func printWarnings(w io.Writer, warnings []string) {
 	for _, m := range warnings {
 		fmt.Fprintln(w, "warning:", m)

@@ -27,7 +27,11 @@ func newStatus(g *globals) *cobra.Command {
 			return g.print(res, func(w io.Writer) {
 				printWarnings(w, res.Warnings)
 				fmt.Fprintf(w, "folder %s (root %s of %s, device %s)\n", res.Dir, res.Root, res.Remote, res.Device)
-				fmt.Fprintf(w, "base   %s\nhead   %s\n", short(res.Base), short(res.Head))
+				head := short(res.Head)
+				if res.Offline {
+					head = "unknown: the server is unreachable"
+				}
+				fmt.Fprintf(w, "base   %s\nhead   %s\n", short(res.Base), head)
 				switch {
 				case res.InSync:
 					fmt.Fprintln(w, "in sync with the head")
@@ -40,7 +44,7 @@ func newStatus(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "%d local only changes (receive-only: not sent; 'ferry revert' drops them):\n", len(res.LocalChanges))
 					printChanges(w, res.LocalChanges)
 				} else if len(res.LocalChanges) > 0 {
-					fmt.Fprintf(w, "%d local changes (run 'ferry push'):\n", len(res.LocalChanges))
+					fmt.Fprintf(w, "%d local changes since the base (run 'ferry push'):\n", len(res.LocalChanges))
 					printChanges(w, res.LocalChanges)
 				}
 				switch {
