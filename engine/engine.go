@@ -218,6 +218,8 @@ type session struct {
 	remote   Remote
 	opts     Options
 	warnings []string // said once, with the result
+	// overriding: a push over a moved head replaces it (ferry override).
+	overriding bool
 }
 
 func open(ctx context.Context, dir string, opts Options) (*session, error) {

@@ -33,6 +33,9 @@ type LogEntry struct {
 	Path     string    `json:"path,omitempty"`
 	PathOp   string    `json:"path_op,omitempty"` // with a path: added, removed, modified
 	PathSize int64     `json:"path_size,omitempty"`
+	// Conflicts are the version's conflict records: copies a merge made,
+	// and paths an override replaced (kind "overridden", no copy).
+	Conflicts []Conflict `json:"conflicts,omitempty"`
 }
 
 // Log lists the root's versions, newest first. With a path, it lists only
@@ -75,6 +78,9 @@ func Log(ctx context.Context, dir, path string, o Options) ([]LogEntry, error) {
 		e := LogEntry{Version: h.Ref.String(), Time: v.Time, Stored: h.Time, Device: v.Device, Message: v.Message, Files: v.Summary.Files, Bytes: v.Summary.Bytes, Head: h.Ref == head, Parents: []string{}}
 		for _, p := range v.Parents {
 			e.Parents = append(e.Parents, p.String())
+		}
+		for _, c := range v.Conflicts {
+			e.Conflicts = append(e.Conflicts, Conflict{Path: c.Path, Copy: c.Copy, Kind: c.Kind})
 		}
 		e.Tags = byRef[h.Ref]
 		slices.Sort(e.Tags)

@@ -35,10 +35,10 @@ func ParseMode(s string) (Mode, error) {
 	switch m := Mode(s); m {
 	case "", ModeBoth:
 		return ModeBoth, nil
-	case ModeReceiveOnly:
+	case ModeReceiveOnly, ModeSendOnly:
 		return m, nil
 	}
-	return "", fmt.Errorf("mode %q: want both or receive-only", s)
+	return "", fmt.Errorf("mode %q: want both, send-only or receive-only", s)
 }
 
 // mode is the folder's effective mode, and why.
@@ -46,8 +46,9 @@ func (s *session) mode() (Mode, string) {
 	if c, ok := s.remote.(*transport.Client); ok && c.Perm() == transport.PermRead {
 		return ModeReceiveOnly, " (its token is read-only)"
 	}
-	if s.f.Config.Mode == string(ModeReceiveOnly) {
-		return ModeReceiveOnly, ""
+	switch m := Mode(s.f.Config.Mode); m {
+	case ModeReceiveOnly, ModeSendOnly:
+		return m, ""
 	}
 	return ModeBoth, ""
 }

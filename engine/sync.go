@@ -43,7 +43,11 @@ type PushResult struct {
 	// folder now holds the merge); Conflicts are the copies made.
 	Merged    bool       `json:"merged,omitempty"`
 	Conflicts []Conflict `json:"conflicts,omitempty"`
-	Warnings  []string   `json:"warnings,omitempty"`
+	// Overridden are the paths whose remote change since the base an
+	// override (or a send-only push) replaced with the folder's state;
+	// the head before it keeps them.
+	Overridden []string `json:"overridden,omitempty"`
+	Warnings   []string `json:"warnings,omitempty"`
 }
 
 // Push records the folder's state as a new version of its root and moves
@@ -104,7 +108,9 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 	if err != nil {
 		return nil, err
 	}
-	if sameTree(sc.Root, baseRoot) {
+	// An explicit override of a moved head sends even an unchanged folder:
+	// the point is to undo the remote's changes.
+	if sameTree(sc.Root, baseRoot) && (!s.overriding || head == base) {
 		res.UpToDate = true
 		res.Version = base.String()
 		if base.IsZero() {
@@ -124,6 +130,9 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 				return nil, err
 			}
 			return res, s.f.SetBase(head)
+		}
+		if s.overrides() {
+			return s.pushOverride(ctx, sc, base, head, message, res)
 		}
 		return s.pushMerge(ctx, sc, base, head, message, res)
 	}
@@ -154,6 +163,9 @@ func (s *session) push(ctx context.Context, message string) (*PushResult, error)
 			// Another device moved the head while we pushed: merge with it.
 			if head, err = s.head(ctx); err != nil {
 				return nil, err
+			}
+			if s.overrides() {
+				return s.pushOverride(ctx, sc, base, head, message, res)
 			}
 			return s.pushMerge(ctx, sc, base, head, message, res)
 		}
@@ -304,7 +316,9 @@ func shortOrNone(r cas.Ref) string {
 type PullResult struct {
 	Version string `json:"version"`
 	// NothingYet: a read-only token, and nothing pushed to the namespace.
-	NothingYet    bool  `json:"nothing_yet,omitempty"`
+	NothingYet bool `json:"nothing_yet,omitempty"`
+	// SendOnly: nothing was received, the folder is send-only (sync).
+	SendOnly      bool  `json:"send_only,omitempty"`
 	UpToDate      bool  `json:"up_to_date"`
 	FilesChanged  int64 `json:"files_changed"`
 	FilesWritten  int64 `json:"files_written"`
@@ -344,6 +358,9 @@ func Pull(ctx context.Context, dir string, o Options) (*PullResult, error) {
 }
 
 func (s *session) pull(ctx context.Context) (*PullResult, error) {
+	if s.sendOnly() {
+		return nil, s.refuseReceive()
+	}
 	base, err := s.f.Base()
 	if err != nil {
 		return nil, err
@@ -529,6 +546,17 @@ func Sync(ctx context.Context, dir string, o PushOptions) (*SyncResult, error) {
 
 func (s *session) sync(ctx context.Context, message string) (*SyncResult, error) {
 	start := time.Now()
+	if s.sendOnly() {
+		// Send-only: a sync is its push.
+		ps, err := s.pushRecovering(ctx, message)
+		if err != nil {
+			return nil, fmt.Errorf("sync %s: %w", s.f.Dir, err)
+		}
+		ps.DurationMS = durationMS(start)
+		ps.Warnings = append(s.warnings, ps.Warnings...)
+		s.warnings = nil
+		return &SyncResult{Pull: &PullResult{SendOnly: true}, Push: ps}, nil
+	}
 	pr, err := s.pull(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sync %s: %w", s.f.Dir, err)

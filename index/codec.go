@@ -375,7 +375,9 @@ func DecodeVersion(b []byte) (*Version, error) {
 		return nil, fmt.Errorf("%w: %d conflicts in one version", ErrMalformed, len(body.Conflicts))
 	}
 	for _, c := range body.Conflicts {
-		if ValidPath(c.Path) != nil || ValidPath(c.Copy) != nil || (c.Kind != "content" && c.Kind != "dir-file") {
+		copyOK := ValidPath(c.Copy) == nil && (c.Kind == "content" || c.Kind == "dir-file") ||
+			c.Copy == "" && c.Kind == ConflictOverridden
+		if ValidPath(c.Path) != nil || !copyOK {
 			return nil, fmt.Errorf("%w: conflict record %q", ErrMalformed, c.Path)
 		}
 		v.Conflicts = append(v.Conflicts, Conflict{Path: c.Path, Copy: c.Copy, Kind: c.Kind})

@@ -19,9 +19,14 @@ type Conflict struct {
 	Path string
 	Copy string
 	// Kind says what collided: "content" (two files or links), "dir-file"
-	// (a directory and a file or link).
+	// (a directory and a file or link), or ConflictOverridden.
 	Kind string
 }
+
+// ConflictOverridden is the kind of a conflict record with no copy: an
+// override replaced the remote's change to Path with the local state;
+// the version's first parent holds what the remote had.
+const ConflictOverridden = "overridden"
 
 // MergeOptions name the local device and the time, for conflict names.
 type MergeOptions struct {

@@ -83,6 +83,6 @@ is traded for this device's own.`,
 	c.Flags().StringVar(&o.Root, "root", "", "the root to join (default: the remote's only one)")
 	c.Flags().BoolVar(&o.NewRoot, "new-root", false, "make a new root (--root NAME, default DIR's base name)")
 	c.Flags().StringVar(&o.Invite, "invite", "", "what 'ferry invite' printed on another device")
-	c.Flags().StringVar(&mode, "mode", "both", "both, or receive-only: pull, and keep local changes here unsent")
+	c.Flags().StringVar(&mode, "mode", "both", "both; receive-only: pull, and keep local changes here unsent; send-only: push, and override remote changes")
 	return c
 }

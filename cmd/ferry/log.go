@@ -43,6 +43,13 @@ func newLog(g *globals) *cobra.Command {
 						fmt.Fprintf(w, "  %q", e.Message)
 					}
 					fmt.Fprintln(w)
+					for _, c := range e.Conflicts {
+						if c.Kind == "overridden" {
+							fmt.Fprintf(w, "    overridden %s (the first parent has the remote's)\n", c.Path)
+						} else {
+							fmt.Fprintf(w, "    conflict %s (copy %s)\n", c.Path, c.Copy)
+						}
+					}
 				}
 			})
 		},

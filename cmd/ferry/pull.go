@@ -43,6 +43,8 @@ func printPull(w io.Writer, res *engine.PullResult) {
 	printWarnings(w, res.Warnings)
 	printConflicts(w, res.Conflicts)
 	switch {
+	case res.SendOnly:
+		fmt.Fprintln(w, "send-only: remote changes are not taken")
 	case res.Merged:
 		fmt.Fprintf(w, "merged local changes with the remote head and pushed version %s: %d files changed here\n", short(res.Version), res.FilesChanged)
 	case res.NothingYet:

@@ -43,6 +43,38 @@ func newPush(g *globals) *cobra.Command {
 	return c
 }
 
+func newOverride(g *globals) *cobra.Command {
+	var message string
+	c := &cobra.Command{
+		Use:   "override [DIR] [-m MSG]",
+		Short: "Push the folder's state as the head, replacing what the remote changed since the last sync",
+		Long: `Make the remote match this folder (Syncthing's "override changes"): push the
+folder's state as the new head even where another device changed a path since
+this folder's base. Nothing is lost: the remote's head becomes the new
+version's first parent, and the version records each overridden path (see
+'ferry log'); 'ferry restore --version head~1 PATH' brings one back. A
+send-only folder's push does this by itself. The deletion guard applies
+(--force).`,
+		Args: args(cobra.MaximumNArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			dir, err := g.folder(a)
+			if err != nil {
+				return err
+			}
+			o, done := g.options("push")
+			res, err := engine.Override(c.Context(), dir, engine.PushOptions{Options: o, Message: message})
+			done()
+			if err != nil {
+				return err
+			}
+			return g.print(res, func(w io.Writer) { printPush(w, res) })
+		},
+	}
+	c.Flags().StringVarP(&message, "message", "m", "", "a note to keep with the version (default \"override\")")
+	c.Flags().BoolVar(&g.force, "force", false, "push deletions past the deletion guard")
+	return c
+}
+
 // conflictsErr is the exit status 3 of a sync that made conflict copies.
 func conflictsErr(c []engine.Conflict) error {
 	if len(c) > 0 {
@@ -67,6 +99,14 @@ func printPush(w io.Writer, res *engine.PushResult) {
 		fmt.Fprintf(w, "sent again %d files or objects whose copy in the store was damaged\n", res.Resent)
 	}
 	printConflicts(w, res.Conflicts)
+	if res.Overridden != nil {
+		for _, p := range res.Overridden {
+			fmt.Fprintf(w, "overridden: %s (the remote's change is in version %s)\n", p, short(res.Parent))
+		}
+		fmt.Fprintf(w, "pushed version %s over the remote head %s: %d paths differ from it, %d remote changes overridden, in %s\n",
+			short(res.Version), short(res.Parent), res.FilesChanged, len(res.Overridden), ms(res.DurationMS))
+		return
+	}
 	if res.Merged {
 		fmt.Fprintf(w, "merged with the remote head and pushed version %s: %d files changed here in %s\n", short(res.Version), res.FilesChanged, ms(res.DurationMS))
 		return

@@ -35,6 +35,8 @@ func newStatus(g *globals) *cobra.Command {
 				switch {
 				case res.InSync:
 					fmt.Fprintln(w, "in sync with the head")
+				case res.RemoteAhead && res.Mode == engine.ModeSendOnly:
+					fmt.Fprintln(w, "the remote has newer versions: this send-only folder's next push overrides them (history keeps them)")
 				case res.RemoteAhead && len(res.LocalChanges) == 0:
 					fmt.Fprintln(w, "the remote has newer versions: run 'ferry pull'")
 				case res.RemoteAhead:
