@@ -82,12 +82,25 @@ type ResolveResult struct {
 	Path string `json:"path"`
 	Kept string `json:"kept"`
 	Now  string `json:"renamed_to,omitempty"`
+	// Copy is the conflict copy settled.
+	Copy string `json:"copy"`
+	// DryRun: nothing was changed; the fields say what would have been.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// ResolveOptions say how to settle a conflict.
+type ResolveOptions struct {
+	Options
+	Keep Keep
+	// DryRun changes nothing: the result says what would be.
+	DryRun bool
 }
 
 // Resolve settles one conflict: PATH is the changed path or its copy. The
 // change is made in the folder; the next push or sync records it.
-func Resolve(ctx context.Context, dir, p string, keep Keep, o Options) (*ResolveResult, error) {
-	s, err := open(ctx, dir, o)
+func Resolve(ctx context.Context, dir, p string, ro ResolveOptions) (*ResolveResult, error) {
+	keep := ro.Keep
+	s, err := open(ctx, dir, ro.Options)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +135,24 @@ func Resolve(ctx context.Context, dir, p string, keep Keep, o Options) (*Resolve
 		return nil, err
 	}
 	defer root.Close()
-	res := &ResolveResult{Path: c.Path, Kept: string(keep)}
+	res := &ResolveResult{Path: c.Path, Kept: string(keep), Copy: c.Copy, DryRun: ro.DryRun}
+	switch keep {
+	case KeepLocal, KeepRemote:
+	case KeepBoth:
+		ext := path.Ext(c.Path)
+		res.Now = strings.TrimSuffix(c.Path, ext) + "." + c.Device + ext
+		for i := 2; ; i++ {
+			if _, err := root.Lstat(res.Now); errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			res.Now = fmt.Sprintf("%s.%s-%d%s", strings.TrimSuffix(c.Path, ext), c.Device, i, ext)
+		}
+	default:
+		return nil, fmt.Errorf("resolve: keep %q: want local, remote or both", keep)
+	}
+	if ro.DryRun {
+		return res, nil
+	}
 	switch keep {
 	case KeepLocal:
 		// A rename replaces the path atomically; a directory in the way
@@ -136,17 +166,7 @@ func Resolve(ctx context.Context, dir, p string, keep Keep, o Options) (*Resolve
 	case KeepRemote:
 		err = root.RemoveAll(c.Copy)
 	case KeepBoth:
-		ext := path.Ext(c.Path)
-		res.Now = strings.TrimSuffix(c.Path, ext) + "." + c.Device + ext
-		for i := 2; ; i++ {
-			if _, err := root.Lstat(res.Now); errors.Is(err, os.ErrNotExist) {
-				break
-			}
-			res.Now = fmt.Sprintf("%s.%s-%d%s", strings.TrimSuffix(c.Path, ext), c.Device, i, ext)
-		}
 		err = root.Rename(c.Copy, res.Now)
-	default:
-		return nil, fmt.Errorf("resolve: keep %q: want local, remote or both", keep)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", c.Path, err)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferry-sync/ferry/cas"
@@ -37,7 +38,13 @@ type RestoreOptions struct {
 	// Delete removes from the target (below Paths) what the version does
 	// not have, so the target mirrors it.
 	Delete bool
+	// DryRun writes nothing, here or at the remote: the result lists what
+	// the restore would write and remove (Plan).
+	DryRun bool
 }
+
+// Planned is one change a dry run would make (see restore.Planned).
+type Planned = restore.Planned
 
 // RestoreResult is what a restore did.
 type RestoreResult struct {
@@ -53,6 +60,11 @@ type RestoreResult struct {
 	Missing    []string `json:"missing,omitempty"`
 	DurationMS int64    `json:"duration_ms"`
 	Warnings   []string `json:"warnings,omitempty"`
+	// DryRun: nothing was written; Plan is what would have been, and
+	// WouldSave says an in-place restore would push the folder first.
+	DryRun    bool              `json:"dry_run,omitempty"`
+	Plan      []restore.Planned `json:"plan,omitempty"`
+	WouldSave bool              `json:"would_save_first,omitempty"`
 }
 
 // Restore writes a version, or paths of it, into a target directory, or
@@ -101,18 +113,7 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 		// In place: save what is here first, so nothing is lost and the
 		// restore itself can be undone.
 		target = s.f.Dir
-		pr, err := s.push(ctx, fmt.Sprintf("before restore of %s", vref.Short()))
-		if err != nil {
-			return nil, fmt.Errorf("saving the folder before restoring: %w", err)
-		}
-		if !pr.UpToDate {
-			res.Pushed = pr.Version
-		}
-		base, err := s.f.Base()
-		if err != nil {
-			return nil, err
-		}
-		if from, err = s.versionRoot(ctx, base); err != nil {
+		if from, res.WouldSave, err = s.saveBeforeRestore(ctx, vref, o.DryRun, res); err != nil {
 			return nil, err
 		}
 	} else {
@@ -122,8 +123,10 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 		if err := checkTarget(target, o); err != nil {
 			return nil, err
 		}
-		if err := os.MkdirAll(target, 0o755); err != nil {
-			return nil, err
+		if !o.DryRun {
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return nil, err
+			}
 		}
 	}
 	res.Target = target
@@ -184,6 +187,15 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 	} else {
 		ropts.Skip = skipFor(target, o.Overwrite)
 	}
+	if o.DryRun {
+		res.DryRun = true
+		var mu sync.Mutex
+		ropts.DryRun = func(p restore.Planned) {
+			mu.Lock()
+			res.Plan = append(res.Plan, p)
+			mu.Unlock()
+		}
+	}
 	if len(o.Paths) == 0 {
 		rr, err := restore.Apply(ctx, target, g, from, vroot, ropts)
 		if err != nil {
@@ -205,12 +217,56 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 	return res, s.deleteExtra(ctx, g, target, vroot, o, res)
 }
 
+// saveBeforeRestore pushes the folder before an in-place restore, so that
+// the restore can be undone, and returns the tree the folder then holds.
+// A dry run pushes nothing: it scans, and says whether it would.
+func (s *session) saveBeforeRestore(ctx context.Context, vref cas.Ref, dry bool, res *RestoreResult) (from cas.Ref, wouldSave bool, err error) {
+	base, err := s.f.Base()
+	if err != nil {
+		return cas.Ref{}, false, err
+	}
+	if dry {
+		sc, err := s.scan(ctx, nil)
+		if err != nil {
+			return cas.Ref{}, false, err
+		}
+		sc.CacheUpdate.Discard()
+		baseRoot, err := s.versionRoot(ctx, base)
+		if err != nil {
+			return cas.Ref{}, false, err
+		}
+		return sc.Root, !sameTree(sc.Root, baseRoot), nil
+	}
+	pr, err := s.push(ctx, fmt.Sprintf("before restore of %s", vref.Short()))
+	if err != nil {
+		return cas.Ref{}, false, fmt.Errorf("saving the folder before restoring: %w", err)
+	}
+	if !pr.UpToDate {
+		res.Pushed = pr.Version
+	}
+	if base, err = s.f.Base(); err != nil {
+		return cas.Ref{}, false, err
+	}
+	from, err = s.versionRoot(ctx, base)
+	return from, false, err
+}
+
 // deleteExtra is restore --to --delete, after the restore.
 func (s *session) deleteExtra(ctx context.Context, g cas.Getter, target string, vroot cas.Ref, o RestoreOptions, res *RestoreResult) error {
 	if !o.Delete || target == s.f.Dir {
 		return nil
 	}
-	n, err := mirrorDelete(ctx, g, target, vroot, o.Paths)
+	var dry func(string, bool)
+	if o.DryRun {
+		dry = func(p string, dir bool) {
+			kind := "file"
+			if dir {
+				kind = "dir"
+			}
+			res.Plan = append(res.Plan, restore.Planned{Op: "remove", Path: p, Kind: kind})
+		}
+	}
+	n, err := mirrorDelete(ctx, g, target, vroot, o.Paths, dry)
 	res.Removed += n
 	return err
 }

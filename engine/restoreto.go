@@ -78,8 +78,9 @@ func skipFor(target string, mode Overwrite) func(string, *index.Entry) bool {
 
 // mirrorDelete removes from target what the version (at vroot) does not
 // have, below the given paths (all of it when there are none): restore
-// --to --delete, rsync's --delete.
-func mirrorDelete(ctx context.Context, g cas.Getter, target string, vroot cas.Ref, paths []string) (int64, error) {
+// --to --delete, rsync's --delete. With dry set, it is told each path
+// instead, and removes nothing.
+func mirrorDelete(ctx context.Context, g cas.Getter, target string, vroot cas.Ref, paths []string, dry func(p string, dir bool)) (int64, error) {
 	keep := map[string]bool{}
 	err := index.Walk(ctx, g, vroot, func(p string, _ index.Entry) error {
 		keep[p] = true
@@ -104,6 +105,9 @@ func mirrorDelete(ctx context.Context, g cas.Getter, target string, vroot cas.Re
 	}
 	var removed int64
 	err = filepath.WalkDir(target, func(full string, d fs.DirEntry, err error) error {
+		if err != nil && full == target && dry != nil && errors.Is(err, fs.ErrNotExist) {
+			return filepath.SkipAll // a dry run into a target not made yet
+		}
 		if err != nil {
 			return err
 		}
@@ -124,7 +128,9 @@ func mirrorDelete(ctx context.Context, g cas.Getter, target string, vroot cas.Re
 		case keep[p]:
 			return nil
 		}
-		if err := os.RemoveAll(full); err != nil {
+		if dry != nil {
+			dry(p, d.IsDir())
+		} else if err := os.RemoveAll(full); err != nil {
 			return fmt.Errorf("restore --delete: %w", err)
 		}
 		removed++

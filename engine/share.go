@@ -141,6 +141,19 @@ type GetResult struct {
 	FilesWritten int64               `json:"files_written"`
 	BytesWritten int64               `json:"bytes_written"`
 	DurationMS   int64               `json:"duration_ms"`
+	// DryRun: nothing was written; Plan is what would have been.
+	DryRun bool      `json:"dry_run,omitempty"`
+	Plan   []Planned `json:"plan,omitempty"`
+}
+
+// GetOptions say where a share goes.
+type GetOptions struct {
+	Options
+	// To is the target (default: the share's name in the current
+	// directory).
+	To string
+	// DryRun writes nothing: the result lists what would be written.
+	DryRun bool
 }
 
 // Get downloads what a share link names: a file to `to` (default: the
@@ -148,8 +161,9 @@ type GetResult struct {
 // the same). Each file is written to a temporary name, synced and renamed:
 // nothing partial ever has the final name, and nothing is written outside
 // the target.
-func Get(ctx context.Context, link, to string, o Options) (*GetResult, error) {
+func Get(ctx context.Context, link string, gopts GetOptions) (*GetResult, error) {
 	start := time.Now()
+	o, to := gopts.Options, gopts.To
 	o.applyDefaults()
 	l, err := transport.ParseShareLink(link)
 	if err != nil {
@@ -206,14 +220,19 @@ func Get(ctx context.Context, link, to string, o Options) (*GetResult, error) {
 	}
 	tb := index.EncodeTree(t)
 	g := &overlayGetter{ref: cas.Sum(tb), b: tb, g: c}
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	res := &GetResult{Share: info, Target: abs, DryRun: gopts.DryRun}
+	ro := restore.Options{Chunks: c, Logger: o.Logger}
+	if gopts.DryRun {
+		ro.DryRun = func(p Planned) { res.Plan = append(res.Plan, p) }
+	} else if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, err
 	}
-	rr, err := restore.Apply(ctx, parent, g, cas.Ref{}, g.ref, restore.Options{Chunks: c, Logger: o.Logger})
+	rr, err := restore.Apply(ctx, parent, g, cas.Ref{}, g.ref, ro)
 	if err != nil {
 		return nil, fmt.Errorf("get: %w", err)
 	}
-	return &GetResult{Share: info, Target: abs, FilesWritten: rr.FilesWritten, BytesWritten: rr.BytesWritten, DurationMS: durationMS(start)}, nil
+	res.FilesWritten, res.BytesWritten, res.DurationMS = rr.FilesWritten, rr.BytesWritten, durationMS(start)
+	return res, nil
 }
 
 // overlayGetter serves one object from memory and the rest from g.

@@ -62,6 +62,10 @@ type Options struct {
 	// known to hold (from has no entry at its path): true leaves what is
 	// on disk there alone. restore --to --overwrite never|if-changed.
 	Skip func(path string, e *index.Entry) bool
+	// DryRun, if set, makes Apply write nothing: each change it would make
+	// is passed here instead, in the diff's order (see plan.go), and the
+	// Result counts them.
+	DryRun func(Planned)
 	// Progress, if set, is called from many goroutines as files are done.
 	Progress func(Event)
 	Logger   *slog.Logger
@@ -123,6 +127,9 @@ func ApplyAt(ctx context.Context, dir, prefix string, g cas.Getter, from, to cas
 		if err := index.ValidPath(prefix); err != nil {
 			return nil, err
 		}
+	}
+	if opts.DryRun != nil {
+		return plan(ctx, dir, prefix, g, from, to, opts)
 	}
 	w, err := newWriter(dir, opts)
 	if err != nil {

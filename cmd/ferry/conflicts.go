@@ -35,7 +35,10 @@ func newConflicts(g *globals) *cobra.Command {
 }
 
 func newResolve(g *globals) *cobra.Command {
-	var keep string
+	var (
+		keep   string
+		dryRun bool
+	)
 	c := &cobra.Command{
 		Use:   "resolve [DIR] PATH --keep local|remote|both",
 		Short: "Settle a conflict: keep the local copy, the remote version, or both",
@@ -52,11 +55,23 @@ NAME.DEVICE.EXT. The next push or sync records the resolution.`,
 				return usageError{fmt.Errorf("resolve takes one PATH")}
 			}
 			o, _ := g.options("")
-			res, err := engine.Resolve(c.Context(), loc.Dir, loc.Paths[0], engine.Keep(keep), o)
+			res, err := engine.Resolve(c.Context(), loc.Dir, loc.Paths[0], engine.ResolveOptions{Options: o, Keep: engine.Keep(keep), DryRun: dryRun})
 			if err != nil {
 				return err
 			}
 			return g.print(res, func(w io.Writer) {
+				if res.DryRun {
+					switch engine.Keep(keep) {
+					case engine.KeepLocal:
+						fmt.Fprintf(w, "would replace %s with the conflict copy %s\n", res.Path, res.Copy)
+					case engine.KeepRemote:
+						fmt.Fprintf(w, "would remove the conflict copy %s, keeping %s as it is\n", res.Copy, res.Path)
+					default:
+						fmt.Fprintf(w, "would rename the conflict copy %s to %s, keeping both\n", res.Copy, res.Now)
+					}
+					fmt.Fprintln(w, "dry run: nothing was changed")
+					return
+				}
 				fmt.Fprintf(w, "resolved %s: kept %s", res.Path, res.Kept)
 				if res.Now != "" {
 					fmt.Fprintf(w, " (the local copy is now %s)", res.Now)
@@ -66,6 +81,7 @@ NAME.DEVICE.EXT. The next push or sync records the resolution.`,
 		},
 	}
 	c.Flags().StringVar(&keep, "keep", "", "local, remote or both (required)")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "say what resolve would do, and change nothing")
 	_ = c.MarkFlagRequired("keep")
 	return c
 }

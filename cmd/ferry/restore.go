@@ -50,6 +50,10 @@ No file is ever left partly written under its own name.`,
 			}
 			return g.print(res, func(w io.Writer) {
 				printWarnings(w, res.Warnings)
+				if res.DryRun {
+					printRestorePlan(w, res.WouldSave, res.Plan, res.Target)
+					return
+				}
 				for _, m := range res.Missing {
 					fmt.Fprintf(w, "  left out (no data): %s\n", m)
 				}
@@ -69,7 +73,38 @@ No file is ever left partly written under its own name.`,
 	c.Flags().StringVar(&o.To, "to", "", "target directory (default: in place)")
 	c.Flags().BoolVar(&o.Partial, "partial", false, "restore what the store still has when some data is gone, naming what is left out")
 	c.Flags().StringVar(&overwrite, "overwrite", "", "with --to a directory that is not empty: always, if-changed (size, mtime or mode differ) or never")
+	c.Flags().BoolVar(&o.DryRun, "dry-run", false, "list what the restore would write and remove, and change nothing")
 	c.Flags().BoolVar(&o.Delete, "delete", false, "with --to: remove what the version does not have, so the target mirrors it")
 	_ = c.MarkFlagRequired("version")
 	return c
+}
+
+// printRestorePlan says what a restore (or get) --dry-run would do.
+func printRestorePlan(w io.Writer, wouldSave bool, plan []engine.Planned, target string) {
+	if wouldSave {
+		fmt.Fprintln(w, "would save the folder first as a new version (it has changes of its own)")
+	}
+	var files, bytes, removed int64
+	for _, p := range plan {
+		switch p.Op {
+		case "write":
+			files++
+			bytes += p.Size
+			fmt.Fprintf(w, "would write  %s (%s)\n", p.Path, human(p.Size))
+		case "meta":
+			fmt.Fprintf(w, "would touch  %s (mode or mtime)\n", p.Path)
+		case "link":
+			fmt.Fprintf(w, "would link   %s\n", p.Path)
+		case "mkdir":
+			fmt.Fprintf(w, "would make   %s/\n", p.Path)
+		case "remove":
+			removed++
+			suffix := ""
+			if p.Kind == "dir" {
+				suffix = "/ (and all it holds)"
+			}
+			fmt.Fprintf(w, "would remove %s%s\n", p.Path, suffix)
+		}
+	}
+	fmt.Fprintf(w, "dry run: %d files (%s) would be written and %d paths removed in %s; nothing was changed\n", files, human(bytes), removed, target)
 }

@@ -103,23 +103,28 @@ func printShare(w io.Writer, s engine.ShareInfo) {
 }
 
 func newGet(g *globals) *cobra.Command {
-	var to string
+	var o engine.GetOptions
 	c := &cobra.Command{
-		Use:   "get LINK [--to PATH]",
+		Use:   "get LINK [--to PATH] [--dry-run]",
 		Short: "Download what a share link names (a file, or a directory) without a synced folder",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
-			eo, _ := g.options("")
-			res, err := engine.Get(c.Context(), a[0], to, eo)
+			o.Options, _ = g.options("")
+			res, err := engine.Get(c.Context(), a[0], o)
 			if err != nil {
 				return err
 			}
 			return g.print(res, func(w io.Writer) {
+				if res.DryRun {
+					printRestorePlan(w, false, res.Plan, res.Target)
+					return
+				}
 				fmt.Fprintf(w, "got %s %q into %s: %d files (%s) in %s\n", res.Share.Kind, res.Share.Name, res.Target, res.FilesWritten, human(res.BytesWritten), ms(res.DurationMS))
 			})
 		},
 	}
-	c.Flags().StringVar(&to, "to", "", "where to write it (default: the shared name, here)")
+	c.Flags().StringVar(&o.To, "to", "", "where to write it (default: the shared name, here)")
+	c.Flags().BoolVar(&o.DryRun, "dry-run", false, "list what get would write, and write nothing")
 	c.Flags().BoolVar(&g.force, "force", false, "replace what is already at the target")
 	return c
 }

@@ -48,8 +48,15 @@ func TestShareLinks(t *testing.T) {
 	fileLink, fileID := share("docs/report.pdf", "--ttl", "1h")
 	dirLink, _ := share("docs", "--ttl", "1h")
 
-	// The file, by link alone: no folder, no token in the environment.
+	// A dry run names what it would write, and writes nothing.
 	got := filepath.Join(tmp, "out", "report.pdf")
+	if out, err := ferryRun(t, nil, "get", fileLink, "--to", got, "--dry-run"); err != nil || !strings.Contains(out, "would write  report.pdf (2.0 MiB)") {
+		t.Fatalf("get --dry-run: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "out")); !os.IsNotExist(err) {
+		t.Fatalf("get --dry-run made %s (%v)", filepath.Join(tmp, "out"), err)
+	}
+	// The file, by link alone: no folder, no token in the environment.
 	if out, err := ferryRun(t, nil, "get", fileLink, "--to", got); err != nil {
 		t.Fatalf("get: %v\n%s", err, out)
 	}
