@@ -51,7 +51,16 @@ func (m mergeStore) Flush(ctx context.Context) error { return m.s.remote.Flush(c
 type merged struct {
 	version   cas.Ref
 	conflicts []Conflict
+	lost      []LostDeletion
 	applied   *restore.Result
+}
+
+// LostDeletion is a path one side removed and the other changed: a merge
+// keeps the change, so the removal did not happen.
+type LostDeletion struct {
+	Path string `json:"path"`
+	// DeletedBy is "here" (this folder removed it) or "remote".
+	DeletedBy string `json:"deleted_by"`
 }
 
 // mergeInto merges the folder's scanned state with the remote head over
@@ -78,7 +87,17 @@ func (s *session) mergeInto(ctx context.Context, sc *scan.Result, base, head cas
 	if err != nil {
 		return nil, err
 	}
-	root, conflicts, err := index.Merge(ctx, mergeStore{Getter: s.objects(), s: s}, baseRoot, sc.Root, headRoot, index.MergeOptions{Device: s.f.Config.Device, Now: now})
+	var lost []LostDeletion
+	root, conflicts, err := index.Merge(ctx, mergeStore{Getter: s.objects(), s: s}, baseRoot, sc.Root, headRoot, index.MergeOptions{
+		Device: s.f.Config.Device, Now: now,
+		LostDeletion: func(p string, here bool) {
+			by := "remote"
+			if here {
+				by = "here"
+			}
+			lost = append(lost, LostDeletion{Path: p, DeletedBy: by})
+		},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
@@ -88,7 +107,7 @@ func (s *session) mergeInto(ctx context.Context, sc *scan.Result, base, head cas
 	if err := s.conflictContentAtRemote(ctx, root, conflicts); err != nil {
 		return nil, err
 	}
-	m := &merged{}
+	m := &merged{lost: lost}
 	if m.applied, err = s.apply(ctx, sc.Root, root, sc.Summary.Files+sc.Summary.Symlinks); err != nil {
 		return nil, err
 	}

@@ -43,6 +43,9 @@ type PushResult struct {
 	// folder now holds the merge); Conflicts are the copies made.
 	Merged    bool       `json:"merged,omitempty"`
 	Conflicts []Conflict `json:"conflicts,omitempty"`
+	// DeletionsLost are the paths one side removed and the other changed:
+	// the merge kept the change.
+	DeletionsLost []LostDeletion `json:"deletions_lost,omitempty"`
 	// Overridden are the paths whose remote change since the base an
 	// override (or a send-only push) replaced with the folder's state;
 	// the head before it keeps them.
@@ -261,6 +264,7 @@ func (s *session) pushMerge(ctx context.Context, sc *scan.Result, base, head cas
 			return nil, err
 		}
 		res.Version, res.Merged, res.Conflicts = m.version.String(), true, m.conflicts
+		res.DeletionsLost = m.lost
 		res.Parent = head.String()
 		res.FilesChanged = m.applied.FilesWritten + m.applied.Removed
 		res.Warnings = append(res.Warnings, m.applied.Warnings...)
@@ -327,13 +331,14 @@ type PullResult struct {
 	ChunksLocal   int64 `json:"chunks_from_local_files"`
 	// Merged: the folder had changes of its own, merged with the head and
 	// pushed as a version with both as parents.
-	Merged       bool       `json:"merged,omitempty"`
-	Conflicts    []Conflict `json:"conflicts,omitempty"`
-	BytesFetched int64      `json:"bytes_fetched"`
-	BytesWritten int64      `json:"bytes_written"`
-	BytesScanned int64      `json:"bytes_scanned"`
-	DurationMS   int64      `json:"duration_ms"`
-	Warnings     []string   `json:"warnings,omitempty"`
+	Merged        bool           `json:"merged,omitempty"`
+	Conflicts     []Conflict     `json:"conflicts,omitempty"`
+	DeletionsLost []LostDeletion `json:"deletions_lost,omitempty"`
+	BytesFetched  int64          `json:"bytes_fetched"`
+	BytesWritten  int64          `json:"bytes_written"`
+	BytesScanned  int64          `json:"bytes_scanned"`
+	DurationMS    int64          `json:"duration_ms"`
+	Warnings      []string       `json:"warnings,omitempty"`
 }
 
 // Pull brings the folder to the remote head. It refuses when the folder
@@ -523,6 +528,7 @@ func (s *session) pullMerge(ctx context.Context, sc *scan.Result, base, head cas
 		return nil, err
 	}
 	res.Version, res.Merged, res.Conflicts = ps.Version, true, ps.Conflicts
+	res.DeletionsLost = ps.DeletionsLost
 	res.FilesChanged = ps.FilesChanged
 	res.Warnings = append(res.Warnings, ps.Warnings...)
 	return res, nil

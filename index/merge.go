@@ -32,6 +32,10 @@ const ConflictOverridden = "overridden"
 type MergeOptions struct {
 	Device string
 	Now    time.Time
+	// LostDeletion, if set, is told of each path one side removed and the
+	// other changed: the change wins, and the removal is undone
+	// (deletedLocally says which side removed it).
+	LostDeletion func(path string, deletedLocally bool)
 }
 
 // ConflictMarker is in the name of every conflict copy.
@@ -199,8 +203,10 @@ func (m *merger) entry(ctx context.Context, p string, b, l, r *Entry, depth int)
 	case same(r, b):
 		return l, nil, nil
 	case l == nil: // removed here, changed there: the change wins
+		m.lostDeletion(p, true)
 		return r, nil, nil
 	case r == nil:
+		m.lostDeletion(p, false)
 		return l, nil, nil
 	case l.Kind == KindDir && r.Kind == KindDir:
 		var bref cas.Ref
@@ -225,6 +231,12 @@ func (m *merger) entry(ctx context.Context, p string, b, l, r *Entry, depth int)
 		return r, nil, nil
 	}
 	return r, l, nil
+}
+
+func (m *merger) lostDeletion(p string, local bool) {
+	if m.opts.LostDeletion != nil {
+		m.opts.LostDeletion(p, local)
+	}
 }
 
 // copyName finds a free conflict name for name in its directory.

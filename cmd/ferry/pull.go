@@ -42,6 +42,7 @@ func newPull(g *globals) *cobra.Command {
 func printPull(w io.Writer, res *engine.PullResult) {
 	printWarnings(w, res.Warnings)
 	printConflicts(w, res.Conflicts)
+	printLost(w, res.DeletionsLost)
 	switch {
 	case res.SendOnly:
 		fmt.Fprintln(w, "send-only: remote changes are not taken")

@@ -83,6 +83,18 @@ func conflictsErr(c []engine.Conflict) error {
 	return nil
 }
 
+// printLost says which removals a merge undid, because the other side
+// changed the path.
+func printLost(w io.Writer, lost []engine.LostDeletion) {
+	for _, l := range lost {
+		if l.DeletedBy == "here" {
+			fmt.Fprintf(w, "kept %s: removed here, but changed at the remote; the change wins (remove it again to delete it)\n", l.Path)
+		} else {
+			fmt.Fprintf(w, "kept %s: removed at the remote, but changed here; the change wins\n", l.Path)
+		}
+	}
+}
+
 func printConflicts(w io.Writer, cs []engine.Conflict) {
 	for _, c := range cs {
 		fmt.Fprintf(w, "conflict: %s changed here and on another device; the other device's version keeps the name, this one's is %s\n", c.Path, c.Copy)
@@ -99,6 +111,7 @@ func printPush(w io.Writer, res *engine.PushResult) {
 		fmt.Fprintf(w, "sent again %d files or objects whose copy in the store was damaged\n", res.Resent)
 	}
 	printConflicts(w, res.Conflicts)
+	printLost(w, res.DeletionsLost)
 	if res.Overridden != nil {
 		for _, p := range res.Overridden {
 			fmt.Fprintf(w, "overridden: %s (the remote's change is in version %s)\n", p, short(res.Parent))
