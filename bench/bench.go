@@ -35,7 +35,9 @@ type Measure struct {
 // an error that includes the command's stderr.
 func Exec(ctx context.Context, env []string, name string, args ...string) (Measure, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
+	// ferry's --json status lines would sit before the summary the
+	// benchmarks read; their cost is not what is measured.
+	cmd.Env = append(append(os.Environ(), "FERRY_PROGRESS_FPS=0"), env...)
 	// ferry reports its own peak RSS: the rusage of a child counts pages
 	// of the parent's from before the exec.
 	rss, _ := os.CreateTemp("", "ferry-rss-")

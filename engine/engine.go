@@ -198,9 +198,17 @@ func openFolder(dir string) (*state.Folder, error) { return state.Find(dir) }
 // Progress is a progress event: counts to add to running totals.
 type Progress struct {
 	Phase string // "scan", "upload", "download"
+	// Files and Bytes are work done: files read or written, and their
+	// bytes (for "upload", bytes sent).
 	Files int64
 	Bytes int64
-	Path  string
+	// TotalFiles and TotalBytes add to the work known to lie ahead in
+	// the phase (a scan's files to read grow as its walk goes on).
+	TotalFiles, TotalBytes int64
+	Path                   string
+	// Action names what happened to Path, for a verbose listing: "new"
+	// or "modified" (read for a push), "written" (by a pull or restore).
+	Action string
 }
 
 func (o *Options) applyDefaults() {
@@ -378,8 +386,8 @@ func (s *session) scan(ctx context.Context, dst scan.Dest) (*scan.Result, error)
 			if s.opts.Progress == nil {
 				return
 			}
-			if e.Files > 0 || e.BytesRead > 0 {
-				s.opts.Progress(Progress{Phase: "scan", Files: e.Files, Bytes: e.BytesRead, Path: e.CurrentPath})
+			if e.FilesRead > 0 || e.BytesRead > 0 || e.ToReadFiles > 0 || e.Files > 0 {
+				s.opts.Progress(Progress{Phase: "scan", Files: e.FilesRead, Bytes: e.BytesRead, TotalFiles: e.ToReadFiles, TotalBytes: e.ToReadBytes, Path: e.CurrentPath, Action: e.Action})
 			}
 			if e.BytesSent > 0 {
 				s.opts.Progress(Progress{Phase: "upload", Bytes: e.BytesSent})

@@ -173,7 +173,24 @@ func (s *session) apply(ctx context.Context, from, to cas.Ref, files int64) (*re
 // know of the folder's disk: its mapped names, and whether it folds case.
 func (s *session) folderRestore(o restore.Options) restore.Options {
 	o.Names, o.CaseFold, o.Device, o.Now = s.f.Names(), s.f.Config.CaseFold, s.f.Config.Device, s.opts.Now
+	if o.Progress == nil {
+		o.Progress = downloadProgress(s.opts.Progress)
+	}
 	return o
+}
+
+// downloadProgress passes a restore's events on as the "download" phase.
+func downloadProgress(fn func(Progress)) func(restore.Event) {
+	if fn == nil {
+		return nil
+	}
+	return func(e restore.Event) {
+		action := ""
+		if e.Files > 0 && e.Path != "" {
+			action = "written"
+		}
+		fn(Progress{Phase: "download", Files: e.Files, Bytes: e.Bytes, TotalFiles: e.TotalFiles, TotalBytes: e.TotalBytes, Path: e.Path, Action: action})
+	}
 }
 
 // aliasConflicts lists as conflicts the names a folding filesystem could

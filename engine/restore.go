@@ -180,7 +180,7 @@ func (s *session) restore(ctx context.Context, o RestoreOptions) (*RestoreResult
 		res.Missing = missing
 		res.Warnings = append(res.Warnings, fmt.Sprintf("partial restore: %d paths left out, the store no longer has their data", len(missing)))
 	}
-	ropts := restore.Options{Chunks: s.remote, Logger: s.opts.Logger}
+	ropts := restore.Options{Chunks: s.remote, Logger: s.opts.Logger, Progress: downloadProgress(s.opts.Progress)}
 	if target == s.f.Dir {
 		ropts = s.folderRestore(ropts)
 		ropts.Cache = s.f.StatCache()

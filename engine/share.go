@@ -221,7 +221,7 @@ func Get(ctx context.Context, link string, gopts GetOptions) (*GetResult, error)
 	tb := index.EncodeTree(t)
 	g := &overlayGetter{ref: cas.Sum(tb), b: tb, g: c}
 	res := &GetResult{Share: info, Target: abs, DryRun: gopts.DryRun}
-	ro := restore.Options{Chunks: c, Logger: o.Logger}
+	ro := restore.Options{Chunks: c, Logger: o.Logger, Progress: downloadProgress(o.Progress)}
 	if gopts.DryRun {
 		ro.DryRun = func(p Planned) { res.Plan = append(res.Plan, p) }
 	} else if err := os.MkdirAll(parent, 0o755); err != nil {

@@ -459,11 +459,6 @@ func (s *session) pull(ctx context.Context) (*PullResult, error) {
 		VerifyLocal: true,
 		Skip:        s.keepLocalSkip(keepLocal),
 		Logger:      s.opts.Logger,
-		Progress: func(e restore.Event) {
-			if s.opts.Progress != nil {
-				s.opts.Progress(Progress{Phase: "download", Files: e.Files, Bytes: e.Bytes, Path: e.Path})
-			}
-		},
 	}))
 	if err != nil {
 		return nil, err

@@ -78,7 +78,16 @@ func (w *writer) writeFile(ctx context.Context, g, chunkSrc cas.Getter, p string
 		}
 		off += n
 	}
-	if err := fetchInto(ctx, chunkSrc, f, fetch, fetchOff); err != nil {
+	// A large file's bytes show as they arrive; placed adds the rest.
+	var shown atomic.Int64
+	var onWrite func(int64)
+	if w.opts.Progress != nil && size >= smallFile {
+		onWrite = func(n int64) {
+			shown.Add(n)
+			w.opts.Progress(Event{Bytes: n})
+		}
+	}
+	if err := fetchInto(ctx, chunkSrc, f, fetch, fetchOff, onWrite); err != nil {
 		return fmt.Errorf("restore %q: %w", p, err)
 	}
 	if err := f.Truncate(size); err != nil {
@@ -105,17 +114,18 @@ func (w *writer) writeFile(ctx context.Context, g, chunkSrc cas.Getter, p string
 	}
 	done = true
 	defer f.Close()
-	w.placed(d, p, size)
+	w.placed(d, p, size, shown.Load())
 	return w.cachePut(fd, d, name, e.Ref)
 }
 
-// placed counts a file that reached its final name.
-func (w *writer) placed(dir, p string, size int64) {
+// placed counts a file that reached its final name; shown of its bytes
+// were reported to Progress already.
+func (w *writer) placed(dir, p string, size, shown int64) {
 	w.markDirty(dir)
 	atomic.AddInt64(&w.res.FilesWritten, 1)
 	atomic.AddInt64(&w.res.BytesWritten, size)
 	if w.opts.Progress != nil {
-		w.opts.Progress(Event{Files: 1, Bytes: size, Path: p})
+		w.opts.Progress(Event{Files: 1, Bytes: size - shown, Path: p})
 	}
 }
 
@@ -178,7 +188,7 @@ func (w *writer) commitBatch() error {
 		if err != nil {
 			return err
 		}
-		w.placed(pf.dir, pf.path, pf.size)
+		w.placed(pf.dir, pf.path, pf.size, 0)
 	}
 	return nil
 }
@@ -247,8 +257,9 @@ type batchGetter interface {
 }
 
 // fetchInto fetches chunks and writes each at its offset, in batches of at
-// most 32 MiB when src can batch.
-func fetchInto(ctx context.Context, src cas.Getter, f *os.File, chunks []index.ChunkRef, offs []int64) error {
+// most 32 MiB when src can batch; onWrite, if set, is told each chunk's
+// bytes as they are written.
+func fetchInto(ctx context.Context, src cas.Getter, f *os.File, chunks []index.ChunkRef, offs []int64, onWrite func(int64)) error {
 	bg, batches := src.(batchGetter)
 	for i := 0; i < len(chunks); {
 		j, bytes := i, 0
@@ -263,6 +274,9 @@ func fetchInto(ctx context.Context, src cas.Getter, f *os.File, chunks []index.C
 			}
 			if _, err := f.WriteAt(data, offs[k]); err != nil {
 				return fmt.Errorf("write: %w", err)
+			}
+			if onWrite != nil {
+				onWrite(int64(len(data)))
 			}
 			failpoint.Hit("restore-chunk-written")
 			return nil

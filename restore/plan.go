@@ -86,3 +86,22 @@ func matchesOnDisk(full string, old *index.Entry, removal bool) bool {
 	}
 	return false
 }
+
+// announce tells Progress how much a restore is about to write: one diff
+// over trees the restore reads again at once (a folder's come from its
+// cache).
+func announce(ctx context.Context, g cas.Getter, from, to cas.Ref, progress func(Event)) error {
+	var e Event
+	err := index.Diff(ctx, g, from, to, func(c index.Change) error {
+		if c.New != nil && c.New.Kind == index.KindFile && (c.Old == nil || c.Old.Kind != index.KindFile || c.Old.Ref != c.New.Ref) {
+			e.TotalFiles++
+			e.TotalBytes += c.New.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	progress(e)
+	return nil
+}

@@ -88,6 +88,9 @@ type Event struct {
 	Files int64
 	Bytes int64
 	Path  string
+	// TotalFiles and TotalBytes are the files and bytes the restore is
+	// about to write, sent once before it starts.
+	TotalFiles, TotalBytes int64
 }
 
 // Result is what a restore did.
@@ -130,6 +133,11 @@ func ApplyAt(ctx context.Context, dir, prefix string, g cas.Getter, from, to cas
 	}
 	if opts.DryRun != nil {
 		return plan(ctx, dir, prefix, g, from, to, opts)
+	}
+	if opts.Progress != nil {
+		if err := announce(ctx, g, from, to, opts.Progress); err != nil {
+			return nil, err
+		}
 	}
 	w, err := newWriter(dir, opts)
 	if err != nil {

@@ -163,6 +163,7 @@ func (s *scanner) readOnce(sp *chunk.Splitter, job *fileJob) (cas.Ref, state.Sta
 			return cas.Ref{}, state.Stat{}, err
 		}
 		read += int64(len(c.Data))
+		s.progress(Event{BytesRead: int64(len(c.Data))})
 		cr := &index.ChunkRef{Len: uint32(len(c.Data))}
 		chunks = append(chunks, cr)
 		wg.Add(1)
@@ -182,7 +183,11 @@ func (s *scanner) readOnce(sp *chunk.Splitter, job *fileJob) (cas.Ref, state.Sta
 	}
 	atomic.AddInt64(&s.res.FilesRead, 1)
 	atomic.AddInt64(&s.res.BytesRead, read)
-	s.progress(Event{FilesRead: 1, BytesRead: read})
+	action := "new"
+	if job.had {
+		action = "modified"
+	}
+	s.progress(Event{FilesRead: 1, CurrentPath: job.path, Action: action})
 	// The name, looked up again in the same directory, must still be the
 	// file that was read, unchanged.
 	_, after, err := lstatAt(job.dir.fd, job.disk)

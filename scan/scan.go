@@ -106,12 +106,19 @@ func (o *Options) applyDefaults() {
 
 // Event reports progress: counts to add to running totals.
 type Event struct {
-	Files       int64 // files looked at
-	FilesRead   int64 // files whose content was read
-	BytesRead   int64
-	ChunksSent  int64
-	BytesSent   int64
-	CurrentPath string
+	Files     int64 // files looked at
+	FilesRead int64 // files whose content was read
+	BytesRead int64
+	// ToReadFiles and ToReadBytes grow as the walk finds files whose
+	// content must be read (the stat cache cannot vouch for them): the
+	// total the reads are heading for.
+	ToReadFiles, ToReadBytes int64
+	ChunksSent               int64
+	BytesSent                int64
+	CurrentPath              string
+	// Action is set on a file's FilesRead event: "new" (the last scan did
+	// not have it) or "modified".
+	Action string
 }
 
 // Result is what a scan found and did.

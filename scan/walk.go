@@ -306,6 +306,7 @@ func (s *scanner) list(d *dirNode, ign *ignorer) (subdirs []subdir, err error) {
 				d.size.Add(st.Size)
 				continue
 			}
+			s.progress(Event{ToReadFiles: 1, ToReadBytes: st.Size})
 			job := &fileJob{dir: d, slot: slot, path: p, name: name, disk: disk, st: st, old: old, had: had}
 			d.mu.Lock()
 			d.pending++

@@ -38,7 +38,9 @@ const (
 type globals struct {
 	json        bool
 	quiet       bool
-	verbose     bool
+	verbose     int
+	progress    bool
+	noProgress  bool
 	force       bool
 	chdir       string
 	tokenFile   string
@@ -178,7 +180,9 @@ diff and restore any version.`,
 	}
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
-	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log what happens")
+	root.PersistentFlags().CountVarP(&g.verbose, "verbose", "v", "-v lists each file moved; -vv logs what happens too")
+	root.PersistentFlags().BoolVar(&g.progress, "progress", false, "show the progress bar even when stderr is not a terminal")
+	root.PersistentFlags().BoolVar(&g.noProgress, "no-progress", false, "never show the progress bar")
 	root.PersistentFlags().StringVarP(&g.chdir, "folder", "C", "", "the folder to act on (default: the one holding the current directory)")
 	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", "", "file holding the server token (default env FERRY_TOKEN, then the folder's)")
 	root.PersistentFlags().StringVar(&g.fingerprint, "fingerprint", "", "the server certificate's SHA-256 to pin (env FERRY_FINGERPRINT)")
@@ -224,25 +228,39 @@ func args(rule cobra.PositionalArgs) cobra.PositionalArgs {
 }
 
 func (g *globals) logger() *slog.Logger {
-	if !g.verbose {
+	if g.verbose < 2 {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// options builds the engine options: a logger, and a progress bar when
-// stderr is a terminal and output is for people.
+// options builds the engine options: a logger (-vv), and for a command
+// that does what (empty: a short one), its progress: a bar, --json status
+// lines, -v's file list.
 func (g *globals) options(what string) (engine.Options, func()) {
 	o := engine.Options{Logger: g.logger(), Credentials: g.credentials(), Force: g.force}
-	if g.json || g.quiet {
+	if what == "" {
 		return o, func() {}
 	}
-	bar := newProgress(g.stderr, what)
-	if bar == nil {
+	p := g.newProgress(what, true)
+	if p == nil {
 		return o, func() {}
 	}
-	o.Progress = bar.event
-	return o, bar.finish
+	o.Progress = p.event
+	return o, p.finish
+}
+
+// barOptions are options for a command that reads but moves nothing
+// (status, dry runs): a bar on a terminal, no status lines or file list,
+// so that its output stays one JSON object.
+func (g *globals) barOptions(what string) (engine.Options, func()) {
+	o := engine.Options{Logger: g.logger(), Credentials: g.credentials(), Force: g.force}
+	p := g.newProgress(what, false)
+	if p == nil {
+		return o, func() {}
+	}
+	o.Progress = p.event
+	return o, p.finish
 }
 
 // print writes v as JSON, or calls text for people.

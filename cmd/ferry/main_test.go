@@ -123,7 +123,9 @@ func TestPushSummaryJSON(t *testing.T) {
 // ferryCmd runs this test binary as ferry, as a real process.
 func ferryCmd(env []string, args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), "FERRY_TEST_AS_FERRY=1", "FERRY_IDLE_TIMEOUT=3s"), env...)
+	// No --json status lines before the summaries tests read, unless a
+	// test asks (TestJSONStatusLines).
+	cmd.Env = append(append(os.Environ(), "FERRY_TEST_AS_FERRY=1", "FERRY_IDLE_TIMEOUT=3s", "FERRY_PROGRESS_FPS=0"), env...)
 	return cmd
 }
 

@@ -107,7 +107,7 @@ func newSync(g *globals) *cobra.Command {
 // dryRun prints what a push, pull or sync would do (--dry-run), having
 // changed nothing.
 func (g *globals) dryRun(c *cobra.Command, dir, verb string) error {
-	o, done := g.options("scan")
+	o, done := g.barOptions("scan")
 	p, err := engine.PlanSync(c.Context(), dir, o)
 	done()
 	if err != nil {

@@ -158,7 +158,7 @@ func serveLogger(g *globals, format, file string) (*slog.Logger, func(), error) 
 
 func logLevel(g *globals) slog.Level {
 	switch {
-	case g.verbose:
+	case g.verbose > 0:
 		return slog.LevelDebug
 	case g.quiet:
 		return slog.LevelWarn

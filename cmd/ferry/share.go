@@ -109,8 +109,10 @@ func newGet(g *globals) *cobra.Command {
 		Short: "Download what a share link names (a file, or a directory) without a synced folder",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
-			o.Options, _ = g.options("")
+			var done func()
+			o.Options, done = g.options("get")
 			res, err := engine.Get(c.Context(), a[0], o)
+			done()
 			if err != nil {
 				return err
 			}

@@ -18,7 +18,7 @@ func newStatus(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o, done := g.options("scan")
+			o, done := g.barOptions("scan")
 			res, err := engine.Status(c.Context(), dir, o)
 			done()
 			if err != nil {
