@@ -96,6 +96,9 @@ type Credentials struct {
 	IdleTimeout time.Duration
 	// Streams is how many upload streams run in parallel (default 8).
 	Streams int
+	// LimitUpload and LimitDownload bound the bytes a second sent to and
+	// received from a server, across all streams (0: no limit).
+	LimitUpload, LimitDownload int64
 }
 
 // RemoteOptions say how to open a remote.
@@ -121,6 +124,7 @@ func OpenRemote(ctx context.Context, url, namespace string, o RemoteOptions) (Re
 		}
 		c, err := transport.Dial(ctx, addr, ns, transport.ClientOptions{
 			Token: o.Token, Fingerprint: o.Fingerprint, FirstUse: o.FirstUse, IdleTimeout: o.IdleTimeout, Streams: o.Streams,
+			LimitUpload: transport.NewLimiter(o.LimitUpload), LimitDownload: transport.NewLimiter(o.LimitDownload),
 			Device: o.Device, Version: "ferry", Logger: o.Logger,
 		})
 		if err != nil {

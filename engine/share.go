@@ -172,7 +172,8 @@ func Get(ctx context.Context, link string, gopts GetOptions) (*GetResult, error)
 	if l.Fingerprint == "" {
 		l.Fingerprint = o.Credentials.Fingerprint
 	}
-	c, err := transport.Dial(ctx, l.Addr, l.Namespace, transport.ClientOptions{Token: l.Token, Fingerprint: l.Fingerprint, Version: "ferry get", Logger: o.Logger})
+	c, err := transport.Dial(ctx, l.Addr, l.Namespace, transport.ClientOptions{Token: l.Token, Fingerprint: l.Fingerprint, Version: "ferry get", Logger: o.Logger,
+		IdleTimeout: o.Credentials.IdleTimeout, LimitDownload: transport.NewLimiter(o.Credentials.LimitDownload)})
 	if err != nil {
 		return nil, fmt.Errorf("get: %w", err)
 	}

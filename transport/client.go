@@ -50,7 +50,10 @@ type ClientOptions struct {
 	// start (default 2 min); a frame of n bytes then has n/32 KiB more
 	// seconds to arrive.
 	FrameIdle time.Duration
-	Logger    *slog.Logger
+	// LimitUpload and LimitDownload, if set, bound the bytes a second
+	// this client sends and receives across all its streams.
+	LimitUpload, LimitDownload *Limiter
+	Logger                     *slog.Logger
 }
 
 // ParseURL splits quic://HOST:PORT/NAMESPACE.
@@ -596,9 +599,13 @@ func (c *Client) readFrame(st *quic.Stream, buf []byte) (FrameHeader, []byte, er
 	case err != nil || h.NotFound():
 		return h, nil, err
 	}
-	d := c.opts.FrameIdle + time.Duration(h.StoredLen)*time.Second/frameRate
+	d := c.opts.FrameIdle + time.Duration(h.StoredLen)*time.Second/time.Duration(slowest(c.opts.LimitDownload))
 	_ = st.SetReadDeadline(time.Now().Add(d))
-	buf, err = readFramePayload(st, h, buf)
+	var r io.Reader = st
+	if c.opts.LimitDownload != nil {
+		r = &pacedReader{ctx: c.conn.Context(), r: st, l: c.opts.LimitDownload}
+	}
+	buf, err = readFramePayload(r, h, buf)
 	if isTimeout(err) && c.conn.Context().Err() == nil {
 		return h, nil, fmt.Errorf("%w: the server did not send blob %s (%d bytes) within %v", ErrUnavailable, h.Ref.Short(), h.StoredLen, d.Round(time.Second))
 	}

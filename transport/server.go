@@ -553,8 +553,7 @@ func (s *session) storeFrame(ctx context.Context, st *quic.Stream, h FrameHeader
 	defer release()
 	buf := bp.Get().(*[]byte)
 	defer bp.Put(buf)
-	_ = st.SetReadDeadline(time.Now().Add(s.srv.opts.StreamIdle))
-	payload, err := readFramePayload(st, h, (*buf)[:0])
+	payload, err := readFramePayload(idleReader{st: st, idle: s.srv.opts.StreamIdle}, h, (*buf)[:0])
 	if err != nil {
 		return false, err
 	}
@@ -658,7 +657,7 @@ func (s *session) sendBlob(ctx context.Context, st *quic.Stream, r cas.Ref, head
 	if _, err := st.Write(*headp); err != nil {
 		return false
 	}
-	if _, err := st.Write(payload); err != nil {
+	if err := idleWrite(st, s.srv.opts.StreamIdle, payload); err != nil {
 		return false
 	}
 	n := frameHead + len(payload)

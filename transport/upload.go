@@ -274,10 +274,10 @@ func (c *Client) sender() {
 		head = AppendFrameHeader(head[:0], FrameHeader{Ref: it.ref, Flags: it.flags, RawLen: uint32(it.rawLen), StoredLen: uint32(len(it.payload))})
 		// A server that stops reading is cut off as one that stops
 		// sending is (readFrame).
-		_ = ps.st.SetWriteDeadline(time.Now().Add(c.opts.FrameIdle + time.Duration(len(it.payload))*time.Second/frameRate))
-		_, err := ps.st.Write(head)
+		_ = ps.st.SetWriteDeadline(time.Now().Add(c.opts.FrameIdle + time.Duration(len(it.payload))*time.Second/time.Duration(slowest(c.opts.LimitUpload))))
+		err := pacedWrite(c.conn.Context(), ps.st, c.opts.LimitUpload, head)
 		if err == nil {
-			_, err = ps.st.Write(it.payload)
+			err = pacedWrite(c.conn.Context(), ps.st, c.opts.LimitUpload, it.payload)
 		}
 		ps.items = append(ps.items, it)
 		if err != nil {

@@ -39,6 +39,8 @@ type globals struct {
 	json        bool
 	quiet       bool
 	verbose     int
+	limitUp     int // KiB/s
+	limitDown   int
 	progress    bool
 	noProgress  bool
 	force       bool
@@ -54,7 +56,8 @@ type globals struct {
 // credentials reads what reaches a server: --token-file or FERRY_TOKEN,
 // --fingerprint or FERRY_FINGERPRINT.
 func (g *globals) credentials() engine.Credentials {
-	c := engine.Credentials{Token: getenv("FERRY_TOKEN"), Fingerprint: g.fingerprint, Streams: g.streams}
+	c := engine.Credentials{Token: getenv("FERRY_TOKEN"), Fingerprint: g.fingerprint, Streams: g.streams,
+		LimitUpload: int64(g.limitUp) << 10, LimitDownload: int64(g.limitDown) << 10}
 	// FERRY_IDLE_TIMEOUT: how soon a silent server counts as gone.
 	if d, err := time.ParseDuration(getenv("FERRY_IDLE_TIMEOUT")); err == nil {
 		c.IdleTimeout = d
@@ -187,9 +190,14 @@ diff and restore any version.`,
 	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", "", "file holding the server token (default env FERRY_TOKEN, then the folder's)")
 	root.PersistentFlags().StringVar(&g.fingerprint, "fingerprint", "", "the server certificate's SHA-256 to pin (env FERRY_FINGERPRINT)")
 	root.PersistentFlags().IntVar(&g.streams, "streams", 8, "parallel upload streams to a server")
+	root.PersistentFlags().IntVar(&g.limitUp, "limit-upload", 0, "limit uploads to a server to this many KiB/s, across all streams (0: none)")
+	root.PersistentFlags().IntVar(&g.limitDown, "limit-download", 0, "limit downloads from a server to this many KiB/s, across all streams (0: none)")
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
 		if err := flagsFromEnv(c); err != nil {
 			return err
+		}
+		if g.limitUp < 0 || g.limitDown < 0 {
+			return usageError{fmt.Errorf("--limit-upload and --limit-download take KiB/s, 0 or more")}
 		}
 		if g.tokenFile == "" {
 			return nil
