@@ -476,3 +476,38 @@ func (n *Namespace) Tags(ctx context.Context, root string) (map[string]Ref, erro
 	})
 	return out, err
 }
+
+// DeleteRoot removes a root: its head, its history and its tags, if its
+// head is still head (else a *StaleError, so that a push that just landed
+// is not deleted unseen). What only that root kept becomes garbage for
+// the next collection, after the grace period.
+func (n *Namespace) DeleteRoot(ctx context.Context, root string, head Ref) error {
+	if err := n.checkRoot(root); err != nil {
+		return err
+	}
+	db := n.db
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.failed != nil {
+		return db.failed
+	}
+	v, err := db.getLocked(headKey(n.name, root))
+	if errors.Is(err, ErrNotFound) {
+		return Errorf(ErrNotFound, "root %q: not found", root)
+	}
+	if err != nil {
+		return err
+	}
+	if cur := Ref(v); cur != head {
+		return &StaleError{Root: root, Old: head, Current: cur}
+	}
+	if err := db.pending.Delete(headKey(n.name, root), nil); err != nil {
+		return err
+	}
+	for _, p := range [][]byte{histPrefix(n.name, root), tagPrefix(n.name, root)} {
+		if err := db.pending.DeleteRange(p, prefixEnd(p), nil); err != nil {
+			return err
+		}
+	}
+	return db.flushLocked()
+}

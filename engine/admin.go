@@ -51,6 +51,12 @@ func parseServeInfo(b []byte) (serveInfo, error) {
 
 // dialAdmin connects to a server with an admin token.
 func dialAdmin(ctx context.Context, r ServerRef) (*transport.Client, error) {
+	return dialAdminIn(ctx, r, "")
+}
+
+// dialAdminIn is dialAdmin with a connection to namespace (empty: the
+// URL's): an admin token reads a namespace as its own tokens do.
+func dialAdminIn(ctx context.Context, r ServerRef, namespace string) (*transport.Client, error) {
 	if r.Data != "" {
 		b, err := os.ReadFile(filepath.Join(r.Data, "serve.json"))
 		if err != nil {
@@ -85,6 +91,9 @@ func dialAdmin(ctx context.Context, r ServerRef) (*transport.Client, error) {
 	addr, ns, err := transport.ParseURL(r.URL)
 	if err != nil {
 		return nil, err
+	}
+	if namespace != "" {
+		ns = namespace
 	}
 	if r.Fingerprint == "" {
 		return nil, fmt.Errorf("server %s: give its certificate fingerprint (--fingerprint or FERRY_FINGERPRINT): admin commands do not trust on first use", r.URL)
@@ -189,6 +198,48 @@ type HistoryLine struct {
 }
 
 // AdminHistory lists the history of NS/ROOT.
+// RootDeleted says what admin root delete removed.
+type RootDeleted struct {
+	Namespace string `json:"namespace"`
+	Root      string `json:"root"`
+	Head      string `json:"head"`
+	Versions  int    `json:"versions"`
+}
+
+// AdminDeleteRoot deletes a root of a namespace (NAMESPACE/ROOT): its
+// head, history and tags. What only it kept is collected by a later gc,
+// after the grace period. A push that moves the head meanwhile makes the
+// delete fail (run it again to delete that too).
+func AdminDeleteRoot(ctx context.Context, r ServerRef, nsRoot string) (*RootDeleted, error) {
+	ns, root, ok := strings.Cut(nsRoot, "/")
+	if !ok || ns == "" || root == "" {
+		return nil, fmt.Errorf("root delete %q: want NAMESPACE/ROOT", nsRoot)
+	}
+	c, err := dialAdmin(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	roots, err := c.AdminRoots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, ri := range roots {
+		if ri.Namespace != ns || ri.Root != root {
+			continue
+		}
+		head, err := cas.ParseRef(fmt.Sprintf("%x", ri.Head))
+		if err != nil {
+			return nil, err
+		}
+		if err := c.AdminDeleteRoot(ctx, ns, root, head); err != nil {
+			return nil, fmt.Errorf("root delete %s: %w", nsRoot, err)
+		}
+		return &RootDeleted{Namespace: ns, Root: root, Head: head.String(), Versions: ri.Versions}, nil
+	}
+	return nil, cas.Errorf(cas.ErrNotFound, "root delete: the server has no root %s", nsRoot)
+}
+
 func AdminHistory(ctx context.Context, r ServerRef, nsRoot string) ([]HistoryLine, error) {
 	ns, root, ok := strings.Cut(nsRoot, "/")
 	if !ok {

@@ -115,7 +115,9 @@ func ConfigSet(ctx context.Context, dir string, key ConfigKey, value string) (*C
 		if err := cas.ValidName(value); err != nil {
 			return nil, fmt.Errorf("config root: %w", err)
 		}
-		rebase = value != f.Config.Root
+		// Even the same root starts afresh: that is the way back for a
+		// folder whose root was deleted (ErrRootGone).
+		rebase = true
 		f.Config.Root = value
 	case ConfigFingerprint:
 		fp, err := transport.NormalizeFingerprint(value)

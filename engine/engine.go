@@ -302,13 +302,25 @@ func (s *session) close() error {
 func (s *session) root() string { return s.f.Config.Root }
 
 // head returns the remote head, or the zero ref for a root with none.
+//
+// A root with no head while the folder has synced with it is gone (an
+// admin deleted it, or the remote is another store): that is ErrRootGone,
+// because merging with "no head" would read as the remote deleting every
+// file.
 func (s *session) head(ctx context.Context) (cas.Ref, error) {
 	h, err := s.remote.Head(ctx, s.root())
 	if errors.Is(err, cas.ErrNotFound) {
+		if base, berr := s.f.Base(); berr == nil && !base.IsZero() {
+			return cas.Ref{}, cas.Errorf(ErrRootGone, "the remote has no root %q any more (an admin deleted it, or the remote is another store); this folder is untouched. 'ferry config set root %s' starts it again from this folder, merging with nothing", s.root(), s.root())
+		}
 		return cas.Ref{}, nil
 	}
 	return h, err
 }
+
+// ErrRootGone: the folder's root has no head at the remote, though the
+// folder synced with it.
+var ErrRootGone = errors.New("the root is gone")
 
 // objects reads trees, file lists and versions: the folder's cache first,
 // then the remote, keeping a copy of what it fetched from a remote that is

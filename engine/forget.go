@@ -20,6 +20,9 @@ type ForgetOptions struct {
 	// Location buckets times for the daily, weekly... rules (default
 	// time.Local).
 	Location *time.Location
+	// Remote and Root name a root to forget in without a folder: a store
+	// directory or quic://HOST:PORT/NAMESPACE (with Credentials).
+	Remote, Root string
 }
 
 // ForgetEntry is one version and what the policy said of it.
@@ -45,28 +48,55 @@ type ForgetResult struct {
 // history (never the head, never a tagged version unless the policy says
 // so). Their data stays until a gc finds nothing else needs it.
 func Forget(ctx context.Context, dir string, o ForgetOptions) (*ForgetResult, error) {
+	if o.Remote != "" {
+		return forgetAt(ctx, o)
+	}
 	s, err := open(ctx, dir, o.Options)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	res, err := s.forget(ctx, o)
+	head, err := s.head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("forget %s: %w", s.root(), err)
+	}
+	res, err := forgetRoot(ctx, s.remote, s.objects(), s.root(), head, o)
 	if err != nil {
 		return nil, fmt.Errorf("forget %s: %w", s.root(), err)
 	}
 	return res, nil
 }
 
-func (s *session) forget(ctx context.Context, o ForgetOptions) (*ForgetResult, error) {
-	head, err := s.head(ctx)
+// forgetAt is Forget of a root named by its remote, with no folder.
+func forgetAt(ctx context.Context, o ForgetOptions) (*ForgetResult, error) {
+	o.applyDefaults()
+	if err := cas.ValidName(o.Root); err != nil {
+		return nil, fmt.Errorf("forget: --root %w", err)
+	}
+	r, err := OpenRemote(ctx, o.Remote, "", RemoteOptions{Credentials: o.Credentials, Logger: o.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("forget: %w", err)
+	}
+	defer r.Close()
+	head, err := r.Head(ctx, o.Root)
+	if err != nil {
+		return nil, fmt.Errorf("forget %s: %w", o.Root, err)
+	}
+	res, err := forgetRoot(ctx, r, r, o.Root, head, o)
+	if err != nil {
+		return nil, fmt.Errorf("forget %s: %w", o.Root, err)
+	}
+	return res, nil
+}
+
+// forgetRoot applies o's policy to root's history at r, reading versions
+// through g.
+func forgetRoot(ctx context.Context, r Remote, g cas.Getter, root string, head cas.Ref, o ForgetOptions) (*ForgetResult, error) {
+	hist, err := r.History(ctx, root)
 	if err != nil {
 		return nil, err
 	}
-	hist, err := s.remote.History(ctx, s.root())
-	if err != nil {
-		return nil, err
-	}
-	tags, err := s.remote.Tags(ctx, s.root())
+	tags, err := r.Tags(ctx, root)
 	if err != nil {
 		return nil, err
 	}
@@ -74,9 +104,8 @@ func (s *session) forget(ctx context.Context, o ForgetOptions) (*ForgetResult, e
 	if err != nil {
 		return nil, err
 	}
-	res := &ForgetResult{Root: s.root(), Keep: []ForgetEntry{}, Remove: []ForgetEntry{}, DryRun: o.DryRun}
+	res := &ForgetResult{Root: root, Keep: []ForgetEntry{}, Remove: []ForgetEntry{}, DryRun: o.DryRun}
 	var drop []uint64
-	g := s.objects()
 	for _, d := range decisions {
 		e := ForgetEntry{Seq: d.Entry.Seq, Version: d.Entry.Ref.String(), Time: d.Entry.Time, Reasons: d.Reasons}
 		if v, err := index.LoadVersion(ctx, g, d.Entry.Ref); err == nil {
@@ -92,7 +121,7 @@ func (s *session) forget(ctx context.Context, o ForgetOptions) (*ForgetResult, e
 	if o.DryRun || len(drop) == 0 {
 		return res, nil
 	}
-	if err := s.remote.DropHistory(ctx, s.root(), drop); err != nil {
+	if err := r.DropHistory(ctx, root, drop); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -171,6 +200,44 @@ func AdminPolicy(ctx context.Context, r ServerRef, namespace string, set *gc.Pol
 		return nil, fmt.Errorf("policy %s: %w", namespace, err)
 	}
 	return &p, nil
+}
+
+// AdminPolicyPreview says what a retention policy (nil: the namespace's
+// own) would forget now in each root of the namespace, and changes
+// nothing: admin policy --dry-run.
+func AdminPolicyPreview(ctx context.Context, r ServerRef, namespace string, p *gc.Policy, loc *time.Location) ([]*ForgetResult, *gc.Policy, error) {
+	if p == nil {
+		stored, err := AdminPolicy(ctx, r, namespace, nil, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		if stored == nil {
+			return nil, nil, cas.Errorf(cas.ErrNotFound, "policy %s: the namespace has no retention policy to preview; give --keep-* rules", namespace)
+		}
+		p = stored
+	}
+	c, err := dialAdminIn(ctx, r, namespace)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	roots, err := c.Roots(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy %s: %w", namespace, err)
+	}
+	out := []*ForgetResult{}
+	for _, root := range roots {
+		head, err := c.Head(ctx, root)
+		if err != nil {
+			return nil, nil, fmt.Errorf("policy %s/%s: %w", namespace, root, err)
+		}
+		res, err := forgetRoot(ctx, c, c, root, head, ForgetOptions{Policy: *p, DryRun: true, Location: loc})
+		if err != nil {
+			return nil, nil, fmt.Errorf("policy %s/%s: %w", namespace, root, err)
+		}
+		out = append(out, res)
+	}
+	return out, p, nil
 }
 
 // AdminNamespace reads a namespace's settings on a server, and first sets

@@ -71,7 +71,10 @@ func Status(ctx context.Context, dir string, o Options) (*StatusResult, error) {
 	}
 	head := base // offline: what the folder last knew
 	if !s.offline() {
-		if head, err = s.head(ctx); err != nil {
+		switch head, err = s.head(ctx); {
+		case errors.Is(err, ErrRootGone):
+			s.warnings = append(s.warnings, err.Error())
+		case err != nil:
 			return nil, err
 		}
 	}

@@ -21,6 +21,13 @@ func (c *Client) AdminRoots(ctx context.Context) ([]RootInfo, error) {
 	return resp.RootsOf, err
 }
 
+// AdminDeleteRoot deletes a root of any namespace (admin), if its head is
+// still head.
+func (c *Client) AdminDeleteRoot(ctx context.Context, namespace, root string, head cas.Ref) error {
+	_, err := c.request(ctx, Request{Op: opAdminRootDel, Namespace: namespace, Root: root, Old: head[:]})
+	return err
+}
+
 // AdminHistory lists the history of a root of any namespace (admin).
 func (c *Client) AdminHistory(ctx context.Context, namespace, root string) ([]cas.HistoryEntry, error) {
 	return c.history(ctx, opAdminHistory, namespace, root)

@@ -48,6 +48,7 @@ const (
 	opAdminNS      = "admin.namespace"
 	opInviteCreate = "invite.create"
 	opInviteRedeem = "invite.redeem"
+	opAdminRootDel = "admin.root.delete"
 )
 
 // maxVerify bounds the blobs one verify request re-reads.
@@ -79,7 +80,7 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		if s.ns == nil {
 			perm = PermAdmin
 		}
-	case opAdminRepair:
+	case opAdminRepair, opAdminRootDel:
 		perm = PermAdmin
 	}
 	if err := s.need(perm); err != nil {
@@ -259,6 +260,21 @@ func (s *session) handle(ctx context.Context, req Request) (Response, error) {
 		resp.Clients = s.srv.clients(s)
 	case opAdminRoots:
 		return s.srv.adminRoots(ctx, s)
+	case opAdminRootDel:
+		ns, err := s.adminNamespace(req.Namespace)
+		if err != nil {
+			return resp, err
+		}
+		head, err := refFromWire(req.Old)
+		if err != nil {
+			return resp, err
+		}
+		// DeleteRoot compares and deletes in one step: a push that lands
+		// meanwhile makes it stale, and is not deleted unseen.
+		if err := ns.DeleteRoot(ctx, req.Root, head); err != nil {
+			return resp, err
+		}
+		s.log.Info("root deleted", "target_namespace", req.Namespace, "root", req.Root, "head", head.Short())
 	case opAdminHistory:
 		ns, err := s.adminNamespace(req.Namespace)
 		if err != nil {

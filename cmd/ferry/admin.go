@@ -52,6 +52,29 @@ func newAdmin(g *globals) *cobra.Command {
 			})
 		},
 	}
+	rootCmd := &cobra.Command{
+		Use:   "root delete NAMESPACE/ROOT",
+		Short: "Delete a root: its head, history and tags",
+	}
+	rootCmd.AddCommand(&cobra.Command{
+		Use:   "delete NAMESPACE/ROOT",
+		Short: "Delete a root: its head, history and tags (its data goes at a later gc, after the grace period)",
+		Long: `Delete a root of a namespace: its head, its history and its tags. What only
+that root kept becomes garbage, removed by a later gc once the grace period has
+passed. A push that moves the head while this runs makes it fail, so nothing
+is deleted unseen. Folders synced with the root are untouched: their next sync
+says the root is gone, and 'ferry config set root NAME' starts it again.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			res, err := engine.AdminDeleteRoot(c.Context(), g.serverRef(r), a[0])
+			if err != nil {
+				return err
+			}
+			return g.print(res, func(w io.Writer) {
+				fmt.Fprintf(w, "deleted root %s/%s (head %s, %d versions); its data goes at a gc after the grace period\n", res.Namespace, res.Root, short(res.Head), res.Versions)
+			})
+		},
+	})
 	history := &cobra.Command{
 		Use:   "history NAMESPACE/ROOT",
 		Short: "The versions a root's head has taken",
@@ -113,6 +136,8 @@ forgets, in every root of the namespace, the versions the policy does not keep.
 	}
 	readPolicy := policyFlags(policyCmd)
 	policyCmd.Flags().BoolVar(&clearPolicy, "clear", false, "remove the policy")
+	var previewPolicy bool
+	policyCmd.Flags().BoolVarP(&previewPolicy, "dry-run", "n", false, "say what the policy given (or the namespace's) would forget now in each root, and change nothing")
 	policyCmd.RunE = func(c *cobra.Command, a []string) error {
 		var set *gc.Policy
 		changed := false
@@ -125,6 +150,23 @@ forgets, in every root of the namespace, the versions the policy does not keep.
 				return err
 			}
 			set = &p
+		}
+		if previewPolicy {
+			if clearPolicy {
+				return usageError{fmt.Errorf("admin policy: --dry-run previews a policy; --clear removes one")}
+			}
+			results, used, err := engine.AdminPolicyPreview(c.Context(), g.serverRef(r), a[0], set, nil)
+			if err != nil {
+				return err
+			}
+			return g.print(results, func(w io.Writer) {
+				fmt.Fprintf(w, "%s: %s (dry run: nothing is forgotten)\n", a[0], describePolicy(*used))
+				for _, res := range results {
+					fmt.Fprintf(w, "\nroot %s:", res.Root)
+					printForget(w, "would keep", res.Keep, true)
+					printForget(w, "would forget", res.Remove, false)
+				}
+			})
 		}
 		p, err := engine.AdminPolicy(c.Context(), g.serverRef(r), a[0], set, clearPolicy)
 		if err != nil {
@@ -162,7 +204,7 @@ the path. Without it such names sync with a warning at the pushing device.`,
 		},
 	}
 	nsCmd.Flags().BoolVar(&portable, "portable", false, "refuse names Windows cannot hold (--portable=false allows them again)")
-	c.AddCommand(clients, roots, history, quota, policyCmd, nsCmd)
+	c.AddCommand(clients, roots, rootCmd, history, quota, policyCmd, nsCmd)
 	return c
 }
 

@@ -15,7 +15,7 @@ func newForget(g *globals) *cobra.Command {
 	var o engine.ForgetOptions
 	var policy func() (gc.Policy, error)
 	c := &cobra.Command{
-		Use:   "forget [DIR] --keep-last N [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--keep-within D] [--keep-tag T] [--dry-run]",
+		Use:   "forget [DIR | --remote URL --root NAME] --keep-last N [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--keep-within D] [--keep-tag T] [--dry-run]",
 		Short: "Drop versions from the root's history by a retention policy (data goes at the next gc)",
 		Long: `Apply a retention policy to the history of the folder's root, restic style:
 keep the newest N versions (--keep-last), the newest version of each of the last
@@ -23,12 +23,29 @@ N hours, days, ISO weeks, months and years, every version within a duration of
 the newest (--keep-within 2y5m7d3h), and tagged versions. A count of -1 keeps
 every bucket. The head is always kept; tagged versions are kept unless
 --forget-tagged is given (then only --keep-tag names keep). The versions dropped
-stay readable until 'ferry gc' (or the server's scheduled gc) reclaims their data.`,
+stay readable until 'ferry gc' (or the server's scheduled gc) reclaims their data.
+
+--remote URL --root NAME forgets in a root with no folder: a store directory, or
+quic://HOST:PORT/NAMESPACE with a token (--token-file, FERRY_TOKEN) and the
+server's fingerprint (--fingerprint, FERRY_FINGERPRINT).`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
-			dir, err := g.folder(a)
-			if err != nil {
-				return err
+			var dir string
+			var err error
+			if o.Root == "" && o.Remote == getenv("FERRY_REMOTE") {
+				o.Remote = "" // the environment's default remote is for init; a folder has its own
+			}
+			switch {
+			case o.Remote != "" && (len(a) > 0 || g.chdir != ""):
+				return usageError{fmt.Errorf("forget: --remote names the root; give no DIR")}
+			case o.Remote != "" && o.Root == "":
+				return usageError{fmt.Errorf("forget: --remote needs --root NAME")}
+			case o.Remote == "" && o.Root != "":
+				return usageError{fmt.Errorf("forget: --root is for --remote; a folder forgets in its own root")}
+			case o.Remote == "":
+				if dir, err = g.folder(a); err != nil {
+					return err
+				}
 			}
 			if o.Policy, err = policy(); err != nil {
 				return err
@@ -55,6 +72,8 @@ stay readable until 'ferry gc' (or the server's scheduled gc) reclaims their dat
 	}
 	policy = policyFlags(c)
 	c.Flags().BoolVarP(&o.DryRun, "dry-run", "n", false, "say what would be removed, remove nothing")
+	c.Flags().StringVar(&o.Remote, "remote", "", "forget in a root of this store or server, with no folder (with --root)")
+	c.Flags().StringVar(&o.Root, "root", "", "the root to forget in (with --remote)")
 	return c
 }
 

@@ -220,7 +220,7 @@ diff and restore any version.`,
 		newInit(g), newPush(g), newPull(g), newSync(g), newStatus(g),
 		newLog(g), newDiff(g), newLs(g), newRestore(g), newTag(g), newCheck(g),
 		newBench(g), newServe(g), newToken(g), newAdmin(g), newConflicts(g), newResolve(g), newWatch(g),
-		newForget(g), newGC(g), newShare(g), newGet(g), newRepair(g), newVersion(g), newConfig(g), newRevert(g), newGen(g), newInvite(g), newOverride(g),
+		newForget(g), newGC(g), newShare(g), newGet(g), newRepair(g), newVersion(g), newConfig(g), newRevert(g), newGen(g), newInvite(g), newOverride(g), newStats(g),
 	)
 	return root
 }
