@@ -14,6 +14,14 @@ type CheckOptions struct {
 	// Subset, when M > 0, limits ReadData to the blobs whose ref falls in
 	// slice N of M (1 <= N <= M), so M runs cover the store once.
 	SubsetN, SubsetM int
+	// Progress, if set, is told the bytes ReadData will read (once, before
+	// the first) and then each blob's bytes as it is read: counts to add.
+	Progress func(totalBytes, bytesRead int64)
+}
+
+// selected reports whether ReadData reads ref under opts.
+func (opts CheckOptions) selected(ref Ref) bool {
+	return opts.ReadData && (opts.SubsetM == 0 || int(binary.BigEndian.Uint64(ref[:8])%uint64(opts.SubsetM)) == opts.SubsetN-1)
 }
 
 // Damage is one problem Check found.
@@ -41,6 +49,20 @@ func (db *DB) Check(ctx context.Context, opts CheckOptions, report func(Damage))
 	var st CheckStats
 	if err := db.Flush(ctx); err != nil {
 		return st, err
+	}
+	if opts.Progress != nil && opts.ReadData {
+		// A first pass over the records (no blob is read) sizes the work.
+		var total int64
+		err := db.iterate([]byte{'b'}, func(k, v []byte) error {
+			if loc, err := parseLocation(v); err == nil && opts.selected(Ref(k[1:])) {
+				total += int64(loc.storedLen)
+			}
+			return ctx.Err()
+		})
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			return st, err
+		}
+		opts.Progress(total, 0)
 	}
 	packLens := map[uint64]int64{}
 	err := db.iterate([]byte{'b'}, func(k, v []byte) error {
@@ -71,7 +93,7 @@ func (db *DB) Check(ctx context.Context, opts CheckOptions, report func(Damage))
 				return nil
 			}
 		}
-		if !opts.ReadData || (opts.SubsetM > 0 && int(binary.BigEndian.Uint64(ref[:8])%uint64(opts.SubsetM)) != opts.SubsetN-1) {
+		if !opts.selected(ref) {
 			if db.isDamaged(ref) {
 				damage(fmt.Errorf("%w: recorded damaged (not read again)", ErrCorrupt))
 			}
@@ -79,6 +101,9 @@ func (db *DB) Check(ctx context.Context, opts CheckOptions, report func(Damage))
 		}
 		st.BlobsRead++
 		st.BytesRead += int64(loc.storedLen)
+		if opts.Progress != nil {
+			opts.Progress(0, int64(loc.storedLen))
+		}
 		payload := loc.inline
 		if payload == nil {
 			if payload, err = db.packs.read(ref, loc); err != nil {

@@ -116,7 +116,11 @@ func CheckDB(ctx context.Context, db *cas.DB, namespace string, o CheckOptions) 
 	bad := map[cas.Ref]*Damaged{}
 	spaces := []string{namespace}
 	if namespace == "" {
-		st, err := db.Check(ctx, cas.CheckOptions{ReadData: o.ReadData, SubsetN: o.SubsetN, SubsetM: o.SubsetM}, func(d cas.Damage) {
+		co := cas.CheckOptions{ReadData: o.ReadData, SubsetN: o.SubsetN, SubsetM: o.SubsetM}
+		if o.Progress != nil {
+			co.Progress = func(total, read int64) { o.Progress(Progress{Phase: "check", TotalBytes: total, Bytes: read}) }
+		}
+		st, err := db.Check(ctx, co, func(d cas.Damage) {
 			bad[d.Ref] = &Damaged{Ref: d.Ref.String(), Error: d.Err}
 		})
 		if err != nil {

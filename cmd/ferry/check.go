@@ -42,7 +42,8 @@ with that namespace's token (the folder's, when run in a folder).`,
 			if remote == "" {
 				remote = os.Getenv("FERRY_REMOTE")
 			}
-			eo, _ := g.options("")
+			eo, done := g.options("check")
+			defer done()
 			if remote == "" {
 				f, err := state.Find(dir)
 				if err != nil {

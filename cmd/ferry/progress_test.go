@@ -105,6 +105,21 @@ func TestProgressOutput(t *testing.T) {
 		}
 	}
 
+	// check --read-data: the bytes it reads, sized before the first.
+	out, err = ferryRun(t, fast, "--json", "check", "--remote", store, "--read-data")
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	status, _, last = statusLines(t, out)
+	if len(status) == 0 || last["ok"] != true {
+		t.Fatalf("check --json: %d status lines, last %v", len(status), last)
+	}
+	for _, s := range status {
+		if s.Phase != "check" || s.TotalBytes < total || s.BytesDone > s.TotalBytes {
+			t.Errorf("check status %+v", s)
+		}
+	}
+
 	// The bar, forced onto a pipe.
 	os.WriteFile(filepath.Join(a, "one.bin"), make([]byte, 5<<20), 0o644)
 	cmd := ferryCmd(fast, "--progress", "push", a)
