@@ -60,6 +60,18 @@ func startServeArgs(t *testing.T, data, addr string, env []string, extra ...stri
 // a network namespace, say), when wrap is not nil.
 func startServeWrapped(t *testing.T, data, addr string, env []string, wrap func(*exec.Cmd) *exec.Cmd, extra ...string) *serverProc {
 	t.Helper()
+	p, err := launchServe(data, addr, env, wrap, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.t = t
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+// launchServe starts `ferry serve` and waits for the line it prints when
+// it listens (no sleeping: the process says when it is ready).
+func launchServe(data, addr string, env []string, wrap func(*exec.Cmd) *exec.Cmd, extra ...string) (*serverProc, error) {
 	if !slices.Contains(extra, "--min-free") {
 		// The machine's disk may be nearly full; the default mark (1 GiB
 		// or 2%) is tested on a filesystem of the test's own.
@@ -71,14 +83,14 @@ func startServeWrapped(t *testing.T, data, addr string, env []string, wrap func(
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	logs := &lockedBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	p := &serverProc{t: t, cmd: cmd, data: data, done: make(chan error, 1), logs: logs}
+	p := &serverProc{cmd: cmd, data: data, done: make(chan error, 1), logs: logs}
 	lines := bufio.NewScanner(out)
 	ready := make(chan bool, 1)
 	go func() {
@@ -96,14 +108,14 @@ func startServeWrapped(t *testing.T, data, addr string, env []string, wrap func(
 	select {
 	case ok := <-ready:
 		if !ok {
-			t.Fatalf("ferry serve did not start:\n%s", logs)
+			p.kill()
+			return nil, fmt.Errorf("ferry serve did not start:\n%s", logs)
 		}
 	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("ferry serve did not start in 30s:\n%s", logs)
+		p.kill()
+		return nil, fmt.Errorf("ferry serve did not start in 30s:\n%s", logs)
 	}
-	t.Cleanup(func() { p.kill() })
-	return p
+	return p, nil
 }
 
 func (p *serverProc) kill() {
