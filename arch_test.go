@@ -39,6 +39,7 @@ func TestImportGraph(t *testing.T) {
 		"transport":           {"cas", "chunk", "index", "internal/failpoint", "internal/atomicfile"},
 		"s3store":             {}, // object storage for packs: a leaf, wired into cas by its callers
 		"internal/s3test":     {}, // starts versitygw for tests: imported by tests only
+		"internal/pgtest":     {}, // starts PostgreSQL for tests: imported by tests only
 		"":                    {},
 	}
 	external := map[string][]string{ // third-party imports reserved to one package
@@ -46,6 +47,7 @@ func TestImportGraph(t *testing.T) {
 		"github.com/spf13/cobra":        {"cmd/ferry"},
 		"github.com/quic-go/quic-go":    {"transport"},
 		"github.com/aws/aws-sdk-go-v2":  {"s3store"},
+		"github.com/jackc/pgx":          {"internal/pgtest"},
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)
