@@ -45,6 +45,19 @@ type Options struct {
 	// Ballast is the size of the file of reserved space that a collection
 	// on a full disk deletes for its own writes (0: none).
 	Ballast int64
+	// Packs, if set, keeps the packs (an S3 bucket): see PackStore. The
+	// store's directory then holds Pebble and a cache of packs.
+	Packs PackStore
+	// MetadataOnly opens a store whose packs are elsewhere without them,
+	// for what touches records only (tokens): reading a blob in a pack
+	// then fails.
+	MetadataOnly bool
+	// PacksName names Packs (s3://bucket/prefix): a store remembers where
+	// its packs are, and refuses to open with another place.
+	PacksName string
+	// CacheBytes bounds the local copies of packs that are in Packs
+	// (0: no bound; they are all kept).
+	CacheBytes int64
 }
 
 func (o *Options) applyDefaults() {
@@ -59,11 +72,29 @@ func (o *Options) applyDefaults() {
 	}
 }
 
+// packsName is where this DB was told its packs are.
+func (db *DB) packsName() string {
+	if db.opts.Packs == nil {
+		return ""
+	}
+	if db.opts.PacksName == "" {
+		return "a pack store"
+	}
+	return db.opts.PacksName
+}
+
 // storeConfig is the JSON under keyConfig.
 type storeConfig struct {
 	Format  int       `json:"format"`
 	Created time.Time `json:"created"`
+	// Packs names where the packs are kept (Options.PacksName); empty:
+	// the store's directory.
+	Packs string `json:"packs,omitempty"`
 }
+
+// ErrPacksElsewhere: a store opened with another place for its packs than
+// the one it was made with.
+var ErrPacksElsewhere = errors.New("the store keeps its packs elsewhere")
 
 // DB is a blob store in one directory: Pebble for records and small blobs,
 // pack files for the rest. It is safe for concurrent use. Namespace returns
@@ -177,7 +208,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	db := &DB{dir: dir, opts: opts, st: st, pdb: pdb, lock: lock, damaged: RefSet{}}
 	opened.Store(db)
-	db.packs.dir, db.packs.st = dir, st
+	db.packs.dir, db.packs.st, db.packs.remote = dir, st, db.opts.Packs
 	db.space = spaceGuard{st: st, dir: dir, min: opts.MinFree}
 	db.pending = pdb.NewIndexedBatch()
 	if err := db.init(); err != nil {
@@ -200,7 +231,7 @@ func (db *DB) init() error {
 	v, closer, err := db.pdb.Get(keyConfig)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
-		cfg, _ := json.Marshal(storeConfig{Format: FormatVersion, Created: db.opts.Now().UTC()})
+		cfg, _ := json.Marshal(storeConfig{Format: FormatVersion, Created: db.opts.Now().UTC(), Packs: db.packsName()})
 		if err := db.pdb.Set(keyConfig, cfg, pebble.Sync); err != nil {
 			return err
 		}
@@ -215,6 +246,15 @@ func (db *DB) init() error {
 		}
 		if cfg.Format != FormatVersion {
 			return fmt.Errorf("store format %d, this ferry reads %d", cfg.Format, FormatVersion)
+		}
+		if cfg.Packs != db.packsName() && !db.opts.MetadataOnly {
+			where := func(n string) string {
+				if n == "" {
+					return "its directory"
+				}
+				return n
+			}
+			return Errorf(ErrPacksElsewhere, "the store keeps its packs in %s, not %s", where(cfg.Packs), where(db.packsName()))
 		}
 	}
 	if err := db.st.mkdirAll(filepath.Join(db.dir, "packs")); err != nil {
@@ -240,6 +280,9 @@ func (db *DB) init() error {
 			if err := db.st.truncate(path, committed); err != nil {
 				return err
 			}
+			fallthrough
+		default:
+			db.packs.addLocal(id, committed)
 		}
 	}
 	return db.loadDamaged()

@@ -342,6 +342,14 @@ func (n *Namespace) SwapHead(ctx context.Context, root string, old, new Ref) err
 	if cur != old {
 		return &StaleError{Root: root, Old: old, Current: cur}
 	}
+	if db.opts.Packs != nil {
+		// The blobs first, on their own: an upload that fails must not
+		// leave the head waiting in the batch, to move at a later flush
+		// after this one was refused.
+		if err := db.flushLocked(); err != nil {
+			return err
+		}
+	}
 	if ok, err := n.owns(new); err != nil {
 		return err
 	} else if !ok {

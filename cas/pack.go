@@ -1,12 +1,14 @@
 package cas
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -35,6 +37,7 @@ type packWriter struct {
 	dirty     bool   // bytes appended since the last sync
 	dirSynced bool   // the file's directory entry is durable
 	broken    bool   // a failed append cut it short: seal it, start another
+	uploaded  bool   // in the PackStore (Options.Packs)
 	head      [packEntryHead]byte
 }
 
@@ -209,10 +212,16 @@ func (w *packWriter) readBuffered(dst []byte, off int64) (head int, ok bool) {
 // open (a closed handle could race a reader); past maxOpen, a read opens a
 // handle of its own.
 type packFiles struct {
-	dir  string
-	st   storage
-	mu   sync.Mutex
-	open map[uint64]file
+	dir    string
+	st     storage
+	remote PackStore // nil: every pack is local
+	mu     sync.Mutex
+	open   map[uint64]file
+	// With a remote: the local copies (id to length) and when each was
+	// last read (a counter), for eviction.
+	local map[uint64]int64
+	used  map[uint64]uint64
+	clock uint64
 }
 
 const maxOpenPacks = 256
@@ -220,10 +229,19 @@ const maxOpenPacks = 256
 func (p *packFiles) handle(id uint64) (f file, owned bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.remote != nil {
+		p.clock++
+		if _, ok := p.local[id]; ok {
+			p.used[id] = p.clock
+		}
+	}
 	if f := p.open[id]; f != nil {
 		return f, false, nil
 	}
 	f, err = p.st.open(packPath(p.dir, id))
+	if errors.Is(err, os.ErrNotExist) && p.remote != nil {
+		f, err = remoteFile{ps: p.remote, name: packObject(id)}, nil
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -245,6 +263,53 @@ func (p *packFiles) forget(id uint64) {
 		f.Close()
 		delete(p.open, id)
 	}
+}
+
+// addLocal counts a local copy of an uploaded pack.
+func (p *packFiles) addLocal(id uint64, size int64) {
+	if p.remote == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.local == nil {
+		p.local, p.used = map[uint64]int64{}, map[uint64]uint64{}
+	}
+	p.clock++
+	p.local[id], p.used[id] = size, p.clock
+}
+
+// dropLocal forgets a local copy that was removed.
+func (p *packFiles) dropLocal(id uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.local, id)
+	delete(p.used, id)
+}
+
+// evictable returns the local copies to remove, least recently read
+// first, for the rest to fit in limit bytes; busy ones stay.
+func (p *packFiles) evictable(limit int64, busy map[uint64]bool) []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var total int64
+	ids := make([]uint64, 0, len(p.local))
+	for id, n := range p.local {
+		total += n
+		if !busy[id] {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b uint64) int { return cmp.Compare(p.used[a], p.used[b]) })
+	var out []uint64
+	for _, id := range ids {
+		if total <= limit {
+			break
+		}
+		out = append(out, id)
+		total -= p.local[id]
+	}
+	return out
 }
 
 func (p *packFiles) closeAll() {

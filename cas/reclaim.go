@@ -112,8 +112,8 @@ func (db *DB) roomFor(n int64) bool {
 // frees nothing, and the pack waits for a collection with room to rewrite
 // it.
 func (db *DB) punchDead(id uint64, live []packEntry, length int64) (int64, error) {
-	if db.st.fs != nil {
-		return 0, nil
+	if db.st.fs != nil || db.opts.Packs != nil {
+		return 0, nil // an object has no holes: it waits for a rewrite
 	}
 	f, err := os.OpenFile(packPath(db.dir, id), os.O_RDWR, 0)
 	if err != nil {
@@ -207,8 +207,18 @@ func (db *DB) deletePack(id uint64) error {
 		return err
 	}
 	db.packs.forget(id)
+	db.packs.dropLocal(id)
 	if err := db.st.remove(packPath(db.dir, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
+	}
+	if db.opts.Packs != nil {
+		// No record points into it any more; one left behind by a failure
+		// here is an orphan, which costs space and nothing else.
+		ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout)
+		defer cancel()
+		if err := db.opts.Packs.Delete(ctx, packObject(id)); err != nil {
+			db.opts.Logger.Warn("could not delete a pack object", "pack", id, "err", err)
+		}
 	}
 	return nil
 }

@@ -174,11 +174,15 @@ func (db *DB) appendPackLocked(ref Ref, loc *location, payload []byte) error {
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		if db.cur == nil {
-			w, cerr := createPack(db.st, db.dir, db.nextPack)
+			id := db.nextPack
+			if db.opts.Packs != nil {
+				id = db.newPackID()
+			}
+			w, cerr := createPack(db.st, db.dir, id)
 			if cerr != nil {
 				err = cerr
 			} else {
-				db.nextPack++
+				db.nextPack = max(db.nextPack, id+1)
 				db.cur = w
 			}
 		}
@@ -261,20 +265,40 @@ func (db *DB) flushLocked() error {
 	if db.failed != nil {
 		return db.failed
 	}
+	remote := db.opts.Packs != nil
+	if remote && db.cur != nil && db.cur.dirty {
+		// An object never grows: the pack this flush makes durable is
+		// sealed, and the next write starts another.
+		if err := db.cur.seal(); err != nil {
+			return db.failOn(err)
+		}
+		db.sealed = append(db.sealed, db.cur)
+		db.cur = nil
+	}
 	packs := db.sealed
 	if db.cur != nil {
 		packs = append(packs, db.cur)
 	}
 	for _, w := range packs {
-		if !w.dirty {
+		if !w.dirty && (!remote || w.uploaded) {
 			continue
 		}
-		err := w.sync()
-		if errors.Is(err, unix.ENOSPC) && db.dropBallast() {
-			err = w.sync()
+		if w.dirty {
+			err := w.sync()
+			if errors.Is(err, unix.ENOSPC) && db.dropBallast() {
+				err = w.sync()
+			}
+			if err != nil {
+				return db.failOn(err)
+			}
 		}
-		if err != nil {
-			return db.failOn(err)
+		if remote && !w.uploaded {
+			// Before any record points into it. A failure here is not
+			// the store's: the pack stays sealed, and the next flush
+			// tries again.
+			if err := db.uploadLocked(w); err != nil {
+				return err
+			}
 		}
 		if err := db.pending.Set(packKey(w.id), binary.AppendUvarint(nil, uint64(w.size)), nil); err != nil {
 			return err
@@ -291,9 +315,11 @@ func (db *DB) flushLocked() error {
 		if err := w.f.Close(); err != nil {
 			return db.fail(err)
 		}
+		db.packs.addLocal(w.id, w.size)
 	}
 	db.sealed = nil
 	db.durableSeq = db.writeSeq
+	db.evictLocked()
 	return nil
 }
 

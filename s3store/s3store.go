@@ -5,11 +5,11 @@
 package s3store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"strings"
@@ -25,10 +25,10 @@ import (
 
 var (
 	// ErrExists: an object of that name exists already (a create lost,
-	// or was retried after it won).
-	ErrExists = errors.New("object exists")
-	// ErrNotFound: no object of that name.
-	ErrNotFound = errors.New("object not found")
+	// or was retried after it won). It is an fs.ErrExist.
+	ErrExists = fmt.Errorf("object exists: %w", fs.ErrExist)
+	// ErrNotFound: no object of that name. It is an fs.ErrNotExist.
+	ErrNotFound = fmt.Errorf("object not found: %w", fs.ErrNotExist)
 )
 
 // Options say how to reach the bucket. Empty credentials come from the
@@ -131,16 +131,17 @@ func (s *Store) Check(ctx context.Context) error {
 	return nil
 }
 
-// Create stores b as name, only if no object has that name: an object
-// once written never changes. It returns when the store has it durably
-// (S3 acknowledges a PUT once it is). ErrExists when one does, which a
-// retried create that had won also sees: the caller compares sizes.
-func (s *Store) Create(ctx context.Context, name string, b []byte) error {
+// Create stores the size bytes of r as name, only if no object has that
+// name: an object once written never changes. It returns when the store
+// has it durably (S3 acknowledges a PUT once it is). ErrExists when one
+// does, which a retried create that had won also sees: the caller
+// compares sizes. r is read again from the start on a retry.
+func (s *Store) Create(ctx context.Context, name string, r io.ReadSeeker, size int64) error {
 	_, err := s.c.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:        aws.String(s.bucket),
 		Key:           s.key(name),
-		Body:          bytes.NewReader(b),
-		ContentLength: aws.Int64(int64(len(b))),
+		Body:          r,
+		ContentLength: aws.Int64(size),
 		IfNoneMatch:   aws.String("*"),
 	})
 	if err != nil {

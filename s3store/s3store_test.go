@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,10 +40,10 @@ func TestStore(t *testing.T) {
 	}
 	b := make([]byte, 3<<20+17)
 	rand.Read(b)
-	if err := s.Create(ctx, "p1", b); err != nil {
+	if err := s.Create(ctx, "p1", bytes.NewReader(b), int64(len(b))); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Create(ctx, "p1", []byte("other")); !errors.Is(err, ErrExists) {
+	if err := s.Create(ctx, "p1", strings.NewReader("other"), 5); !errors.Is(err, ErrExists) {
 		t.Fatalf("a second create of p1: %v, want ErrExists", err)
 	}
 	for _, r := range [][2]int64{{0, 10}, {1 << 20, 4096}, {int64(len(b)) - 5, 5}} {
@@ -68,7 +69,7 @@ func TestStore(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := s.Create(ctx, "race", []byte{byte(i)})
+			err := s.Create(ctx, "race", bytes.NewReader([]byte{byte(i)}), 1)
 			switch {
 			case err == nil:
 				won.Add(1)
@@ -84,7 +85,7 @@ func TestStore(t *testing.T) {
 
 	other := open(t, srv.Endpoint)
 	other.prefix = "store2/"
-	if err := other.Create(ctx, "p1", []byte("elsewhere")); err != nil {
+	if err := other.Create(ctx, "p1", strings.NewReader("elsewhere"), 9); err != nil {
 		t.Fatalf("the same name under another prefix: %v", err)
 	}
 	names := map[string]int64{}
@@ -136,7 +137,7 @@ func TestStoreRetries(t *testing.T) {
 	s := open(t, flaky.URL)
 	b := make([]byte, 1<<20)
 	rand.Read(b)
-	if err := s.Create(ctx, "p", b); err != nil && !errors.Is(err, ErrExists) {
+	if err := s.Create(ctx, "p", bytes.NewReader(b), int64(len(b))); err != nil && !errors.Is(err, ErrExists) {
 		t.Fatalf("create through a flaky server: %v", err)
 	}
 	got := make([]byte, 1000)

@@ -28,10 +28,11 @@ type Server struct {
 	// Endpoint is http://127.0.0.1:PORT.
 	Endpoint string
 	// Dir is the posix backend's root: each bucket is a directory in it.
-	Dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs *syncBuffer
+	Dir       string
+	bin, addr string
+	cmd       *exec.Cmd
+	done      chan struct{}
+	logs      *syncBuffer
 }
 
 // Binary finds versitygw: on PATH, or where go install puts it.
@@ -70,36 +71,49 @@ func Start(t testing.TB, bucket string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	s := &Server{Endpoint: "http://" + addr, Dir: dir, done: make(chan struct{}), logs: &syncBuffer{}}
-	s.cmd = exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--region", Region, "--port", addr, "--quiet", "posix", dir)
+	s := &Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), Dir: dir, bin: bin, addr: fmt.Sprintf("127.0.0.1:%d", port), logs: &syncBuffer{}}
+	t.Cleanup(s.Stop)
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Restart starts the server again on its address and directory (after
+// Stop), and waits until it accepts connections, at most 20 s.
+func (s *Server) Restart() error {
+	s.cmd = exec.Command(s.bin, "--access", AccessKey, "--secret", SecretKey, "--region", Region, "--port", s.addr, "--quiet", "posix", s.Dir)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start versitygw: %v", err)
+		return fmt.Errorf("start versitygw: %w", err)
 	}
-	go func() { s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(s.Stop)
-	// Ready when it accepts connections; bounded, and it says why not.
+	done := make(chan struct{})
+	s.done = done
+	cmd := s.cmd
+	go func() { cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := net.DialTimeout("tcp", s.addr, time.Second)
 		if err == nil {
 			c.Close()
-			return s
+			return nil
 		}
 		select {
-		case <-s.done:
-			t.Fatalf("versitygw exited at start:\n%s", s.logs)
+		case <-done:
+			return fmt.Errorf("versitygw exited at start:\n%s", s.logs)
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("versitygw did not listen on %s in 20s:\n%s", addr, s.logs)
+			return fmt.Errorf("versitygw did not listen on %s in 20s:\n%s", s.addr, s.logs)
 		}
 	}
 }
 
 // Stop kills the server (idempotent).
 func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
 	select {
 	case <-s.done:
 		return

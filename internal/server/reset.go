@@ -31,7 +31,7 @@ func ResetAdmin(data string, revokeOthers bool) (ResetResult, error) {
 	if _, err := os.Stat(store); err != nil {
 		return ResetResult{}, fmt.Errorf("reset-admin: %s is not a server's data directory: %w", data, err)
 	}
-	db, err := cas.Open(store, cas.Options{})
+	db, err := cas.Open(store, cas.Options{MetadataOnly: true}) // tokens only: its packs may be in S3
 	if errors.Is(err, cas.ErrLocked) {
 		return ResetResult{}, fmt.Errorf("reset-admin %s: %w; stop the server first", data, ErrLocked)
 	}

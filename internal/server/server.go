@@ -18,6 +18,7 @@ import (
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/gc"
+	"github.com/ferry-sync/ferry/s3store"
 	"github.com/ferry-sync/ferry/state"
 	"github.com/ferry-sync/ferry/transport"
 	"golang.org/x/sys/unix"
@@ -47,6 +48,32 @@ type Config struct {
 	MinFree, Ballast int64
 	// Limits bound connections, memory and failed authentications.
 	Limits transport.Limits
+	// Packs, if set, keeps the packs in an S3 bucket:
+	// s3://BUCKET[/PREFIX][?endpoint=URL&region=R], with credentials from
+	// the AWS SDK's default chain (AWS_* variables, ~/.aws). PackCache
+	// bounds their local copies (0: no bound).
+	Packs     string
+	PackCache int64
+}
+
+// openPacks opens the S3 bucket that keeps the packs, and checks it
+// answers: a wrong endpoint or credentials fail the start, not the first
+// push.
+func openPacks(ctx context.Context, raw string) (*s3store.Store, error) {
+	bucket, prefix, o, err := s3store.ParseURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := s3store.Open(ctx, bucket, prefix, o)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := ps.Check(cctx); err != nil {
+		return nil, err
+	}
+	return ps, nil
 }
 
 // spaceDefaults fills in MinFree and Ballast for the data directory's
@@ -126,8 +153,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	memtable := cfg.spaceDefaults()
 	const cacheSize = 128 << 20
-	db, err := cas.Open(filepath.Join(cfg.Data, "store"), cas.Options{Create: true, Logger: cfg.Logger, CacheSize: cacheSize, MemTableSize: memtable,
-		MinFree: cfg.MinFree, Ballast: cfg.Ballast})
+	opts := cas.Options{Create: true, Logger: cfg.Logger, CacheSize: cacheSize, MemTableSize: memtable,
+		MinFree: cfg.MinFree, Ballast: cfg.Ballast}
+	if cfg.Packs != "" {
+		ps, err := openPacks(ctx, cfg.Packs)
+		if err != nil {
+			return fmt.Errorf("serve: --packs: %w", err)
+		}
+		opts.Packs, opts.PacksName, opts.CacheBytes = ps, cfg.Packs, cfg.PackCache
+	}
+	db, err := cas.Open(filepath.Join(cfg.Data, "store"), opts)
 	if errors.Is(err, cas.ErrLocked) {
 		return fmt.Errorf("serve %s: %w", cfg.Data, ErrLocked)
 	}

@@ -1,0 +1,123 @@
+package cas
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// PackStore keeps packs somewhere other than the store's disk: an object
+// store (s3store), where each pack is an immutable object. With one, a
+// pack is sealed at the flush that makes it durable and uploaded whole
+// before any record that points into it commits; the local copy is then a
+// cache, bounded by Options.CacheBytes, and a read the cache cannot serve
+// is a ranged read of the object.
+//
+// A missing object is an error for which errors.Is(err, fs.ErrNotExist)
+// holds; a create of a name that exists, fs.ErrExist.
+type PackStore interface {
+	Create(ctx context.Context, name string, r io.ReadSeeker, size int64) error
+	ReadAt(ctx context.Context, name string, p []byte, off int64) error
+	Size(ctx context.Context, name string) (int64, error)
+	Delete(ctx context.Context, name string) error
+}
+
+// remoteTimeout bounds one request to the pack store from a path that has
+// no context of its own (reads through packFiles).
+const remoteTimeout = 2 * time.Minute
+
+func packObject(id uint64) string { return fmt.Sprintf("%016x.pack", id) }
+
+// newPackID picks a pack id for a store with a PackStore: random, so that
+// servers sharing a bucket never pick the same name, and never 0 (or one
+// the store knows).
+func (db *DB) newPackID() uint64 {
+	for {
+		var b [8]byte
+		rand.Read(b[:])
+		id := binary.BigEndian.Uint64(b[:]) >> 1 // positive as an int64 too
+		if _, err := db.packLen(id); id != 0 && errors.Is(err, ErrNotFound) {
+			return id
+		}
+	}
+}
+
+// uploadLocked writes a sealed pack to the pack store, whole. A create
+// that finds the name taken by an object of the same size is a retry of
+// one that had won; another size is a collision, and an error.
+func (db *DB) uploadLocked(w *packWriter) error {
+	f, err := db.st.open(w.path)
+	if err != nil {
+		return fmt.Errorf("cas: upload pack %d: %w", w.id, err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout+time.Duration(w.size)*time.Second/(1<<20))
+	defer cancel()
+	name := packObject(w.id)
+	err = db.opts.Packs.Create(ctx, name, io.NewSectionReader(f, 0, w.size), w.size)
+	if errors.Is(err, fs.ErrExist) {
+		n, serr := db.opts.Packs.Size(ctx, name)
+		if serr == nil && n == w.size {
+			err = nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cas: upload pack %d: %w", w.id, err)
+	}
+	w.uploaded = true
+	return nil
+}
+
+// remoteFile reads a pack from the pack store.
+type remoteFile struct {
+	ps   PackStore
+	name string
+}
+
+func (r remoteFile) ReadAt(p []byte, off int64) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout)
+	defer cancel()
+	if err := r.ps.ReadAt(ctx, r.name, p, off); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, fmt.Errorf("%w: %w", os.ErrNotExist, err)
+		}
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (remoteFile) WriteAt([]byte, int64) (int, error) {
+	return 0, errors.New("cas: a remote pack is read-only")
+}
+func (remoteFile) Sync() error  { return nil }
+func (remoteFile) Close() error { return nil }
+
+// evictLocked deletes local copies of uploaded packs, least recently read
+// first, until the local packs fit in Options.CacheBytes. The current
+// pack and sealed packs not yet uploaded stay: they are the only copy.
+func (db *DB) evictLocked() {
+	if db.opts.Packs == nil || db.opts.CacheBytes <= 0 {
+		return
+	}
+	busy := map[uint64]bool{}
+	if db.cur != nil {
+		busy[db.cur.id] = true
+	}
+	for _, w := range db.sealed {
+		busy[w.id] = true
+	}
+	for _, id := range db.packs.evictable(db.opts.CacheBytes, busy) {
+		db.packs.forget(id)
+		if err := db.st.remove(packPath(db.dir, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			db.opts.Logger.Warn("could not drop a cached pack", "pack", id, "err", err)
+			continue
+		}
+		db.packs.dropLocal(id)
+	}
+}

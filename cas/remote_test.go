@@ -1,0 +1,188 @@
+package cas_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/cas/castest"
+	"github.com/ferry-sync/ferry/internal/s3test"
+	"github.com/ferry-sync/ferry/s3store"
+)
+
+// s3Packs is a pack store on a real S3 server (versitygw), under a
+// prefix of its own.
+func s3Packs(t *testing.T, srv *s3test.Server, prefix string) cas.PackStore {
+	t.Helper()
+	s, err := s3store.Open(context.Background(), "packs", prefix, s3store.Options{Endpoint: srv.Endpoint, Region: s3test.Region, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey, MaxAttempts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func openS3DB(t *testing.T, dir string, ps cas.PackStore, cacheBytes int64) *cas.DB {
+	t.Helper()
+	db, err := cas.Open(dir, cas.Options{Create: true, Packs: ps, PacksName: "s3://packs/test", CacheBytes: cacheBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// TestConformanceS3Packs: the store suite, with packs in S3 and a local
+// cache of one byte, so that every pack read after its flush is a ranged
+// read of its object.
+func TestConformanceS3Packs(t *testing.T) {
+	srv := s3test.Start(t, "packs")
+	n := 0
+	castest.Run(t, func(t *testing.T) castest.Store {
+		n++
+		db := openS3DB(t, t.TempDir(), s3Packs(t, srv, filepath.Join("conf", string(rune('a'+n%26)), t.Name())+"/"), 1)
+		t.Cleanup(func() { db.Close() })
+		return ns(t, db, "default")
+	})
+}
+
+// TestS3PacksOutliveTheDisk: what a flush made durable is in S3: with the
+// store's local packs gone, a store reopened on the same bucket reads
+// every blob bit-exact, and a full check re-hashes them from S3.
+func TestS3PacksOutliveTheDisk(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t, "packs")
+	ps := s3Packs(t, srv, "outlive/")
+	dir := t.TempDir()
+	db := openS3DB(t, dir, ps, 0)
+	n := ns(t, db, "a")
+	var blobs [][]byte
+	for i := range 6 {
+		b := random(uint64(i+1), 512<<10+i)
+		blobs = append(blobs, b)
+		if err := n.Put(ctx, cas.Sum(b), b); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 1 {
+			if err := db.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
+	if len(packs) == 0 {
+		t.Fatal("no local packs to lose")
+	}
+	for _, p := range packs {
+		os.Remove(p)
+	}
+	// Opened without its pack store, or with another, the store refuses.
+	for _, o := range []cas.Options{{}, {Packs: ps, PacksName: "s3://other/place"}} {
+		if d, err := cas.Open(dir, o); !errors.Is(err, cas.ErrPacksElsewhere) {
+			if d != nil {
+				d.Close()
+			}
+			t.Fatalf("opened with packs %q: %v, want ErrPacksElsewhere", o.PacksName, err)
+		}
+	}
+	db = openS3DB(t, dir, ps, 0)
+	defer db.Close()
+	n = ns(t, db, "a")
+	for i, b := range blobs {
+		got, err := n.Get(ctx, cas.Sum(b))
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("blob %d after the local packs were lost: %d bytes, %v", i, len(got), err)
+		}
+	}
+	st, err := db.Check(ctx, cas.CheckOptions{ReadData: true}, func(d cas.Damage) { t.Errorf("damage: %+v", d) })
+	if err != nil || st.BlobsRead < len(blobs) {
+		t.Fatalf("check --read-data from S3: %+v %v", st, err)
+	}
+}
+
+// TestS3UploadRetried: an S3 server that is down makes a flush fail
+// without failing the store; once it is back, the next flush uploads the
+// pack and commits, and nothing was acknowledged that S3 did not hold.
+func TestS3UploadRetried(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t, "packs")
+	dir := t.TempDir()
+	db := openS3DB(t, dir, s3Packs(t, srv, "retry/"), 1)
+	defer db.Close()
+	n := ns(t, db, "a")
+	b := random(9, 1<<20)
+	if err := n.Put(ctx, cas.Sum(b), b); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if err := db.Flush(ctx); err == nil {
+		t.Fatal("a flush with S3 down succeeded")
+	}
+	if err := n.SwapHead(ctx, "r", cas.Ref{}, cas.Sum(b)); err == nil {
+		t.Fatal("a head moved onto a blob whose pack S3 does not hold")
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Flush(ctx); err != nil {
+		t.Fatalf("the flush after S3 came back: %v", err)
+	}
+	if err := n.SwapHead(ctx, "r", cas.Ref{}, cas.Sum(b)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.Get(ctx, cas.Sum(b))
+	if err != nil || !bytes.Equal(got, b) {
+		t.Fatalf("get after the retried upload: %v", err)
+	}
+	var stale *cas.StaleError
+	if err := n.SwapHead(ctx, "r", cas.Ref{}, cas.Sum(b)); !errors.As(err, &stale) {
+		t.Errorf("the store is not answering as a live one: %v", err)
+	}
+}
+
+// TestS3SweepDeletesObjects: a collection that rewrites a mostly dead pack
+// deletes its object from S3 too; the live blob is read from the new one.
+func TestS3SweepDeletesObjects(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t, "packs")
+	ps := s3Packs(t, srv, "sweep/")
+	db := openS3DB(t, t.TempDir(), ps, 1)
+	defer db.Close()
+	a := ns(t, db, "a")
+	var refs []cas.Ref
+	for i := range 8 {
+		refs = append(refs, put(t, a, random(uint64(40+i), 1<<20)))
+	}
+	if err := db.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	objects := func() int {
+		n := 0
+		if err := ps.(*s3store.Store).List(ctx, func(string, int64) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := objects()
+	st, err := db.Sweep(ctx, cas.SweepOptions{Live: liveSet(map[string][]cas.Ref{"a": refs[:1]}), Before: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PacksRewritten != 1 || st.Blobs != 7 {
+		t.Fatalf("rewrote %d packs and deleted %d blobs, want 1 and 7", st.PacksRewritten, st.Blobs)
+	}
+	if after := objects(); after != before {
+		// One pack rewritten into one new pack: as many objects as before.
+		t.Errorf("%d pack objects before the sweep, %d after", before, after)
+	}
+	mustHave(t, a, map[cas.Ref]bool{refs[0]: true, refs[1]: false})
+	if got, err := a.Get(ctx, refs[0]); err != nil || cas.Sum(got) != refs[0] {
+		t.Fatalf("the live blob after the rewrite: %v", err)
+	}
+}
