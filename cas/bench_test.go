@@ -16,6 +16,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ferry-sync/ferry/cas"
+	"github.com/ferry-sync/ferry/internal/s3test"
+	"github.com/ferry-sync/ferry/s3store"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -95,6 +97,23 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	b.Run("store=packs", func(b *testing.B) {
 		db, err := cas.Open(b.TempDir(), cas.Options{Create: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		n, _ := db.Namespace("bench")
+		run(b, func(r cas.Ref, d []byte) error { return n.Put(ctx, r, d) }, func() error { return n.Flush(ctx) })
+	})
+	b.Run("store=s3-packs", func(b *testing.B) {
+		// Packs uploaded to versitygw (posix backend on this disk, its
+		// own process: its writes are not in write-amp) before the flush
+		// returns; the local copies are dropped (a one-byte cache).
+		srv := s3test.Start(b, "packs")
+		ps, err := s3store.Open(ctx, "packs", "bench/", s3store.Options{Endpoint: srv.Endpoint, Region: s3test.Region, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey})
+		if err != nil {
+			b.Fatal(err)
+		}
+		db, err := cas.Open(b.TempDir(), cas.Options{Create: true, Packs: ps, PacksName: "s3://packs/bench", CacheBytes: 1})
 		if err != nil {
 			b.Fatal(err)
 		}
