@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -127,7 +128,9 @@ type DB struct {
 	usage    map[string]int64
 	quotas   map[string]int64 // each namespace's quota, 0 for none
 	nextPack uint64
-	failed   error // a failed fsync: the store takes no more writes
+	// fillMu makes one cache fill at a time (see fillPack).
+	fillMu sync.Mutex
+	failed error // a failed fsync: the store takes no more writes
 	// damaged holds the blobs that failed verification (mirrored by the
 	// "d" records): Has calls them missing, and a put of their bytes
 	// replaces them.
@@ -208,7 +211,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	db := &DB{dir: dir, opts: opts, st: st, pdb: pdb, lock: lock, damaged: RefSet{}}
 	opened.Store(db)
-	db.packs.dir, db.packs.st, db.packs.remote = dir, st, db.opts.Packs
+	db.packs.dir, db.packs.st, db.packs.remote, db.packs.fill = dir, st, db.opts.Packs, db.fillPack
 	db.space = spaceGuard{st: st, dir: dir, min: opts.MinFree}
 	db.pending = pdb.NewIndexedBatch()
 	if err := db.init(); err != nil {
@@ -259,6 +262,13 @@ func (db *DB) init() error {
 	}
 	if err := db.st.mkdirAll(filepath.Join(db.dir, "packs")); err != nil {
 		return err
+	}
+	if db.opts.Packs != nil && db.st.fs == nil {
+		// Cache fills a crash cut short.
+		leftovers, _ := filepath.Glob(filepath.Join(db.dir, "packs", "*"+fillSuffix))
+		for _, p := range leftovers {
+			os.Remove(p)
+		}
 	}
 	sizes, err := db.st.packSizes(filepath.Join(db.dir, "packs"))
 	if err != nil {

@@ -215,8 +215,10 @@ type packFiles struct {
 	dir    string
 	st     storage
 	remote PackStore // nil: every pack is local
-	mu     sync.Mutex
-	open   map[uint64]file
+	// fill, with a remote, copies a pack into the local cache.
+	fill func(id uint64) (file, error)
+	mu   sync.Mutex
+	open map[uint64]*openPack
 	// With a remote: the local copies (id to length) and when each was
 	// last read (a counter), for eviction.
 	local map[uint64]int64
@@ -226,7 +228,18 @@ type packFiles struct {
 
 const maxOpenPacks = 256
 
-func (p *packFiles) handle(id uint64) (f file, owned bool, err error) {
+// openPack is a cached read handle; a forgotten one is closed by its
+// last reader, so that evicting a cached pack never closes a file under a
+// read (which would read as damage).
+type openPack struct {
+	f    file
+	refs int
+	gone bool
+}
+
+// handle returns a read handle of pack id and the function that releases
+// it.
+func (p *packFiles) handle(id uint64) (file, func(), error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.remote != nil {
@@ -235,33 +248,64 @@ func (p *packFiles) handle(id uint64) (f file, owned bool, err error) {
 			p.used[id] = p.clock
 		}
 	}
-	if f := p.open[id]; f != nil {
-		return f, false, nil
+	if h := p.open[id]; h != nil {
+		return h.f, p.releaser(h), nil
 	}
-	f, err = p.st.open(packPath(p.dir, id))
+	f, err := p.st.open(packPath(p.dir, id))
 	if errors.Is(err, os.ErrNotExist) && p.remote != nil {
-		f, err = remoteFile{ps: p.remote, name: packObject(id)}, nil
+		// Copy it in (without the lock: a fill may take a while), or read
+		// it where it is.
+		p.mu.Unlock()
+		cached, ferr := p.fill(id)
+		p.mu.Lock()
+		if ferr == nil {
+			f, err = cached, nil
+		} else {
+			f, err = remoteFile{ps: p.remote, name: packObject(id)}, nil
+		}
+		if h := p.open[id]; h != nil {
+			f.Close()
+			return h.f, p.releaser(h), nil
+		}
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
 	if p.open == nil {
-		p.open = map[uint64]file{}
+		p.open = map[uint64]*openPack{}
 	}
 	if len(p.open) >= maxOpenPacks {
-		return f, true, nil
+		return f, func() { f.Close() }, nil
 	}
-	p.open[id] = f
-	return f, false, nil
+	h := &openPack{f: f}
+	p.open[id] = h
+	return f, p.releaser(h), nil
 }
 
-// forget drops the cached handle of a pack about to be deleted.
+// releaser counts a reader of h and returns its release.
+func (p *packFiles) releaser(h *openPack) func() {
+	h.refs++
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		h.refs--
+		if h.gone && h.refs == 0 {
+			h.f.Close()
+		}
+	}
+}
+
+// forget drops the cached handle of a pack about to be deleted (or its
+// local copy evicted); a reader still using it closes it.
 func (p *packFiles) forget(id uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if f := p.open[id]; f != nil {
-		f.Close()
+	if h := p.open[id]; h != nil {
 		delete(p.open, id)
+		h.gone = true
+		if h.refs == 0 {
+			h.f.Close()
+		}
 	}
 }
 
@@ -315,21 +359,19 @@ func (p *packFiles) evictable(limit int64, busy map[uint64]bool) []uint64 {
 func (p *packFiles) closeAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for id, f := range p.open {
-		f.Close()
+	for id, h := range p.open {
+		h.f.Close()
 		delete(p.open, id)
 	}
 }
 
 // readAt reads len(b) bytes of pack id at off.
 func (p *packFiles) readAt(id uint64, b []byte, off int64) error {
-	f, owned, err := p.handle(id)
+	f, release, err := p.handle(id)
 	if err != nil {
 		return err
 	}
-	if owned {
-		defer f.Close()
-	}
+	defer release()
 	if _, err = f.ReadAt(b, off); err != nil {
 		return fmt.Errorf("%w: read pack %d: %w", ErrCorrupt, id, err)
 	}
@@ -339,16 +381,14 @@ func (p *packFiles) readAt(id uint64, b []byte, off int64) error {
 // read returns the payload of the entry at loc, after checking that the
 // entry's header names ref and agrees with the record.
 func (p *packFiles) read(ref Ref, loc location) ([]byte, error) {
-	f, owned, err := p.handle(loc.pack)
+	f, release, err := p.handle(loc.pack)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: blob %s: pack %d is missing", ErrCorrupt, ref.Short(), loc.pack)
 		}
 		return nil, fmt.Errorf("cas: read pack %d: %w", loc.pack, err)
 	}
-	if owned {
-		defer f.Close()
-	}
+	defer release()
 	buf := make([]byte, packEntryHead+loc.storedLen)
 	if _, err := f.ReadAt(buf, loc.off); err != nil {
 		if errors.Is(err, io.EOF) {

@@ -121,3 +121,74 @@ func (db *DB) evictLocked() {
 		db.packs.dropLocal(id)
 	}
 }
+
+// fillChunk is how much of a pack one request of a cache fill reads.
+const fillChunk = 8 << 20
+
+// fillPack copies pack id from the pack store into the local cache, so
+// that the reads after the first are local: fetched in pieces, synced,
+// then renamed into place (a crash leaves a whole copy or none). A pack
+// larger than a quarter of the cache is not copied, and a copy that
+// cannot be written (a full disk) is given up: the read goes to the pack
+// store, and the server goes on serving.
+func (db *DB) fillPack(id uint64) (file, error) {
+	size, err := db.packLen(id)
+	if err != nil {
+		return nil, err
+	}
+	if db.opts.CacheBytes > 0 && size > db.opts.CacheBytes/4 {
+		return nil, fmt.Errorf("pack %d (%d bytes) is too large for the cache", id, size)
+	}
+	db.fillMu.Lock()
+	defer db.fillMu.Unlock()
+	path := packPath(db.dir, id)
+	if f, err := db.st.open(path); err == nil {
+		return f, nil // another read filled it meanwhile
+	}
+	tmp := path + fillSuffix
+	w, err := db.st.createFile(tmp)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			w.Close()
+			db.st.remove(tmp)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout+time.Duration(size)*time.Second/(1<<20))
+	defer cancel()
+	buf := make([]byte, min(size, fillChunk))
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		n := min(int64(len(buf)), size-off)
+		if err := db.opts.Packs.ReadAt(ctx, packObject(id), buf[:n], off); err != nil {
+			return nil, err
+		}
+		if _, err := w.WriteAt(buf[:n], off); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Sync(); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	if err := db.st.rename(tmp, path); err != nil {
+		return nil, err
+	}
+	ok = true
+	db.packs.addLocal(id, size)
+	if db.mu.TryLock() {
+		// Room for it; a read that finds the store busy leaves this to
+		// the next flush.
+		db.evictLocked()
+		db.mu.Unlock()
+	}
+	return db.st.open(path)
+}
+
+// fillSuffix names a pack being copied into the cache; Open removes
+// leftovers of a crash.
+const fillSuffix = ".fill"

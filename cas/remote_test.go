@@ -6,8 +6,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/cas/castest"
@@ -184,5 +190,72 @@ func TestS3SweepDeletesObjects(t *testing.T) {
 	mustHave(t, a, map[cas.Ref]bool{refs[0]: true, refs[1]: false})
 	if got, err := a.Get(ctx, refs[0]); err != nil || cas.Sum(got) != refs[0] {
 		t.Fatalf("the live blob after the rewrite: %v", err)
+	}
+}
+
+// TestS3CacheFill: a pack read from S3 is copied into the local cache, so
+// the reads after it are local (they go on with S3 down); on a cache disk
+// that is full, the copy is given up and reads go to S3 and succeed.
+func TestS3CacheFill(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t, "packs")
+	ps := s3Packs(t, srv, "fill/")
+	mem := vfs.NewMem()
+	var full atomic.Bool
+	fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if full.Load() && (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt) && strings.HasSuffix(op.Path, ".fill") {
+			return syscall.ENOSPC
+		}
+		return nil
+	}))
+	open := func() *cas.DB {
+		db, err := cas.Open("store", cas.Options{Create: true, FS: fs, Packs: ps, PacksName: "s3://packs/fill", CacheBytes: 64 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	db := open()
+	n := ns(t, db, "a")
+	a, b := random(61, 700<<10), random(62, 900<<10)
+	put(t, n, a)
+	put(t, n, b)
+	if err := db.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	dropLocalPacks := func() {
+		names, _ := mem.List("store/packs")
+		for _, name := range names {
+			if strings.HasSuffix(name, ".pack") {
+				mem.Remove(mem.PathJoin("store/packs", name))
+			}
+		}
+	}
+	dropLocalPacks()
+
+	// A full cache disk: the copy fails, the reads go to S3.
+	full.Store(true)
+	db = open()
+	n = ns(t, db, "a")
+	for _, blob := range [][]byte{a, b} {
+		if got, err := n.Get(ctx, cas.Sum(blob)); err != nil || !bytes.Equal(got, blob) {
+			t.Fatalf("get with the cache disk full: %v", err)
+		}
+	}
+	db.Close()
+
+	// Room again: the first read copies the pack in; with S3 down, the
+	// next reads are served from the copy.
+	full.Store(false)
+	db = open()
+	defer db.Close()
+	n = ns(t, db, "a")
+	if got, err := n.Get(ctx, cas.Sum(a)); err != nil || !bytes.Equal(got, a) {
+		t.Fatalf("first get: %v", err)
+	}
+	srv.Stop()
+	if got, err := n.Get(ctx, cas.Sum(b)); err != nil || !bytes.Equal(got, b) {
+		t.Fatalf("get from the cached copy with S3 down: %v", err)
 	}
 }

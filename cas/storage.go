@@ -281,3 +281,20 @@ func (s storage) memTableFor(dir string) uint64 {
 	}
 	return size
 }
+
+// createFile makes (or empties) a plain file for writing through the
+// page cache: a pack copied into the cache.
+func (s storage) createFile(path string) (file, error) {
+	if s.fs == nil {
+		return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	}
+	return s.fs.Create(path, vfs.WriteCategoryUnspecified)
+}
+
+// rename moves a file into place.
+func (s storage) rename(from, to string) error {
+	if s.fs == nil {
+		return os.Rename(from, to)
+	}
+	return s.fs.Rename(from, to)
+}
