@@ -31,13 +31,14 @@ type packWriter struct {
 	st        storage
 	f         file
 	direct    bool
-	size      int64  // logical length: every byte appended
-	base      int64  // file offset of buf[0], aligned
-	buf       []byte // file bytes [base, size); cap is packBuf
-	dirty     bool   // bytes appended since the last sync
-	dirSynced bool   // the file's directory entry is durable
-	broken    bool   // a failed append cut it short: seal it, start another
-	uploaded  bool   // in the PackStore (Options.Packs)
+	size      int64      // logical length: every byte appended
+	base      int64      // file offset of buf[0], aligned
+	buf       []byte     // file bytes [base, size); cap is packBuf
+	dirty     bool       // bytes appended since the last sync
+	dirSynced bool       // the file's directory entry is durable
+	broken    bool       // a failed append cut it short: seal it, start another
+	uploaded  bool       // in the PackStore (Options.Packs)
+	upload    chan error // a background upload's answer, when one runs
 	head      [packEntryHead]byte
 }
 

@@ -48,10 +48,29 @@ func (db *DB) newPackID() uint64 {
 	}
 }
 
-// uploadLocked writes a sealed pack to the pack store, whole. A create
-// that finds the name taken by an object of the same size is a retry of
-// one that had won; another size is a collision, and an error.
+// uploadLocked writes a sealed pack to the pack store, whole.
 func (db *DB) uploadLocked(w *packWriter) error {
+	if err := db.upload(w); err != nil {
+		return err
+	}
+	w.uploaded = true
+	return nil
+}
+
+// startUpload uploads a sealed pack in the background; the flush that
+// makes it durable waits for the answer (w.upload), and uploads it itself
+// if that failed. A pack fills at packTarget, so a large push uploads as
+// it writes instead of all at its end.
+func (db *DB) startUpload(w *packWriter) {
+	w.upload = make(chan error, 1)
+	go func() { w.upload <- db.upload(w) }()
+}
+
+// upload writes a sealed pack to the pack store, whole; it touches
+// nothing the DB's lock guards. A create that finds the name taken by an
+// object of the same size is a retry of one that had won; another size is
+// a collision, and an error.
+func (db *DB) upload(w *packWriter) error {
 	f, err := db.st.open(w.path)
 	if err != nil {
 		return fmt.Errorf("cas: upload pack %d: %w", w.id, err)
@@ -70,7 +89,6 @@ func (db *DB) uploadLocked(w *packWriter) error {
 	if err != nil {
 		return fmt.Errorf("cas: upload pack %d: %w", w.id, err)
 	}
-	w.uploaded = true
 	return nil
 }
 

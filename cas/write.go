@@ -158,6 +158,9 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 		if err := db.cur.seal(); err != nil {
 			return false, db.failOn(err)
 		}
+		if db.opts.Packs != nil {
+			db.startUpload(db.cur) // while writing goes on; the flush waits for it
+		}
 		db.sealed = append(db.sealed, db.cur)
 		db.cur = nil
 	}
@@ -291,6 +294,14 @@ func (db *DB) flushLocked() error {
 			if err != nil {
 				return db.failOn(err)
 			}
+		}
+		if w.upload != nil {
+			if err := <-w.upload; err == nil {
+				w.uploaded = true
+			} else {
+				db.opts.Logger.Warn("pack upload failed; retrying at the flush", "pack", w.id, "err", err)
+			}
+			w.upload = nil
 		}
 		if remote && !w.uploaded {
 			// Before any record points into it. A failure here is not
