@@ -210,3 +210,55 @@ func (db *DB) fillPack(id uint64) (file, error) {
 // fillSuffix names a pack being copied into the cache; Open removes
 // leftovers of a crash.
 const fillSuffix = ".fill"
+
+// packLister is a PackStore that can list its objects (s3store does):
+// what a collection needs to find orphans.
+type packLister interface {
+	List(ctx context.Context, fn func(name string, size int64, modified time.Time) error) error
+}
+
+// sweepOrphans deletes pack objects that no pack record names and that
+// are older than before: uploads whose flush never committed (a crash, a
+// failed commit) and deletes that failed. A pack being written or flushed
+// now is spared by name, and any young object by age (another server's
+// upload may be about to commit).
+func (db *DB) sweepOrphans(ctx context.Context, before time.Time, dry bool, st *SweepStats) error {
+	l, ok := db.opts.Packs.(packLister)
+	if !ok {
+		return nil
+	}
+	db.mu.Lock()
+	busy := map[uint64]bool{}
+	if db.cur != nil {
+		busy[db.cur.id] = true
+	}
+	for _, w := range db.sealed {
+		busy[w.id] = true
+	}
+	db.mu.Unlock()
+	var orphans []string
+	err := l.List(ctx, func(name string, size int64, modified time.Time) error {
+		id, ok := parsePackName(name)
+		if !ok || busy[id] || !modified.Before(before) {
+			return nil
+		}
+		if _, err := db.packLen(id); errors.Is(err, ErrNotFound) {
+			orphans = append(orphans, name)
+			st.OrphanPacks++
+			st.OrphanBytes += size
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cas: list pack objects: %w", err)
+	}
+	if dry {
+		return nil
+	}
+	for _, name := range orphans {
+		if err := db.opts.Packs.Delete(ctx, name); err != nil {
+			return fmt.Errorf("cas: delete orphan pack object %s: %w", name, err)
+		}
+	}
+	return nil
+}

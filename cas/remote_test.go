@@ -170,7 +170,7 @@ func TestS3SweepDeletesObjects(t *testing.T) {
 	}
 	objects := func() int {
 		n := 0
-		if err := ps.(*s3store.Store).List(ctx, func(string, int64) error { n++; return nil }); err != nil {
+		if err := ps.(*s3store.Store).List(ctx, func(string, int64, time.Time) error { n++; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -257,5 +257,51 @@ func TestS3CacheFill(t *testing.T) {
 	srv.Stop()
 	if got, err := n.Get(ctx, cas.Sum(b)); err != nil || !bytes.Equal(got, b) {
 		t.Fatalf("get from the cached copy with S3 down: %v", err)
+	}
+}
+
+// TestS3SweepOrphans: a pack object no record names (an upload whose
+// flush never committed) is deleted by a collection once it is older than
+// the grace, and spared while it is young; a dry run only counts it.
+func TestS3SweepOrphans(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t, "packs")
+	ps := s3Packs(t, srv, "orphans/")
+	db := openS3DB(t, t.TempDir(), ps, 0)
+	defer db.Close()
+	a := ns(t, db, "a")
+	live := put(t, a, random(70, 600<<10))
+	if err := db.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	orphan := "00000000deadbeef.pack"
+	if err := ps.Create(ctx, orphan, strings.NewReader("FERRYPK1 a crashed upload"), 25); err != nil {
+		t.Fatal(err)
+	}
+	exists := func() bool {
+		_, err := ps.Size(ctx, orphan)
+		return err == nil
+	}
+	keep := liveSet(map[string][]cas.Ref{"a": {live}})
+	for _, tc := range []struct {
+		before time.Time
+		dry    bool
+		want   int
+		stays  bool
+	}{
+		{time.Now().Add(-time.Hour), false, 0, true}, // young: spared
+		{time.Now().Add(time.Hour), true, 1, true},   // dry: counted
+		{time.Now().Add(time.Hour), false, 1, false}, // old: deleted
+	} {
+		st, err := db.Sweep(ctx, cas.SweepOptions{Live: keep, Before: tc.before, DryRun: tc.dry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.OrphanPacks != tc.want || exists() != tc.stays {
+			t.Errorf("sweep before %s (dry %v): %d orphans, object there %v; want %d, %v", tc.before.Format(time.TimeOnly), tc.dry, st.OrphanPacks, exists(), tc.want, tc.stays)
+		}
+	}
+	if got, err := a.Get(ctx, live); err != nil || cas.Sum(got) != live {
+		t.Fatalf("the live blob after the orphan sweep: %v", err)
 	}
 }

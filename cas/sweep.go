@@ -81,6 +81,10 @@ type SweepStats struct {
 
 	BytesRewritten int64 `json:"bytes_rewritten"`
 	DiskFreed      int64 `json:"disk_bytes_freed"`
+	// OrphanPacks are pack objects in the pack store that no record
+	// named, deleted (or, dry, that would be).
+	OrphanPacks int   `json:"orphan_packs,omitempty"`
+	OrphanBytes int64 `json:"orphan_bytes,omitempty"`
 }
 
 // Sweep drops every ownership that is neither live, young nor protected,
@@ -163,6 +167,11 @@ func (db *DB) Sweep(ctx context.Context, o SweepOptions) (SweepStats, error) {
 			return st, err
 		}
 		dropped = dropped[n:]
+	}
+	if db.opts.Packs != nil {
+		if err := db.sweepOrphans(ctx, o.Before, o.DryRun, &st); err != nil {
+			return st, err
+		}
 	}
 	if o.DryRun {
 		return st, nil

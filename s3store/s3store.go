@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -193,8 +194,9 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// List calls fn with each object's name (without the prefix) and size.
-func (s *Store) List(ctx context.Context, fn func(name string, size int64) error) error {
+// List calls fn with each object's name (without the prefix), size and
+// last modification.
+func (s *Store) List(ctx context.Context, fn func(name string, size int64, modified time.Time) error) error {
 	p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(s.prefix)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -202,7 +204,7 @@ func (s *Store) List(ctx context.Context, fn func(name string, size int64) error
 			return fmt.Errorf("s3 list: %w", classify(err))
 		}
 		for _, o := range page.Contents {
-			if err := fn(strings.TrimPrefix(aws.ToString(o.Key), s.prefix), aws.ToInt64(o.Size)); err != nil {
+			if err := fn(strings.TrimPrefix(aws.ToString(o.Key), s.prefix), aws.ToInt64(o.Size), aws.ToTime(o.LastModified)); err != nil {
 				return err
 			}
 		}

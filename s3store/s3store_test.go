@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ferry-sync/ferry/internal/s3test"
 )
@@ -89,7 +90,13 @@ func TestStore(t *testing.T) {
 		t.Fatalf("the same name under another prefix: %v", err)
 	}
 	names := map[string]int64{}
-	if err := s.List(ctx, func(n string, size int64) error { names[n] = size; return nil }); err != nil {
+	if err := s.List(ctx, func(n string, size int64, modified time.Time) error {
+		if time.Since(modified) > time.Hour || time.Until(modified) > time.Hour {
+			t.Errorf("%s modified %s", n, modified)
+		}
+		names[n] = size
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if len(names) != 2 || names["p1"] != int64(len(b)) || names["race"] != 1 {
