@@ -26,6 +26,7 @@ import (
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/internal/s3test"
 	"github.com/ferry-sync/ferry/transport"
 )
 
@@ -49,6 +50,32 @@ func TestCrashLoop(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("FERRY_CRASHLOOP_ITERS")); err == nil && v > 0 {
 		iters = v
 	}
+	crashLoop(t, iters, nil)
+}
+
+// TestCrashLoopS3Packs is the crash loop with the server's packs in a
+// real S3 server (versitygw) and a one-byte pack cache: a kill may land
+// between an upload and the commit of its records, and every
+// acknowledged version must still restore from the bucket.
+func TestCrashLoopS3Packs(t *testing.T) {
+	iters := 10
+	if v, err := strconv.Atoi(os.Getenv("FERRY_CRASHLOOP_ITERS")); err == nil && v > 0 {
+		iters = v
+	}
+	s3 := s3test.Start(t, "packs")
+	crashLoop(t, iters, &serveExtra{env: s3.Env(), args: []string{"--packs", "s3://packs/loop?endpoint=" + s3.Endpoint + "&region=" + s3test.Region, "--pack-cache", "1"}})
+}
+
+// serveExtra is what a crash loop's server runs with beside its data.
+type serveExtra struct {
+	env, args []string
+}
+
+func crashLoop(t *testing.T, iters int, extra *serveExtra) {
+	if extra == nil {
+		extra = &serveExtra{}
+	}
+
 	seed := uint64(time.Now().UnixNano())
 	if v, err := strconv.ParseUint(os.Getenv("FERRY_CRASHLOOP_SEED"), 10, 64); err == nil {
 		seed = v
@@ -57,7 +84,10 @@ func TestCrashLoop(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
 	tmp := t.TempDir()
 	data := filepath.Join(tmp, "data")
-	srv := startServeArgs(t, data, "127.0.0.1:0", nil, "--gc-every", "0", "--gc-grace", "1s")
+	serveAt := func(addr string, more ...string) *serverProc {
+		return startServeArgs(t, data, addr, extra.env, append(append([]string(nil), extra.args...), more...)...)
+	}
+	srv := serveAt("127.0.0.1:0", "--gc-every", "0", "--gc-grace", "1s")
 	addr := srv.addr
 	tok := srv.token("ns", "write")
 	env := []string{"FERRY_TOKEN=" + tok, "FERRY_FINGERPRINT=" + srv.fp, "FERRY_IDLE_TIMEOUT=2s"}
@@ -118,19 +148,19 @@ func TestCrashLoop(t *testing.T) {
 		}
 		if rng.IntN(5) == 0 {
 			// A crash on top of a crash: killed while it recovers.
-			srv = startServeAt(t, data, addr)
+			srv = serveAt(addr)
 			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
 			srv.kill()
 			st.recoveryKills++
 		}
-		srv = startServeAt(t, data, addr)
+		srv = serveAt(addr)
 		st.iterations++
 		l.verifyAcked(t, addr, srv.fp, admin)
 	}
 	stop()
 	workers.Wait()
 	srv.kill()
-	srv = startServeAt(t, data, addr)
+	srv = serveAt(addr)
 	l.verifyAcked(t, addr, srv.fp, admin)
 	// Every device's rerun completes, whatever the loop left it in (a
 	// killed push, a merge to finish), and is acknowledged. --force: a
