@@ -305,3 +305,60 @@ func TestS3SweepOrphans(t *testing.T) {
 		t.Fatalf("the live blob after the orphan sweep: %v", err)
 	}
 }
+
+// TestMigratePacks: a local store's packs move into S3 (each compared
+// byte for byte after its upload) and the store then opens only with its
+// pack store, reading from S3 once the local copies are gone; and back:
+// downloaded, checked, local again.
+func TestMigratePacks(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t, "packs")
+	ps := s3Packs(t, srv, "migrate/")
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	n := ns(t, db, "a")
+	blobs := [][]byte{random(80, 700<<10), random(81, 2<<20), []byte("inline")}
+	for _, b := range blobs {
+		put(t, n, b)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := cas.MigratePacksOut(ctx, dir, ps, "s3://packs/migrate")
+	if err != nil || st.Packs == 0 {
+		t.Fatalf("migrate out: %+v %v", st, err)
+	}
+	if d, err := cas.Open(dir, cas.Options{}); !errors.Is(err, cas.ErrPacksElsewhere) {
+		if d != nil {
+			d.Close()
+		}
+		t.Fatalf("opened locally after the migration: %v", err)
+	}
+	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
+	for _, p := range packs {
+		os.Remove(p)
+	}
+	db, err = cas.Open(dir, cas.Options{Packs: ps, PacksName: "s3://packs/migrate", CacheBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = ns(t, db, "a")
+	for i, b := range blobs {
+		if got, err := n.Get(ctx, cas.Sum(b)); err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("blob %d from S3 after the migration: %v", i, err)
+		}
+	}
+	db.Close()
+
+	if st, err = cas.MigratePacksIn(ctx, dir, ps, "s3://packs/migrate"); err != nil || st.Packs == 0 {
+		t.Fatalf("migrate in: %+v %v", st, err)
+	}
+	srv.Stop() // local again: S3 is not needed
+	db = openDB(t, dir)
+	n = ns(t, db, "a")
+	for i, b := range blobs {
+		if got, err := n.Get(ctx, cas.Sum(b)); err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("blob %d after migrating back: %v", i, err)
+		}
+	}
+}

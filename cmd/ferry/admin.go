@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/ferry-sync/ferry/gc"
+	"github.com/ferry-sync/ferry/internal/server"
 	"github.com/spf13/cobra"
 )
 
@@ -75,6 +76,47 @@ says the root is gone, and 'ferry config set root NAME' starts it again.`,
 			})
 		},
 	})
+	var toPacks, fromPacks string
+	migrate := &cobra.Command{
+		Use:   "migrate --data DIR (--to-packs s3://BUCKET/PREFIX?endpoint=URL | --to-local --packs s3://...)",
+		Short: "Move a stopped server's packs into an S3 bucket, or back into its data directory, verifying each",
+		Long: `Move the packs of the server whose data directory is DIR (stopped: it holds the
+store's lock) into an S3 bucket (--to-packs URL): each pack is uploaded, read
+back and compared byte for byte, and only then does the store record that its
+packs are in the bucket; serve it with the same --packs afterwards. Or back
+(--to-local --packs URL): each pack is downloaded, every blob re-hashed, and the
+store is local again. Credentials come from the AWS_* variables or ~/.aws.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			toLocal, _ := c.Flags().GetBool("to-local")
+			switch {
+			case r.Data == "":
+				return usageError{fmt.Errorf("admin migrate: --data DIR is required")}
+			case (toPacks == "") == !toLocal:
+				return usageError{fmt.Errorf("admin migrate: give --to-packs URL, or --to-local --packs URL")}
+			case toLocal && fromPacks == "":
+				return usageError{fmt.Errorf("admin migrate --to-local: --packs names where the packs are now")}
+			}
+			url, out := toPacks, true
+			if toLocal {
+				url, out = fromPacks, false
+			}
+			st, err := server.Migrate(c.Context(), r.Data, url, out)
+			if err != nil {
+				return err
+			}
+			return g.print(st, func(w io.Writer) {
+				if out {
+					fmt.Fprintf(w, "moved %d packs (%s) to %s, each compared after its upload; serve with --packs '%s'\n", st.Packs, human(st.Bytes), url, url)
+				} else {
+					fmt.Fprintf(w, "brought %d packs (%s) back from %s; every blob re-hashed; serve without --packs\n", st.Packs, human(st.Bytes), url)
+				}
+			})
+		},
+	}
+	migrate.Flags().StringVar(&toPacks, "to-packs", "", "the S3 bucket to move the packs into")
+	migrate.Flags().Bool("to-local", false, "move the packs back into the data directory")
+	migrate.Flags().StringVar(&fromPacks, "packs", "", "with --to-local: where the packs are now")
 	history := &cobra.Command{
 		Use:   "history NAMESPACE/ROOT",
 		Short: "The versions a root's head has taken",
@@ -204,7 +246,7 @@ the path. Without it such names sync with a warning at the pushing device.`,
 		},
 	}
 	nsCmd.Flags().BoolVar(&portable, "portable", false, "refuse names Windows cannot hold (--portable=false allows them again)")
-	c.AddCommand(clients, roots, rootCmd, history, quota, policyCmd, nsCmd)
+	c.AddCommand(clients, roots, rootCmd, history, quota, policyCmd, nsCmd, migrate)
 	return c
 }
 
