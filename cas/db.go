@@ -286,6 +286,13 @@ func (db *DB) init() error {
 			}
 		case err != nil:
 			return err
+		case size < committed && db.opts.Packs != nil:
+			// A cached copy cut short (by hand, or a disk that lost it):
+			// the object is whole, and reads go there.
+			db.opts.Logger.Info("removing a short cached pack", "pack", path)
+			if err := db.st.remove(path); err != nil {
+				return err
+			}
 		case size > committed:
 			if err := db.st.truncate(path, committed); err != nil {
 				return err
