@@ -58,6 +58,7 @@ docs/ARCHITECTURE.md, "Hostile tenants".`,
 			if cfg.Ballast, err = optSize(ballast); err != nil {
 				return usageError{fmt.Errorf("serve: --ballast: %w", err)}
 			}
+			cfg.PackCache = -1 // a quarter of the disk, at most 10 GiB
 			if packCache != "" {
 				if cfg.Packs == "" {
 					return usageError{fmt.Errorf("serve: --pack-cache is for --packs")}
@@ -114,7 +115,7 @@ docs/ARCHITECTURE.md, "Hostile tenants".`,
 	c.Flags().StringVar(&cfg.Data, "data", "", "the server's data directory (required)")
 	c.Flags().StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "UDP address to listen on")
 	c.Flags().StringVar(&cfg.Packs, "packs", "", "keep packs in S3: s3://BUCKET[/PREFIX][?endpoint=URL&region=R] (credentials: AWS_* variables, ~/.aws)")
-	c.Flags().StringVar(&packCache, "pack-cache", "", "with --packs: bound the local copies of packs (e.g. 10GiB; default: keep them all)")
+	c.Flags().StringVar(&packCache, "pack-cache", "", "with --packs: bound the local copies of packs (default: a quarter of the disk, at most 10GiB; 0: keep them all)")
 	c.Flags().StringVar(&cfg.Metrics, "metrics", "", "TCP address for /metrics and /healthz (off when empty)")
 	c.Flags().DurationVar(&cfg.GCEvery, "gc-every", 24*time.Hour, "collect garbage this often (0: only when an admin asks)")
 	c.Flags().DurationVar(&cfg.GCGrace, "gc-grace", time.Hour, "spare what was put within this long")

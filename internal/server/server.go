@@ -51,7 +51,8 @@ type Config struct {
 	// Packs, if set, keeps the packs in an S3 bucket:
 	// s3://BUCKET[/PREFIX][?endpoint=URL&region=R], with credentials from
 	// the AWS SDK's default chain (AWS_* variables, ~/.aws). PackCache
-	// bounds their local copies (0: no bound).
+	// bounds their local copies (-1: a quarter of the disk, at most
+	// 10 GiB; 0: no bound).
 	Packs     string
 	PackCache int64
 }
@@ -92,6 +93,10 @@ func (cfg *Config) spaceDefaults() (memtable uint64) {
 	}
 	if cfg.Ballast < 0 {
 		cfg.Ballast = min(cfg.MinFree/4, 256<<20)
+	}
+	if cfg.Packs != "" && cfg.PackCache < 0 {
+		// A cache, not a copy: a quarter of the disk, at most 10 GiB.
+		cfg.PackCache = max(min(total/4, 10<<30), 64<<20)
 	}
 	return uint64(min(max(total/16, 4<<20), 64<<20))
 }
