@@ -32,6 +32,12 @@ type PackStore interface {
 // no context of its own (reads through packFiles).
 const remoteTimeout = 2 * time.Minute
 
+// transferTimeout bounds moving a whole pack of size bytes: remoteTimeout,
+// and a second more for each MiB (a floor of 1 MiB/s).
+func transferTimeout(size int64) time.Duration {
+	return remoteTimeout + time.Duration(size)*time.Second/(1<<20)
+}
+
 func packObject(id uint64) string { return fmt.Sprintf("%016x.pack", id) }
 
 // newPackID picks a pack id for a store with a PackStore: random, so that
@@ -76,7 +82,7 @@ func (db *DB) upload(w *packWriter) error {
 		return fmt.Errorf("cas: upload pack %d: %w", w.id, err)
 	}
 	defer f.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout+time.Duration(w.size)*time.Second/(1<<20))
+	ctx, cancel := context.WithTimeout(context.Background(), transferTimeout(w.size))
 	defer cancel()
 	name := packObject(w.id)
 	err = db.opts.Packs.Create(ctx, name, io.NewSectionReader(f, 0, w.size), w.size)
@@ -175,7 +181,7 @@ func (db *DB) fillPack(id uint64) (file, error) {
 			db.st.remove(tmp)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout+time.Duration(size)*time.Second/(1<<20))
+	ctx, cancel := context.WithTimeout(context.Background(), transferTimeout(size))
 	defer cancel()
 	buf := make([]byte, min(size, fillChunk))
 	for off := int64(0); off < size; off += int64(len(buf)) {
