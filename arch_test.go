@@ -35,11 +35,12 @@ func TestImportGraph(t *testing.T) {
 		"cmd/linkem":          {"bench/linkem"},
 		"gc":                  {"cas", "index", "internal/failpoint"},
 		"cmd/ferry":           {"engine", "state", "bench", "gc", "internal/server"},
-		"internal/server":     {"cas", "state", "transport", "engine", "gc", "s3store"},
+		"internal/server":     {"cas", "state", "transport", "engine", "gc", "s3store", "pgmeta"},
 		"transport":           {"cas", "chunk", "index", "internal/failpoint", "internal/atomicfile"},
-		"s3store":             {}, // object storage for packs: a leaf, wired into cas by its callers
-		"internal/s3test":     {}, // starts versitygw for tests: imported by tests only
-		"internal/pgtest":     {}, // starts PostgreSQL for tests: imported by tests only
+		"s3store":             {},      // object storage for packs: a leaf, wired into cas by its callers
+		"pgmeta":              {"cas"}, // a store's records in PostgreSQL: implements cas.Meta
+		"internal/s3test":     {},      // starts versitygw for tests: imported by tests only
+		"internal/pgtest":     {},      // starts PostgreSQL for tests: imported by tests only
 		"":                    {},
 	}
 	external := map[string][]string{ // third-party imports reserved to one package
@@ -47,7 +48,7 @@ func TestImportGraph(t *testing.T) {
 		"github.com/spf13/cobra":        {"cmd/ferry"},
 		"github.com/quic-go/quic-go":    {"transport"},
 		"github.com/aws/aws-sdk-go-v2":  {"s3store"},
-		"github.com/jackc/pgx":          {"internal/pgtest"},
+		"github.com/jackc/pgx":          {"internal/pgtest", "pgmeta"},
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)

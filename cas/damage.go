@@ -71,7 +71,7 @@ func (db *DB) damage(ref Ref, err error) error {
 		reason = reason[:maxDamageReason]
 	}
 	v := binary.BigEndian.AppendUint64(nil, uint64(db.opts.Now().UnixNano()))
-	if perr := db.pending.Set(damageKey(ref), append(v, reason...), nil); perr == nil {
+	if perr := db.pending.Set(damageKey(ref), append(v, reason...)); perr == nil {
 		db.writeSeq++
 	}
 	return err
@@ -94,7 +94,7 @@ func (db *DB) healedLocked(ref Ref) error {
 	if !db.damaged.Has(ref) {
 		return nil
 	}
-	if err := db.pending.Delete(damageKey(ref), nil); err != nil {
+	if err := db.pending.Delete(damageKey(ref)); err != nil {
 		return err
 	}
 	delete(db.damaged, ref)

@@ -1,6 +1,7 @@
 package cas
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -13,11 +14,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -59,6 +57,10 @@ type Options struct {
 	// CacheBytes bounds the local copies of packs that are in Packs
 	// (0: no bound; they are all kept).
 	CacheBytes int64
+	// Meta, if set, keeps the records instead of a Pebble database in
+	// the store's directory (a PostgreSQL database that a cluster of
+	// servers shares; see package pgmeta). The DB closes it.
+	Meta Meta
 }
 
 func (o *Options) applyDefaults() {
@@ -104,13 +106,13 @@ type DB struct {
 	dir  string
 	opts Options
 	st   storage
-	pdb  *pebble.DB
+	meta Meta
 	lock io.Closer
 
 	// mu guards pending, cur and nextPack. Writers hold it exclusively;
 	// readers of pending hold it shared.
 	mu      sync.RWMutex
-	pending *pebble.Batch // records not yet committed; an indexed batch
+	pending *pendingBatch // records not yet committed
 	cur     *packWriter   // the pack being appended to, or nil
 	sealed  []*packWriter // full packs whose records wait for the next flush
 	// writeSeq counts writes; durableSeq is the count the last flush made
@@ -136,6 +138,8 @@ type DB struct {
 	// replaces them.
 	damaged RefSet
 	space   spaceGuard
+	// cluster is this server's part in a cluster (a shared Meta).
+	cluster clusterState
 
 	packs packFiles
 }
@@ -154,69 +158,34 @@ func Open(dir string, opts Options) (*DB, error) {
 		if err := st.mkdirAll(filepath.Join(dir, "packs")); err != nil {
 			return nil, fmt.Errorf("cas: create %s: %w", dir, err)
 		}
-	} else if !st.exists(filepath.Join(dir, "pebble")) {
+	} else if opts.Meta == nil && !st.exists(filepath.Join(dir, "pebble")) {
 		return nil, Errorf(ErrNotFound, "open %s: %w", dir, ErrNoStore)
 	}
 	lock, err := st.lock(dir)
 	if err != nil {
 		return nil, err
 	}
-	// A Pebble write that meets a full disk gives up the ballast and is
-	// tried again (the room it had was taken by another process).
 	var opened atomic.Pointer[DB]
-	pfs := st.pebbleFS()
-	if st.fs == nil && opts.Ballast > 0 {
-		pfs = vfs.OnDiskFull(pfs, func() {
-			if db := opened.Load(); db != nil {
-				db.dropBallast()
-			}
-		})
-	}
-	cache := pebble.NewCache(opts.CacheSize)
-	defer cache.Unref()
-	popts := &pebble.Options{
-		Cache:              cache,
-		MemTableSize:       opts.MemTableSize,
-		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{opts.Logger},
-		FS:                 pfs,
-		EventListener: &pebble.EventListener{
-			// Pebble's default ends the process on corruption. The store
-			// answers ErrCorrupt for what the damaged block held instead,
-			// marks it, and has it sent again (see damage.go).
-			DataCorruption: func(info pebble.DataCorruptionInfo) {
-				opts.Logger.Error("pebble: damaged table", "path", info.Path, "err", info.Details)
-			},
-		},
-	}
-	// Most lookups are for refs that are not there (is this chunk new?):
-	// bloom filters answer those without reading blocks.
-	for i := range popts.Levels {
-		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
-	pdb, err := pebble.Open(filepath.Join(dir, "pebble"), popts)
-	if err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("cas: open %s: %w", dir, err)
-	}
-	// The store's directories are durable before anything in them is
-	// acknowledged: Pebble syncs the entries it makes inside its own
-	// directory, not that directory's entry, nor the store's.
-	for _, d := range []string{dir, filepath.Dir(dir)} {
-		if err := st.syncDir(d); err != nil {
-			pdb.Close()
+	meta := opts.Meta
+	if meta == nil {
+		if meta, err = openPebble(dir, st, opts, &opened); err != nil {
 			lock.Close()
 			return nil, err
 		}
+	} else if opts.Create {
+		if err := st.mkdirAll(dir); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("cas: create %s: %w", dir, err)
+		}
 	}
-	db := &DB{dir: dir, opts: opts, st: st, pdb: pdb, lock: lock, damaged: RefSet{}}
+	db := &DB{dir: dir, opts: opts, st: st, meta: meta, lock: lock, damaged: RefSet{}}
 	opened.Store(db)
+	db.cluster.id = newServerID()
 	db.packs.dir, db.packs.st, db.packs.remote, db.packs.fill = dir, st, db.opts.Packs, db.fillPack
 	db.space = spaceGuard{st: st, dir: dir, min: opts.MinFree}
-	db.pending = pdb.NewIndexedBatch()
+	db.pending = newPending(meta)
 	if err := db.init(); err != nil {
-		db.pending.Close()
-		pdb.Close()
+		meta.Close()
 		lock.Close()
 		return nil, fmt.Errorf("cas: open %s: %w", dir, err)
 	}
@@ -231,11 +200,17 @@ func Open(dir string, opts Options) (*DB, error) {
 // committed) and is removed; a recorded pack is cut back to its recorded
 // length.
 func (db *DB) init() error {
-	v, closer, err := db.pdb.Get(keyConfig)
+	v, err := db.meta.Get(context.Background(), keyConfig)
 	switch {
-	case errors.Is(err, pebble.ErrNotFound):
+	case errors.Is(err, ErrNotFound):
+		if !db.opts.Create && db.opts.Meta != nil {
+			return Errorf(ErrNotFound, "%w", ErrNoStore)
+		}
 		cfg, _ := json.Marshal(storeConfig{Format: FormatVersion, Created: db.opts.Now().UTC(), Packs: db.packsName()})
-		if err := db.pdb.Set(keyConfig, cfg, pebble.Sync); err != nil {
+		w := &MetaWrites{Keys: map[string][]byte{string(keyConfig): cfg}, Conds: map[string][]byte{string(keyConfig): nil}}
+		if err := db.meta.Commit(context.Background(), w, true); errors.Is(err, ErrConflict) {
+			return db.init() // another server made it first
+		} else if err != nil {
 			return err
 		}
 	case err != nil:
@@ -243,7 +218,6 @@ func (db *DB) init() error {
 	default:
 		var cfg storeConfig
 		err := json.Unmarshal(v, &cfg)
-		closer.Close()
 		if err != nil {
 			return fmt.Errorf("%w: store config: %v", ErrCorrupt, err)
 		}
@@ -315,14 +289,10 @@ func parsePackName(name string) (uint64, bool) {
 }
 
 func (db *DB) packLen(id uint64) (int64, error) {
-	v, closer, err := db.pdb.Get(packKey(id))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, ErrNotFound
-	}
+	v, err := db.meta.Get(context.Background(), packKey(id))
 	if err != nil {
 		return 0, err
 	}
-	defer closer.Close()
 	n, k := binary.Uvarint(v)
 	if k <= 0 {
 		return 0, fmt.Errorf("%w: pack record %d", ErrCorrupt, id)
@@ -347,10 +317,9 @@ func (db *DB) Close() error {
 		err = errors.Join(err, db.cur.f.Close())
 		db.cur = nil
 	}
-	db.pending.Close()
 	db.mu.Unlock()
 	db.packs.closeAll()
-	err = errors.Join(err, db.pdb.Close(), db.lock.Close())
+	err = errors.Join(err, db.meta.Close(), db.lock.Close())
 	if err != nil {
 		return fmt.Errorf("cas: close %s: %w", db.dir, err)
 	}
@@ -361,26 +330,7 @@ func (db *DB) Close() error {
 // committed ones (an indexed batch reads through to the DB). The caller
 // holds mu (shared is enough).
 func (db *DB) getLocked(key []byte) ([]byte, error) {
-	v, closer, err := db.pending.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, pebbleErr(err)
-	}
-	out := append([]byte(nil), v...)
-	closer.Close()
-	return out, nil
-}
-
-// pebbleErr maps Pebble's corruption (a block whose checksum fails) and a
-// read the disk refused (EIO) to ErrCorrupt: to callers either is damage
-// like any other, whose bytes cannot be had.
-func pebbleErr(err error) error {
-	if pebble.IsCorruptionError(err) || errors.Is(err, syscall.EIO) {
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	return err
+	return db.pending.Get(key)
 }
 
 func (db *DB) get(key []byte) ([]byte, error) {
@@ -392,41 +342,7 @@ func (db *DB) get(key []byte) ([]byte, error) {
 // iterate calls fn for each key with prefix p, in order. Pending records
 // are not seen; callers flush first when they matter.
 func (db *DB) iterate(p []byte, fn func(k, v []byte) error) error {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-	if err != nil {
-		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		if err := fn(it.Key(), it.Value()); err != nil {
-			it.Close()
-			return err
-		}
-	}
-	return pebbleErr(errors.Join(it.Error(), it.Close()))
+	return iterMeta(db.meta, p, fn)
 }
-
-// pebbleLogger routes Pebble's messages to slog.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-// Fatalf is called by Pebble when it cannot go on (a failed WAL fsync):
-// the process must not keep acknowledging writes. On the commit path the
-// panic is recovered and fails the store (see commitPending); anywhere
-// else it ends the process, whose restart recovers from what is durable.
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.l.Error(msg, "component", "pebble")
-	panic(pebbleFatal(msg))
-}
-
-// pebbleFatal is the panic value of Fatalf.
-type pebbleFatal string
 
 var _ io.Closer = (*DB)(nil)

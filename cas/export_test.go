@@ -2,7 +2,7 @@ package cas
 
 // FlushMemtable writes Pebble's memtable out to an sstable, so that a
 // test can damage what is on disk.
-func (db *DB) FlushMemtable() error { return db.pdb.Flush() }
+func (db *DB) FlushMemtable() error { return db.meta.(*pebbleMeta).pdb.Flush() }
 
 // ForceHash makes every verification hash bytes with f (a collision
 // test), until the returned function restores Sum.

@@ -2,10 +2,9 @@ package cas
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // KV is an ordered key/value space inside a DB for state that is not
@@ -28,15 +27,11 @@ func (kv *KV) key(k []byte) []byte { return append(bytes.Clone(kv.prefix), k...)
 
 // Get returns the value of k, or ErrNotFound.
 func (kv *KV) Get(k []byte) ([]byte, error) {
-	v, closer, err := kv.db.pdb.Get(kv.key(k))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
+	v, err := kv.db.meta.Get(context.Background(), kv.key(k))
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("cas: kv get: %w", err)
 	}
-	defer closer.Close()
-	return bytes.Clone(v), nil
+	return v, err
 }
 
 // Scan calls fn for each key starting with prefix, in order, with the
@@ -47,37 +42,38 @@ func (kv *KV) Scan(prefix []byte, fn func(k, v []byte) error) error {
 }
 
 // Batch collects writes to apply atomically.
-func (kv *KV) Batch() *KVBatch { return &KVBatch{kv: kv, b: kv.db.pdb.NewBatch()} }
+func (kv *KV) Batch() *KVBatch { return &KVBatch{kv: kv, b: newPending(kv.db.meta)} }
 
 // KVBatch is a set of writes to one KV space.
 type KVBatch struct {
 	kv *KV
-	b  *pebble.Batch
+	b  *pendingBatch
 }
 
 // Set puts k = v.
-func (b *KVBatch) Set(k, v []byte) error { return b.b.Set(b.kv.key(k), v, nil) }
+func (b *KVBatch) Set(k, v []byte) error { return b.b.Set(b.kv.key(k), v) }
 
 // Delete removes k.
-func (b *KVBatch) Delete(k []byte) error { return b.b.Delete(b.kv.key(k), nil) }
+func (b *KVBatch) Delete(k []byte) error { return b.b.Delete(b.kv.key(k)) }
 
 // DeletePrefix removes every key starting with prefix.
 func (b *KVBatch) DeletePrefix(prefix []byte) error {
 	p := b.kv.key(prefix)
-	return b.b.DeleteRange(p, prefixEnd(p), nil)
+	return b.b.DeleteRange(p, prefixEnd(p))
 }
+
+// Expect makes the commit conditional: it fails with ErrConflict unless k
+// holds v (nil: k is absent) when it applies. Servers sharing one Meta
+// use it where one process would hold a mutex.
+func (b *KVBatch) Expect(k, v []byte) { b.b.Expect(b.kv.key(k), v) }
 
 // Size is the batch's encoded size, to bound memory.
 func (b *KVBatch) Size() int { return b.b.Len() }
 
 // Commit applies the batch; with sync it is durable when Commit returns.
 func (b *KVBatch) Commit(sync bool) error {
-	opt := pebble.NoSync
-	if sync {
-		opt = pebble.Sync
-	}
-	err := b.b.Commit(opt)
-	b.b.Close()
+	err := b.kv.db.meta.Commit(context.Background(), &b.b.w, sync)
+	b.b.Reset()
 	if err != nil {
 		return fmt.Errorf("cas: kv commit: %w", err)
 	}
@@ -85,4 +81,4 @@ func (b *KVBatch) Commit(sync bool) error {
 }
 
 // Close discards an uncommitted batch.
-func (b *KVBatch) Close() { b.b.Close() }
+func (b *KVBatch) Close() { b.b.Reset() }

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // MigrateStats is what a migration of packs moved.
@@ -35,19 +33,17 @@ func (db *DB) packRecords() (map[uint64]int64, error) {
 
 // setPacksName records where the store's packs are.
 func (db *DB) setPacksName(name string) error {
-	v, closer, err := db.pdb.Get(keyConfig)
+	v, err := db.meta.Get(context.Background(), keyConfig)
 	if err != nil {
 		return err
 	}
 	var cfg storeConfig
-	err = json.Unmarshal(v, &cfg)
-	closer.Close()
-	if err != nil {
+	if err := json.Unmarshal(v, &cfg); err != nil {
 		return fmt.Errorf("%w: store config: %v", ErrCorrupt, err)
 	}
 	cfg.Packs = name
 	b, _ := json.Marshal(cfg)
-	return db.pdb.Set(keyConfig, b, pebble.Sync)
+	return db.meta.Commit(context.Background(), &MetaWrites{Keys: map[string][]byte{string(keyConfig): b}}, true)
 }
 
 // MigratePacksOut moves the packs of the store in dir (kept in its

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // ValidName reports whether s may name a namespace, root or tag: 1 to 64
@@ -81,7 +79,7 @@ func (db *DB) Namespaces(ctx context.Context) ([]string, error) {
 	// Heads and ownerships are keyed prefix ns \x00 ...: skip from one
 	// namespace to the next instead of reading every key.
 	for _, p := range []byte{'h', 'o'} {
-		it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
+		it, err := db.meta.Iter(ctx, []byte{p}, []byte{p + 1})
 		if err != nil {
 			return nil, err
 		}
@@ -110,7 +108,7 @@ func (db *DB) Namespaces(ctx context.Context) ([]string, error) {
 func (db *DB) setDurable(key, v []byte) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if err := db.pending.Set(key, v, nil); err != nil {
+	if err := db.pending.Set(key, v); err != nil {
 		return err
 	}
 	return db.flushLocked()
@@ -140,8 +138,17 @@ func (n *Namespace) Has(ctx context.Context, refs []Ref) ([]bool, error) {
 		}
 		out[i] = ok && !n.db.damaged.Has(r)
 	}
-	gc := n.db.gcActive
+	gc, epoch := n.db.gcActive, n.db.cluster.joined
+	fresh := n.db.clusterFreshLocked()
 	n.db.mu.RUnlock()
+	if fresh != nil {
+		return nil, fresh
+	}
+	if epoch != 0 {
+		if err := n.protectPresent(epoch, refs, out); err != nil {
+			return nil, err
+		}
+	}
 	if gc {
 		n.db.mu.Lock()
 		for i, r := range refs {
@@ -152,6 +159,39 @@ func (n *Namespace) Has(ctx context.Context, refs []Ref) ([]bool, error) {
 		n.db.mu.Unlock()
 	}
 	return out, nil
+}
+
+// protectPresent records in the cluster's Meta that the refs Has found
+// are present during collection epoch, then looks again: a collector's
+// deletion that committed before the protection shows now (the ref is
+// missing after all); one after it fails on the protection.
+func (n *Namespace) protectPresent(epoch uint64, refs []Ref, out []bool) error {
+	var yes []Ref
+	for i, r := range refs {
+		if out[i] {
+			yes = append(yes, r)
+		}
+	}
+	if err := n.db.protectShared(epoch, yes); err != nil {
+		return err
+	}
+	n.db.mu.RLock()
+	defer n.db.mu.RUnlock()
+	for i, r := range refs {
+		if !out[i] {
+			continue
+		}
+		ok, err := n.owns(r)
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			return err
+		}
+		if ok {
+			_, err = n.db.getLocked(blobKey(r))
+			ok = err == nil
+		}
+		out[i] = ok
+	}
+	return nil
 }
 
 // Sizes reports, for each ref the namespace has (as Has answers), the
@@ -258,7 +298,7 @@ func (n *Namespace) ListPage(ctx context.Context, after Ref, limit int) ([]Ref, 
 		return nil, err
 	}
 	p := ownPrefix(n.name)
-	it, err := n.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := n.db.meta.Iter(context.Background(), p, prefixEnd(p))
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +323,7 @@ func (n *Namespace) Delete(ctx context.Context, refs []Ref) error {
 	n.db.mu.Lock()
 	defer n.db.mu.Unlock()
 	for _, r := range refs {
-		if err := n.db.pending.Delete(ownKey(n.name, r), nil); err != nil {
+		if err := n.db.pending.Delete(ownKey(n.name, r)); err != nil {
 			return err
 		}
 	}
@@ -342,10 +382,12 @@ func (n *Namespace) SwapHead(ctx context.Context, root string, old, new Ref) err
 	if cur != old {
 		return &StaleError{Root: root, Old: old, Current: cur}
 	}
-	if db.opts.Packs != nil {
+	shared := db.meta.Shared()
+	if db.opts.Packs != nil || shared {
 		// The blobs first, on their own: an upload that fails must not
 		// leave the head waiting in the batch, to move at a later flush
-		// after this one was refused.
+		// after this one was refused; and a head that another server
+		// moved meanwhile must fail only the head's own commit.
 		if err := db.flushLocked(); err != nil {
 			return err
 		}
@@ -360,18 +402,48 @@ func (n *Namespace) SwapHead(ctx context.Context, root string, old, new Ref) err
 		return err
 	}
 	entry := binary.BigEndian.AppendUint64(append([]byte(nil), new[:]...), uint64(db.opts.Now().UnixNano()))
-	if err := db.pending.Set(histKey(n.name, root, seq+1), entry, nil); err != nil {
+	if err := db.pending.Set(histKey(n.name, root, seq+1), entry); err != nil {
 		return err
 	}
-	if err := db.pending.Set(headKey(n.name, root), new[:], nil); err != nil {
+	if err := db.pending.Set(headKey(n.name, root), new[:]); err != nil {
 		return err
 	}
-	return db.flushLocked()
+	if shared {
+		db.pending.Expect(headKey(n.name, root), refOrNil(old))
+		// The other servers' watchers learn of it from this record.
+		ev := append(append(append(append([]byte(n.name), 0), root...), 0), new[:]...)
+		if err := db.pending.Set(clusterEventKey(clusterNow(), db.cluster.id), ev); err != nil {
+			return err
+		}
+	}
+	return n.staleOnConflict(root, old, db.flushLocked())
+}
+
+// refOrNil is r's bytes, or nil (absent) for the zero Ref.
+func refOrNil(r Ref) []byte {
+	if r.IsZero() {
+		return nil
+	}
+	return r[:]
+}
+
+// staleOnConflict turns a commit that lost the head to another server
+// (ErrConflict) into the *StaleError a caller acts on. The caller holds
+// db.mu.
+func (n *Namespace) staleOnConflict(root string, old Ref, err error) error {
+	if !errors.Is(err, ErrConflict) {
+		return err
+	}
+	var cur Ref
+	if v, gerr := n.db.getLocked(headKey(n.name, root)); gerr == nil && len(v) == len(cur) {
+		cur = Ref(v)
+	}
+	return &StaleError{Root: root, Old: old, Current: cur}
 }
 
 func (n *Namespace) lastSeq(root string) (uint64, error) {
 	p := histPrefix(n.name, root)
-	it, err := n.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := n.db.meta.Iter(context.Background(), p, prefixEnd(p))
 	if err != nil {
 		return 0, err
 	}
@@ -422,7 +494,7 @@ func (n *Namespace) DropHistory(ctx context.Context, root string, seqs []uint64)
 		if s == last {
 			return fmt.Errorf("drop history of %q: entry %d is the head", root, s)
 		}
-		if err := n.db.pending.Delete(histKey(n.name, root, s), nil); err != nil {
+		if err := n.db.pending.Delete(histKey(n.name, root, s)); err != nil {
 			return err
 		}
 	}
@@ -452,7 +524,7 @@ func (n *Namespace) SetTag(ctx context.Context, root, tag string, ref Ref) error
 	n.db.mu.Lock()
 	defer n.db.mu.Unlock()
 	if ref.IsZero() {
-		if err := n.db.pending.Delete(key, nil); err != nil {
+		if err := n.db.pending.Delete(key); err != nil {
 			return err
 		}
 	} else {
@@ -461,7 +533,7 @@ func (n *Namespace) SetTag(ctx context.Context, root, tag string, ref Ref) error
 		} else if !ok {
 			return fmt.Errorf("tag %q: %s: %w", tag, ref.Short(), ErrNotFound)
 		}
-		if err := n.db.pending.Set(key, ref[:], nil); err != nil {
+		if err := n.db.pending.Set(key, ref[:]); err != nil {
 			return err
 		}
 	}
@@ -509,13 +581,22 @@ func (n *Namespace) DeleteRoot(ctx context.Context, root string, head Ref) error
 	if cur := Ref(v); cur != head {
 		return &StaleError{Root: root, Old: head, Current: cur}
 	}
-	if err := db.pending.Delete(headKey(n.name, root), nil); err != nil {
-		return err
-	}
-	for _, p := range [][]byte{histPrefix(n.name, root), tagPrefix(n.name, root)} {
-		if err := db.pending.DeleteRange(p, prefixEnd(p), nil); err != nil {
+	shared := db.meta.Shared()
+	if shared {
+		if err := db.flushLocked(); err != nil { // the condition commits alone
 			return err
 		}
 	}
-	return db.flushLocked()
+	if err := db.pending.Delete(headKey(n.name, root)); err != nil {
+		return err
+	}
+	for _, p := range [][]byte{histPrefix(n.name, root), tagPrefix(n.name, root)} {
+		if err := db.pending.DeleteRange(p, prefixEnd(p)); err != nil {
+			return err
+		}
+	}
+	if shared {
+		db.pending.Expect(headKey(n.name, root), head[:])
+	}
+	return n.staleOnConflict(root, head, db.flushLocked())
 }

@@ -44,15 +44,19 @@ func (db *DB) chargeLocked(ns string, n int64) error {
 	if limit > 0 && used+n > limit {
 		return &QuotaError{Namespace: ns, Used: used, Limit: limit, Need: n}
 	}
-	return db.setUsageLocked(ns, used+n)
+	return db.addUsageLocked(ns, used, n)
 }
 
-func (db *DB) setUsageLocked(ns string, v int64) error {
+// addUsageLocked adds delta to ns's usage, which is used now. The record
+// is a counter, added to rather than set, so that servers sharing a Meta
+// charge one namespace without losing each other's charges.
+func (db *DB) addUsageLocked(ns string, used, delta int64) error {
 	if db.usage == nil {
 		db.usage = map[string]int64{}
 	}
-	db.usage[ns] = max(v, 0)
-	return db.pending.Set(usageKey(ns), binary.BigEndian.AppendUint64(nil, uint64(max(v, 0))), nil)
+	db.usage[ns] = used + delta
+	db.pending.Add(usageKey(ns), delta)
+	return nil
 }
 
 // usageLocked returns ns's charged bytes: what its ownership records
@@ -62,13 +66,14 @@ func (db *DB) usageLocked(ns string) (int64, error) {
 	if v, ok := db.usage[ns]; ok {
 		return v, nil
 	}
-	if v, err := db.getLocked(usageKey(ns)); err == nil && len(v) == 8 {
+	switch v, err := db.pending.Counter(usageKey(ns)); {
+	case err == nil:
 		if db.usage == nil {
 			db.usage = map[string]int64{}
 		}
-		db.usage[ns] = int64(binary.BigEndian.Uint64(v))
-		return db.usage[ns], nil
-	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		db.usage[ns] = v
+		return v, nil
+	case !errors.Is(err, ErrNotFound):
 		return 0, err
 	}
 	var total int64
@@ -81,7 +86,7 @@ func (db *DB) usageLocked(ns string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return total, db.setUsageLocked(ns, total)
+	return total, db.addUsageLocked(ns, 0, total)
 }
 
 // quotaLocked returns ns's byte quota, 0 for none.
@@ -120,9 +125,9 @@ func (n *Namespace) SetQuota(ctx context.Context, limit int64) error {
 	defer n.db.mu.Unlock()
 	var err error
 	if limit == 0 {
-		err = n.db.pending.Delete(quotaKey(n.name), nil)
+		err = n.db.pending.Delete(quotaKey(n.name))
 	} else {
-		err = n.db.pending.Set(quotaKey(n.name), binary.BigEndian.AppendUint64(nil, uint64(limit)), nil)
+		err = n.db.pending.Set(quotaKey(n.name), binary.BigEndian.AppendUint64(nil, uint64(limit)))
 	}
 	if err != nil {
 		return err

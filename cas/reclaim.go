@@ -197,7 +197,7 @@ func (db *DB) packInUse(id uint64) bool {
 
 func (db *DB) deletePack(id uint64) error {
 	db.mu.Lock()
-	if err := db.pending.Delete(packKey(id), nil); err != nil {
+	if err := db.pending.Delete(packKey(id)); err != nil {
 		db.mu.Unlock()
 		return err
 	}
@@ -252,7 +252,7 @@ func (db *DB) rewritePack(ctx context.Context, id uint64, refs []Ref) (int64, er
 			db.mu.Unlock()
 			return moved, db.failOn(err)
 		}
-		err = db.pending.Set(blobKey(ref), nl.append(nil), nil)
+		err = db.pending.Set(blobKey(ref), nl.append(nil))
 		db.writeSeq++
 		db.mu.Unlock()
 		if err != nil {

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // BeginGC starts protecting blobs for a collection: from now until EndGC,
@@ -139,7 +137,7 @@ func (db *DB) Sweep(ctx context.Context, o SweepOptions) (SweepStats, error) {
 		if len(v) >= 16 {
 			charge = int64(binary.BigEndian.Uint64(v[8:]))
 		}
-		batch = append(batch, keyRef{key: bytes.Clone(k), ref: ref, ns: ns, charge: charge})
+		batch = append(batch, keyRef{key: bytes.Clone(k), val: bytes.Clone(v), ref: ref, ns: ns, charge: charge})
 		if len(batch) == sweepBatch {
 			return drop()
 		}
@@ -185,7 +183,7 @@ func (db *DB) Sweep(ctx context.Context, o SweepOptions) (SweepStats, error) {
 		return st, err
 	}
 	for _, p := range [][]byte{{'o'}, {'b'}, {'p'}} {
-		if err := db.pdb.Compact(ctx, p, prefixEnd(p), false); err != nil {
+		if err := db.meta.Compact(ctx, p, prefixEnd(p)); err != nil {
 			return st, fmt.Errorf("cas: compact: %w", err)
 		}
 	}
@@ -196,6 +194,7 @@ const sweepBatch = 4096
 
 type keyRef struct {
 	key    []byte
+	val    []byte // the ownership as the scan read it
 	ref    Ref
 	ns     string
 	charge int64 // bytes the ownership charged its namespace
@@ -204,6 +203,9 @@ type keyRef struct {
 // dropOwnerships deletes ownership records, sparing protected refs, and
 // returns the refs whose ownership it dropped (or, dry, would drop).
 func (db *DB) dropOwnerships(items []keyRef, dry bool, st *SweepStats) ([]Ref, error) {
+	if db.meta.Shared() && !dry {
+		return db.dropOwnershipsShared(items, st)
+	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	var out []Ref
@@ -214,14 +216,14 @@ func (db *DB) dropOwnerships(items []keyRef, dry bool, st *SweepStats) ([]Ref, e
 		st.Ownerships++
 		out = append(out, it.ref)
 		if !dry {
-			if err := db.pending.Delete(it.key, nil); err != nil {
+			if err := db.pending.Delete(it.key); err != nil {
 				return out, err
 			}
 			used, err := db.usageLocked(it.ns)
 			if err != nil {
 				return out, err
 			}
-			if err := db.setUsageLocked(it.ns, used-it.charge); err != nil {
+			if err := db.addUsageLocked(it.ns, used, -it.charge); err != nil {
 				return out, err
 			}
 		}
@@ -239,20 +241,20 @@ func (db *DB) dropOwnerships(items []keyRef, dry bool, st *SweepStats) ([]Ref, e
 func (db *DB) deleteUnowned(refs []Ref, spaces []string, o SweepOptions, cutoff uint64, st *SweepStats) error {
 	// refs are sorted: walk the ownership and blob keys with forward
 	// seeks, which reuse the block they are in, instead of point gets.
-	var iters []*pebble.Iterator
+	var iters []MetaIter
 	defer func() {
 		for _, it := range iters {
 			it.Close()
 		}
 	}()
-	newIter := func(p []byte) (*pebble.Iterator, error) {
-		it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	newIter := func(p []byte) (MetaIter, error) {
+		it, err := db.meta.Iter(context.Background(), p, prefixEnd(p))
 		if err == nil {
 			iters = append(iters, it)
 		}
 		return it, err
 	}
-	owners := make([]*pebble.Iterator, len(spaces))
+	owners := make([]MetaIter, len(spaces))
 	for i, ns := range spaces {
 		it, err := newIter(ownPrefix(ns))
 		if err != nil {
@@ -264,6 +266,8 @@ func (db *DB) deleteUnowned(refs []Ref, spaces []string, o SweepOptions, cutoff 
 	if err != nil {
 		return err
 	}
+	shared := db.meta.Shared() && !o.DryRun
+	var doomed []keyRef
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	for _, ref := range refs {
@@ -293,11 +297,19 @@ func (db *DB) deleteUnowned(refs []Ref, spaces []string, o SweepOptions, cutoff 
 			st.BlobBytes += int64(loc.storedLen)
 		}
 		st.Blobs++
-		if !o.DryRun {
-			if err := db.pending.Delete(k, nil); err != nil {
+		switch {
+		case shared:
+			doomed = append(doomed, keyRef{key: bytes.Clone(k), val: bytes.Clone(blobs.Value()), ref: ref})
+		case !o.DryRun:
+			if err := db.pending.Delete(k); err != nil {
 				return err
 			}
 		}
+	}
+	if shared {
+		n, err := db.deleteShared(doomed, nil)
+		st.Blobs -= len(doomed) - n
+		return err
 	}
 	for _, it := range iters {
 		if err := it.Error(); err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,6 +80,9 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 	if db.failed != nil {
 		return false, db.failed
 	}
+	if err := db.clusterFreshLocked(); err != nil {
+		return false, err
+	}
 	stored := int64(len(payload))
 	exists := false
 	switch rec, err := db.getLocked(blobKey(ref)); {
@@ -112,6 +114,19 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 		// An unreadable ownership is written anew (and charged again).
 		return false, err
 	}
+	if epoch := db.cluster.joined; epoch != 0 {
+		// During a cluster's collection a put writes its bytes anew,
+		// unless this server did in this batch already, and protects
+		// them in the same commit: the collector's deletion of the old
+		// record either fails on the protection or is overwritten by
+		// this one. Its pack entries are the collection's to reclaim.
+		if _, fresh := db.pending.w.Keys[string(blobKey(ref))]; !fresh {
+			exists = false
+		}
+		if err := db.pending.Set(protKey(epoch, ref), []byte{}); err != nil {
+			return false, err
+		}
+	}
 	if !exists || newOwner {
 		if err := db.space.check(stored); err != nil {
 			return false, err
@@ -137,7 +152,7 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 		} else if err := db.appendPackLocked(ref, &loc, payload); err != nil {
 			return false, db.failOn(err)
 		}
-		if err := db.pending.Set(blobKey(ref), loc.append(nil), nil); err != nil {
+		if err := db.pending.Set(blobKey(ref), loc.append(nil)); err != nil {
 			return false, err
 		}
 		if err := db.healedLocked(ref); err != nil {
@@ -146,7 +161,7 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 	}
 	v := binary.BigEndian.AppendUint64(nil, uint64(db.opts.Now().UnixNano()))
 	v = binary.BigEndian.AppendUint64(v, uint64(charged))
-	if err := db.pending.Set(ok, v, nil); err != nil {
+	if err := db.pending.Set(ok, v); err != nil {
 		return false, err
 	}
 	db.protectLocked(ref)
@@ -178,8 +193,8 @@ func (db *DB) appendPackLocked(ref Ref, loc *location, payload []byte) error {
 	for attempt := 0; attempt < 2; attempt++ {
 		if db.cur == nil {
 			id := db.nextPack
-			if db.opts.Packs != nil {
-				id = db.newPackID()
+			if db.opts.Packs != nil || db.meta.Shared() {
+				id = db.newPackID() // no two servers pick one id
 			}
 			w, cerr := createPack(db.st, db.dir, id)
 			if cerr != nil {
@@ -311,16 +326,21 @@ func (db *DB) flushLocked() error {
 				return err
 			}
 		}
-		if err := db.pending.Set(packKey(w.id), binary.AppendUvarint(nil, uint64(w.size)), nil); err != nil {
+		if err := db.pending.Set(packKey(w.id), binary.AppendUvarint(nil, uint64(w.size))); err != nil {
 			return err
 		}
 	}
 	if !db.pending.Empty() {
-		if err := db.commitPending(); err != nil {
+		if err := db.pending.Commit(); err != nil {
+			if db.meta.Shared() {
+				// A database that is down or restarting: nothing was
+				// acknowledged, the writers are told, and their clients
+				// send again. The store goes on.
+				return fmt.Errorf("cas: commit: %w", err)
+			}
 			return db.fail(err)
 		}
-		db.pending.Close()
-		db.pending = db.pdb.NewIndexedBatch()
+		db.forgetShared()
 	}
 	for _, w := range db.sealed {
 		if err := w.f.Close(); err != nil {
@@ -337,18 +357,10 @@ func (db *DB) flushLocked() error {
 // maxSealed bounds the sealed packs awaiting a flush (512 MiB of data).
 const maxSealed = 8
 
-// commitPending commits the pending batch with sync. Pebble answers a
-// failed WAL write or fsync with Fatalf (its commit pipeline cannot go
-// on); that panic becomes the error that fails the store.
-func (db *DB) commitPending() (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			msg, ok := r.(pebbleFatal)
-			if !ok {
-				panic(r)
-			}
-			err = fmt.Errorf("pebble: %s", string(msg))
-		}
-	}()
-	return db.pending.Commit(pebble.Sync)
+// forgetShared drops what was cached from a Meta that other servers write
+// too: their charges and quotas are read again at the next put.
+func (db *DB) forgetShared() {
+	if db.meta.Shared() {
+		db.usage, db.quotas = nil, nil
+	}
 }

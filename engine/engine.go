@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -111,6 +112,8 @@ type RemoteOptions struct {
 	FirstUse func(fingerprint string) error
 	Device   string
 	Logger   *slog.Logger
+	// Avoid lists servers of a cluster to try last (see transport).
+	Avoid []string
 }
 
 // OpenRemote opens the remote at url: a store directory, or
@@ -125,7 +128,7 @@ func OpenRemote(ctx context.Context, url, namespace string, o RemoteOptions) (Re
 		c, err := transport.Dial(ctx, addr, ns, transport.ClientOptions{
 			Token: o.Token, Fingerprint: o.Fingerprint, FirstUse: o.FirstUse, IdleTimeout: o.IdleTimeout, Streams: o.Streams,
 			LimitUpload: transport.NewLimiter(o.LimitUpload), LimitDownload: transport.NewLimiter(o.LimitDownload),
-			Device: o.Device, Version: "ferry", Logger: o.Logger,
+			Device: o.Device, Version: "ferry", Logger: o.Logger, Avoid: o.Avoid,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("remote %s: %w", url, err)
@@ -194,6 +197,10 @@ type Options struct {
 	Warn func(string)
 	// hold names files a writer still has open (watch).
 	hold func(path string) bool
+	// avoid lists a cluster's servers that went away during this
+	// command: a new session tries them last; notes says so in its
+	// warnings.
+	avoid, notes []string
 }
 
 // openFolder finds the folder at dir.
@@ -252,11 +259,11 @@ func openSession(ctx context.Context, dir string, opts Options, offlineOK bool) 
 	if err != nil {
 		return nil, err
 	}
-	s := &session{f: f, opts: opts}
+	s := &session{f: f, opts: opts, warnings: slices.Clone(opts.notes)}
 	if f.CopiedFrom != "" {
 		s.warnings = append(s.warnings, fmt.Sprintf("this folder is a copy of the one at %s (device %s); it is now device %s of its own", f.CopiedFromPath, f.CopiedFrom, f.Config.Device))
 	}
-	ro := RemoteOptions{Credentials: opts.Credentials, Device: f.Config.Device, Logger: opts.Logger}
+	ro := RemoteOptions{Credentials: opts.Credentials, Device: f.Config.Device, Logger: opts.Logger, Avoid: opts.avoid}
 	if t := f.Token(); t != "" && !opts.Credentials.TokenExplicit {
 		ro.Token = t
 	}
@@ -297,6 +304,33 @@ func openSession(ctx context.Context, dir string, opts Options, offlineOK bool) 
 
 func (s *session) close() error {
 	return errors.Join(s.remote.Close(), s.f.Close())
+}
+
+// withFailover runs op on a session of dir, and again on a new session
+// while op failed because its server went away and the remote is a
+// cluster with a server not yet tried: the new session's scan asks the
+// cluster what it has, so what reached the store durably is not sent
+// again.
+func withFailover[T any](ctx context.Context, dir string, o Options, op func(*session) (T, error)) (T, error) {
+	for {
+		s, err := open(ctx, dir, o)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		res, err := op(s)
+		c, _ := s.remote.(*transport.Client)
+		servers := len(strings.Split(s.f.Config.Remote, ","))
+		s.close()
+		if err == nil || c == nil || ctx.Err() != nil || len(o.avoid)+1 >= servers ||
+			!(errors.Is(err, transport.ErrUnavailable) || errors.Is(err, transport.ErrUnreachable)) {
+			return res, err
+		}
+		o.applyDefaults()
+		o.Logger.Warn("server went away; going on with another of the cluster", "server", c.Addr(), "err", err)
+		o.avoid = append(o.avoid, c.Addr())
+		o.notes = append(o.notes, fmt.Sprintf("server %s went away (%v); went on with another server of the cluster", c.Addr(), err))
+	}
 }
 
 func (s *session) root() string { return s.f.Config.Root }

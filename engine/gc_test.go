@@ -186,35 +186,37 @@ func TestGCInterleavings(t *testing.T) {
 			},
 		},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			g := startGCServer(t)
-			dir := g.folder("a", "r")
-			pushed := map[string]map[string]string{}
-			write(t, filepath.Join(dir, "old.txt"), []byte("first version"), 0o644)
-			write(t, filepath.Join(dir, "new.bin"), random(42, 3<<20), 0o644)
-			res, snap := pushOK(t, dir)
-			pushed[res.Version] = snap
-			if tc.prepare != nil {
-				tc.prepare(t, g, dir)
-				pushed = map[string]map[string]string{} // forgotten
-			}
-			write(t, filepath.Join(dir, "second.bin"), random(43, 2<<20), 0o644)
-			remove := failpoint.Set(tc.step, once(func() { tc.during(g, dir) }))
-			res, err := Push(context.Background(), dir, PushOptions{})
-			remove()
-			if err != nil {
-				t.Fatalf("push across a collection: %v", err)
-			}
-			recovered := len(res.Warnings) > 0 && bytes.Contains([]byte(fmt.Sprint(res.Warnings)), []byte("collected meanwhile"))
-			if recovered != tc.recovers {
-				t.Errorf("push recovered by re-sending: %v, want %v (warnings %q)", recovered, tc.recovers, res.Warnings)
-			}
-			pushed[res.Version] = snapshot(t, dir)
-			// One more collection with nothing in flight must keep all.
-			g.collect()
-			g.verify(dir, pushed)
-		})
+	for _, store := range gcStores {
+		for _, tc := range cases {
+			t.Run(store.name+"/"+tc.name, func(t *testing.T) {
+				g := store.start(t)
+				dir := g.folder("a", "r")
+				pushed := map[string]map[string]string{}
+				write(t, filepath.Join(dir, "old.txt"), []byte("first version"), 0o644)
+				write(t, filepath.Join(dir, "new.bin"), random(42, 3<<20), 0o644)
+				res, snap := pushOK(t, dir)
+				pushed[res.Version] = snap
+				if tc.prepare != nil {
+					tc.prepare(t, g, dir)
+					pushed = map[string]map[string]string{} // forgotten
+				}
+				write(t, filepath.Join(dir, "second.bin"), random(43, 2<<20), 0o644)
+				remove := failpoint.Set(tc.step, once(func() { tc.during(g, dir) }))
+				res, err := Push(context.Background(), dir, PushOptions{})
+				remove()
+				if err != nil {
+					t.Fatalf("push across a collection: %v", err)
+				}
+				recovered := len(res.Warnings) > 0 && bytes.Contains([]byte(fmt.Sprint(res.Warnings)), []byte("collected meanwhile"))
+				if recovered != tc.recovers {
+					t.Errorf("push recovered by re-sending: %v, want %v (warnings %q)", recovered, tc.recovers, res.Warnings)
+				}
+				pushed[res.Version] = snapshot(t, dir)
+				// One more collection with nothing in flight must keep all.
+				g.collect()
+				g.verify(dir, pushed)
+			})
+		}
 	}
 }
 
@@ -223,30 +225,42 @@ func TestGCInterleavings(t *testing.T) {
 // keep their data: what they wrote, or were told exists, after the
 // collection began is protected.
 func TestGCDuringACollection(t *testing.T) {
-	for _, step := range []string{"gc-begun", "gc-marked"} {
-		t.Run(step, func(t *testing.T) {
-			g := startGCServer(t)
-			dir := g.folder("a", "r")
-			pushed := map[string]map[string]string{}
-			write(t, filepath.Join(dir, "base.bin"), random(50, 1<<20), 0o644)
-			res, snap := pushOK(t, dir)
-			pushed[res.Version] = snap
-			g.clock.Advance(2 * time.Hour) // everything so far is old
-			remove := failpoint.Set(step, once(func() {
-				// A new file and one whose chunks exist (a copy of base).
-				write(t, filepath.Join(dir, "during.bin"), random(51, 1<<20), 0o644)
-				write(t, filepath.Join(dir, "copy.bin"), random(50, 1<<20), 0o644)
+	for _, store := range gcStores {
+		for _, step := range []string{"gc-begun", "gc-marked"} {
+			t.Run(store.name+"/"+step, func(t *testing.T) {
+				g := store.start(t)
+				dir := g.folder("a", "r")
+				pushed := map[string]map[string]string{}
+				write(t, filepath.Join(dir, "base.bin"), random(50, 1<<20), 0o644)
+				write(t, filepath.Join(dir, "gone.bin"), random(52, 1<<20), 0o644)
+				pushOK(t, dir)
+				// gone.bin's chunks are then only in a forgotten version: no
+				// mark keeps them, only the protection of a Has that finds them.
+				os.Remove(filepath.Join(dir, "gone.bin"))
 				res, snap := pushOK(t, dir)
 				pushed[res.Version] = snap
-			}))
-			_, err := CollectDB(context.Background(), g.db, g.srv.PauseCommits, GCOptions{Grace: 0, Options: Options{Now: g.clock.Now}})
-			remove()
-			if err != nil {
-				t.Fatal(err)
-			}
-			g.collect()
-			g.verify(dir, pushed)
-		})
+				if _, err := Forget(context.Background(), dir, ForgetOptions{Policy: gc.Policy{Last: 1}}); err != nil {
+					t.Fatal(err)
+				}
+				g.clock.Advance(2 * time.Hour) // everything so far is old
+				remove := failpoint.Set(step, once(func() {
+					// A new file, one whose chunks are live (a copy of base),
+					// and one whose chunks only the forgotten version had.
+					write(t, filepath.Join(dir, "during.bin"), random(51, 1<<20), 0o644)
+					write(t, filepath.Join(dir, "copy.bin"), random(50, 1<<20), 0o644)
+					write(t, filepath.Join(dir, "revived.bin"), random(52, 1<<20), 0o644)
+					res, snap := pushOK(t, dir)
+					pushed[res.Version] = snap
+				}))
+				_, err := CollectDB(context.Background(), g.db, g.srv.PauseCommits, GCOptions{Grace: 0, Options: Options{Now: g.clock.Now}})
+				remove()
+				if err != nil {
+					t.Fatal(err)
+				}
+				g.collect()
+				g.verify(dir, pushed)
+			})
+		}
 	}
 }
 

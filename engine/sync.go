@@ -58,18 +58,15 @@ type PushResult struct {
 // before the head moves.
 func Push(ctx context.Context, dir string, o PushOptions) (*PushResult, error) {
 	start := time.Now()
-	s, err := open(ctx, dir, o.Options)
-	if err != nil {
-		return nil, err
-	}
-	defer s.close()
-	res, err := s.pushRecovering(ctx, o.Message)
-	if err != nil {
-		return nil, fmt.Errorf("push %s: %w", s.f.Dir, err)
-	}
-	res.DurationMS = durationMS(start)
-	res.Warnings = append(s.warnings, res.Warnings...)
-	return res, nil
+	return withFailover(ctx, dir, o.Options, func(s *session) (*PushResult, error) {
+		res, err := s.pushRecovering(ctx, o.Message)
+		if err != nil {
+			return nil, fmt.Errorf("push %s: %w", s.f.Dir, err)
+		}
+		res.DurationMS = durationMS(start)
+		res.Warnings = append(s.warnings, res.Warnings...)
+		return res, nil
+	})
 }
 
 func (s *session) push(ctx context.Context, message string) (*PushResult, error) {
@@ -345,21 +342,19 @@ type PullResult struct {
 // has changes of its own that the head does not have.
 func Pull(ctx context.Context, dir string, o Options) (*PullResult, error) {
 	start := time.Now()
-	s, err := open(ctx, dir, o)
+	res, err := withFailover(ctx, dir, o, func(s *session) (*PullResult, error) {
+		res, err := s.pull(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: %w", s.f.Dir, err)
+		}
+		res.DurationMS = durationMS(start)
+		res.Warnings = append(s.warnings, res.Warnings...)
+		return res, nil
+	})
 	if errors.Is(err, ErrNothingYet) {
 		return &PullResult{NothingYet: true}, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	defer s.close()
-	res, err := s.pull(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", s.f.Dir, err)
-	}
-	res.DurationMS = durationMS(start)
-	res.Warnings = append(s.warnings, res.Warnings...)
-	return res, nil
+	return res, err
 }
 
 func (s *session) pull(ctx context.Context) (*PullResult, error) {
@@ -537,12 +532,7 @@ type SyncResult struct {
 
 // Sync pulls then pushes, once.
 func Sync(ctx context.Context, dir string, o PushOptions) (*SyncResult, error) {
-	s, err := open(ctx, dir, o.Options)
-	if err != nil {
-		return nil, err
-	}
-	defer s.close()
-	return s.sync(ctx, o.Message)
+	return withFailover(ctx, dir, o.Options, func(s *session) (*SyncResult, error) { return s.sync(ctx, o.Message) })
 }
 
 func (s *session) sync(ctx context.Context, message string) (*SyncResult, error) {

@@ -69,13 +69,26 @@ func Collect(ctx context.Context, db *cas.DB, o Options) (*Stats, error) {
 	st := &Stats{DryRun: o.DryRun}
 	start := o.Now()
 	cutoff := start.Add(-o.Grace)
-	resume := func() {}
-	if o.Pause != nil {
-		resume = o.Pause()
+	if db.Shared() {
+		// A cluster: one collector at a time (the lease), and every
+		// server protects what it reports present until the end.
+		var cancel func()
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		end, err := db.BeginClusterGC(ctx, o.Pause, cancel)
+		if err != nil {
+			return nil, fmt.Errorf("gc: %w", err)
+		}
+		defer end()
+	} else {
+		resume := func() {}
+		if o.Pause != nil {
+			resume = o.Pause()
+		}
+		db.BeginGC()
+		resume()
+		defer db.EndGC()
 	}
-	db.BeginGC()
-	resume()
-	defer db.EndGC()
 	failpoint.Hit("gc-begun")
 
 	names, err := db.Namespaces(ctx)

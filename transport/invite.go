@@ -103,12 +103,12 @@ func (t *Tokens) pruneInvites(now time.Time) error {
 func (t *Tokens) redeem(id string, now time.Time, label string) (string, TokenInfo, InviteInfo, error) {
 	t.redeemMu.Lock()
 	defer t.redeemMu.Unlock()
-	var key []byte
+	var key, raw []byte
 	var rec tokenRecord
 	err := t.kv.Scan(nil, func(k, v []byte) error {
 		var r tokenRecord
 		if json.Unmarshal(v, &r) == nil && r.ID == id && r.Invite != nil {
-			key, rec = append([]byte(nil), k...), r
+			key, raw, rec = append([]byte(nil), k...), append([]byte(nil), v...), r
 		}
 		return nil
 	})
@@ -142,7 +142,12 @@ func (t *Tokens) redeem(id string, now time.Time, label string) (string, TokenIn
 		batch.Close()
 		return "", TokenInfo{}, InviteInfo{}, err
 	}
-	if err := batch.Commit(true); err != nil {
+	// The mutex covers this server; the condition covers the others that
+	// share the store's records.
+	batch.Expect(key, raw)
+	if err := batch.Commit(true); errors.Is(err, cas.ErrConflict) {
+		return "", TokenInfo{}, InviteInfo{}, cas.Errorf(ErrInviteUsed, "%w: the invite was used already or revoked; ask for a new one", ErrAuth)
+	} else if err != nil {
 		return "", TokenInfo{}, InviteInfo{}, err
 	}
 	return token, dev.info(), inv, nil

@@ -44,13 +44,17 @@ func FuzzParseURL(f *testing.F) {
 	f.Add("quic://example.com/ns/")
 	f.Add("quic://[::1]:9/")
 	f.Add("quic://:0/x")
+	f.Add("quic://a:1,b:2/ns")
+	f.Add("quic://a:1,,b/ns")
 	f.Fuzz(func(t *testing.T, raw string) {
 		addr, ns, err := ParseURL(raw)
 		if err != nil {
 			return
 		}
-		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-			t.Fatalf("%q: address %q", raw, addr)
+		for _, a := range strings.Split(addr, ",") {
+			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+				t.Fatalf("%q: address %q", raw, a)
+			}
 		}
 		addr2, ns2, err := ParseURL("quic://" + addr + "/" + ns)
 		if err != nil || addr2 != addr || ns2 != ns {

@@ -164,6 +164,26 @@ func (s *Server) Serve(ctx context.Context, l *Listener) error {
 	l.gate.Store(s.gate)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if s.db.Shared() {
+		// Other servers' head moves reach this server's watchers, and
+		// their collections protect what this server reports present.
+		// Clients are answered once the server knows whether one runs.
+		ready := make(chan struct{})
+		wg.Go(func() {
+			_ = s.db.RunCluster(ctx, cas.ClusterHooks{
+				Head: func(ns, root string, ref cas.Ref) {
+					s.publish(ns, Event{Root: root, Ref: ref[:], Time: s.opts.Now().UnixNano()})
+				},
+				Pause: s.PauseCommits,
+				Ready: func() { close(ready) },
+			})
+		})
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	for {
 		conn, err := l.ln.Accept(ctx)
 		if err != nil {

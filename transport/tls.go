@@ -55,13 +55,30 @@ func LoadOrCreateCert(dir string) (tls.Certificate, string, error) {
 }
 
 func createCert(certPath, keyPath string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, keyPEM, err := NewCertPEM()
 	if err != nil {
 		return err
 	}
+	// The key first: a certificate on disk always has its key (a crash
+	// between the two leaves no certificate, and the next start makes a
+	// new pair before any client saw one).
+	if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
+		return err
+	}
+	return atomicfile.Write(certPath, certPEM, 0o644)
+}
+
+// NewCertPEM makes a self-signed server certificate (ECDSA P-256, valid
+// 20 years) and its key, PEM-encoded: for servers that keep them
+// elsewhere than in files (a cluster keeps one pair in its database).
+func NewCertPEM() (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
@@ -73,19 +90,13 @@ func createCert(certPath, keyPath string) error {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	// The key first: a certificate on disk always has its key (a crash
-	// between the two leaves no certificate, and the next start makes a
-	// new pair before any client saw one).
-	if err := atomicfile.Write(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		return err
-	}
-	return atomicfile.Write(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }
 
 // ServerTLS is the server's TLS config: TLS 1.3 only, ALPN ferry/1, no

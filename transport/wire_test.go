@@ -123,3 +123,27 @@ func FuzzMessages(f *testing.F) {
 		_ = decodeMessage(body, &hr)
 	})
 }
+
+// TestParseClusterURL: a URL may list a cluster's servers; each gets its
+// default port, and an empty or bad entry is refused.
+func TestParseClusterURL(t *testing.T) {
+	for _, tc := range []struct{ raw, addr, ns string }{
+		{"quic://a:1,b:2/ns", "a:1,b:2", "ns"},
+		{"quic://a,b/ns", "a:7443,b:7443", "ns"},
+		{"quic://[::1]:9,127.0.0.1/x", "[::1]:9,127.0.0.1:7443", "x"},
+		{"quic://a,,b/ns", "", ""},
+		{"quic://a,b:99999/ns", "", ""},
+		{"quic://a,b/bad name", "", ""},
+	} {
+		addr, ns, err := ParseURL(tc.raw)
+		if tc.addr == "" {
+			if err == nil {
+				t.Errorf("%q parsed as %q %q", tc.raw, addr, ns)
+			}
+			continue
+		}
+		if err != nil || addr != tc.addr || ns != tc.ns {
+			t.Errorf("%q: %q %q %v, want %q %q", tc.raw, addr, ns, err, tc.addr, tc.ns)
+		}
+	}
+}

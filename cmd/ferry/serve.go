@@ -42,11 +42,24 @@ Connections are capped per source address and per token, and an address that
 fails to authenticate 10 times is slowed to one attempt every 6 seconds. The
 server's memory stays under about 320 MiB (caches and memtables) plus the two
 budgets plus 17 MiB (a connection's receive window) per connection; see
-docs/ARCHITECTURE.md, "Hostile tenants".`,
+docs/ARCHITECTURE.md, "Hostile tenants".
+
+A cluster is several servers started with the same --store s3://BUCKET/PREFIX
+and --meta postgres://...: the packs are in the bucket, the records (blobs,
+heads, history, tokens, shares) in the database, and DATA keeps only a cache
+of packs. The first server makes the certificate and the admin token and keeps
+them in the database, so every server presents one fingerprint; see the
+README, "Running a cluster".`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if cfg.Data == "" {
 				return usageError{fmt.Errorf("serve: --data DIR is required")}
+			}
+			if cfg.Meta != "" && cfg.Packs == "" {
+				return usageError{fmt.Errorf("serve: --meta needs --store s3://BUCKET[/PREFIX]: servers that share their records must share their packs")}
+			}
+			if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+				return usageError{fmt.Errorf("serve: --cert and --key go together")}
 			}
 			if err := engine.StoreOutsideFolders(cfg.Data); err != nil {
 				return fmt.Errorf("serve: %w", err)
@@ -61,7 +74,7 @@ docs/ARCHITECTURE.md, "Hostile tenants".`,
 			cfg.PackCache = -1 // a quarter of the disk, at most 10 GiB
 			if packCache != "" {
 				if cfg.Packs == "" {
-					return usageError{fmt.Errorf("serve: --pack-cache is for --packs")}
+					return usageError{fmt.Errorf("serve: --pack-cache is for --packs (--store)")}
 				}
 				if cfg.PackCache, err = parseSize(packCache); err != nil {
 					return usageError{fmt.Errorf("serve: --pack-cache: %w", err)}
@@ -115,6 +128,10 @@ docs/ARCHITECTURE.md, "Hostile tenants".`,
 	c.Flags().StringVar(&cfg.Data, "data", "", "the server's data directory (required)")
 	c.Flags().StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "UDP address to listen on")
 	c.Flags().StringVar(&cfg.Packs, "packs", "", "keep packs in S3: s3://BUCKET[/PREFIX][?endpoint=URL&region=R] (credentials: AWS_* variables, ~/.aws)")
+	c.Flags().StringVar(&cfg.Packs, "store", "", "the same as --packs (the name a cluster's docs use)")
+	c.Flags().StringVar(&cfg.Meta, "meta", "", "keep the records in PostgreSQL, shared with other servers: postgres://USER@HOST/DB (PG* variables fill in the rest); needs --store")
+	c.Flags().StringVar(&cfg.CertFile, "cert", "", "TLS certificate (PEM) instead of the data directory's or the cluster's; with --key")
+	c.Flags().StringVar(&cfg.KeyFile, "key", "", "the --cert's private key (PEM)")
 	c.Flags().StringVar(&packCache, "pack-cache", "", "with --packs: bound the local copies of packs (default: a quarter of the disk, at most 10GiB; 0: keep them all)")
 	c.Flags().StringVar(&cfg.Metrics, "metrics", "", "TCP address for /metrics and /healthz (off when empty)")
 	c.Flags().DurationVar(&cfg.GCEvery, "gc-every", 24*time.Hour, "collect garbage this often (0: only when an admin asks)")

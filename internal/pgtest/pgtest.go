@@ -36,6 +36,7 @@ type Server struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	logs *syncBuffer
+	dbs  int // databases NewDB made
 }
 
 // Bin finds PostgreSQL's server binaries (initdb, postgres).
@@ -201,4 +202,25 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// NewDB creates an empty database of its own and returns its DSN: tests
+// that share one cluster do not see each other's rows.
+func (s *Server) NewDB(t testing.TB) string {
+	t.Helper()
+	s.mu.Lock()
+	s.dbs++
+	name := fmt.Sprintf("ferry%d", s.dbs)
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, s.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	return s.DSN(name)
 }

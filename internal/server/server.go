@@ -55,6 +55,13 @@ type Config struct {
 	// 10 GiB; 0: no bound).
 	Packs     string
 	PackCache int64
+	// Meta, if set, keeps the store's records in a PostgreSQL database
+	// (a postgres:// URL or DSN) that other servers share: a cluster. It
+	// needs Packs, since every server must read every pack.
+	Meta string
+	// CertFile and KeyFile, if set, are the TLS certificate and key (PEM)
+	// instead of the data directory's or the cluster's.
+	CertFile, KeyFile string
 }
 
 // openPacks opens the S3 bucket that keeps the packs, and checks it
@@ -160,6 +167,16 @@ func Run(ctx context.Context, cfg Config) error {
 	const cacheSize = 128 << 20
 	opts := cas.Options{Create: true, Logger: cfg.Logger, CacheSize: cacheSize, MemTableSize: memtable,
 		MinFree: cfg.MinFree, Ballast: cfg.Ballast}
+	if cfg.Meta != "" {
+		if cfg.Packs == "" {
+			return fmt.Errorf("serve: --meta needs --store s3://...: servers that share their records must share their packs")
+		}
+		m, err := openMeta(ctx, cfg.Meta)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		opts.Meta = m
+	}
 	if cfg.Packs != "" {
 		ps, err := openPacks(ctx, cfg.Packs)
 		if err != nil {
@@ -180,10 +197,16 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	info := Info{AdminToken: filepath.Join(cfg.Data, "admin.token"), Memory: cfg.memory(cacheSize, memtable)}
-	if info.NewAdminToken, err = ensureAdminToken(tokens, info.AdminToken); err != nil {
+	ensure := ensureAdminToken
+	if db.Shared() {
+		ensure = func(tokens *transport.Tokens, path string) (bool, error) {
+			return ensureClusterAdminToken(db, tokens, path)
+		}
+	}
+	if info.NewAdminToken, err = ensure(tokens, info.AdminToken); err != nil {
 		return fmt.Errorf("serve: admin token: %w", err)
 	}
-	cert, fp, err := transport.LoadOrCreateCert(cfg.Data)
+	cert, fp, err := loadCert(cfg, db)
 	if err != nil {
 		return err
 	}
