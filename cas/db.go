@@ -61,6 +61,9 @@ type Options struct {
 	// the store's directory (a PostgreSQL database that a cluster of
 	// servers shares; see package pgmeta). The DB closes it.
 	Meta Meta
+	// allowMoved opens a directory whose records were moved out (to
+	// migrate them back).
+	allowMoved bool
 }
 
 func (o *Options) applyDefaults() {
@@ -93,6 +96,9 @@ type storeConfig struct {
 	// Packs names where the packs are kept (Options.PacksName); empty:
 	// the store's directory.
 	Packs string `json:"packs,omitempty"`
+	// Moved is set in a store directory whose records were moved into a
+	// database (MigrateMetaOut).
+	Moved bool `json:"moved,omitempty"`
 }
 
 // ErrPacksElsewhere: a store opened with another place for its packs than
@@ -140,6 +146,7 @@ type DB struct {
 	space   spaceGuard
 	// cluster is this server's part in a cluster (a shared Meta).
 	cluster clusterState
+	moved   bool // the records were moved out (see MigrateMetaOut)
 
 	packs packFiles
 }
@@ -220,6 +227,12 @@ func (db *DB) init() error {
 		err := json.Unmarshal(v, &cfg)
 		if err != nil {
 			return fmt.Errorf("%w: store config: %v", ErrCorrupt, err)
+		}
+		if cfg.Moved && db.opts.Meta == nil {
+			db.moved = true
+			if !db.opts.allowMoved {
+				return Errorf(ErrRecordsElsewhere, "%w: serve it with --meta, or bring them back with admin migrate --to-local", ErrRecordsElsewhere)
+			}
 		}
 		if cfg.Format != FormatVersion {
 			return fmt.Errorf("store format %d, this ferry reads %d", cfg.Format, FormatVersion)

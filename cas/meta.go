@@ -17,6 +17,9 @@ import (
 type Meta interface {
 	// Get returns a copy of key's value, or an error wrapping ErrNotFound.
 	Get(ctx context.Context, key []byte) ([]byte, error)
+	// GetMany returns the values of keys, nil for each key not there:
+	// one round trip for a database, where Get is one per key.
+	GetMany(ctx context.Context, keys [][]byte) ([][]byte, error)
 	// Iter iterates the keys in [lower, upper) in order. It need not be a
 	// snapshot: a key written meanwhile may or may not be seen.
 	Iter(ctx context.Context, lower, upper []byte) (MetaIter, error)
@@ -106,12 +109,19 @@ func (b *pendingBatch) Get(key []byte) ([]byte, error) {
 		}
 		return bytes.Clone(v), nil
 	}
-	for _, r := range b.w.Ranges {
-		if bytes.Compare(key, r[0]) >= 0 && bytes.Compare(key, r[1]) < 0 {
-			return nil, ErrNotFound
-		}
+	if b.inRange(key) {
+		return nil, ErrNotFound
 	}
 	return b.meta.Get(context.Background(), key)
+}
+
+func (b *pendingBatch) inRange(key []byte) bool {
+	for _, r := range b.w.Ranges {
+		if bytes.Compare(key, r[0]) >= 0 && bytes.Compare(key, r[1]) < 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Set puts key = v.
@@ -207,3 +217,42 @@ func iterMeta(m Meta, p []byte, fn func(k, v []byte) error) error {
 // Shared reports whether other servers write the store's records too (a
 // cluster over one database).
 func (db *DB) Shared() bool { return db.meta.Shared() }
+
+// getMany returns the values of keys as the pending batch and the Meta
+// give them (nil: absent), without holding db.mu over the Meta's round
+// trip: writers wait for a read lock, and a database answers in
+// milliseconds. What the batch decides wins, as it was before the round
+// trip or after it (a flush between commits what the batch held, which
+// the round trip then reads).
+func (db *DB) getMany(keys [][]byte) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	var ask [][]byte
+	var at []int
+	db.mu.RLock()
+	for i, k := range keys {
+		if v, ok := db.pending.w.Keys[string(k)]; ok {
+			out[i] = bytes.Clone(v)
+		} else if !db.pending.inRange(k) {
+			ask, at = append(ask, k), append(at, i)
+		}
+	}
+	db.mu.RUnlock()
+	if len(ask) == 0 {
+		return out, nil
+	}
+	vals, err := db.meta.GetMany(context.Background(), ask)
+	if err != nil {
+		return nil, err
+	}
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	for j, i := range at {
+		k := ask[j]
+		if v, ok := db.pending.w.Keys[string(k)]; ok {
+			out[i] = bytes.Clone(v)
+		} else if !db.pending.inRange(k) {
+			out[i] = vals[j]
+		}
+	}
+	return out, nil
+}

@@ -41,6 +41,18 @@ func (m *pebbleMeta) Get(_ context.Context, key []byte) ([]byte, error) {
 	return out, nil
 }
 
+func (m *pebbleMeta) GetMany(ctx context.Context, keys [][]byte) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		v, err := m.Get(ctx, k)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
 func (m *pebbleMeta) Iter(_ context.Context, lower, upper []byte) (MetaIter, error) {
 	it, err := m.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 type MigrateStats struct {
 	Packs int   `json:"packs"`
 	Bytes int64 `json:"bytes"`
+	// Records counts the records a migration of records copied.
+	Records int `json:"records,omitempty"`
 }
 
 // packRecords lists the store's packs and their committed lengths.

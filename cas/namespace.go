@@ -129,14 +129,32 @@ func (n *Namespace) Has(ctx context.Context, refs []Ref) ([]bool, error) {
 		return nil, err
 	}
 	out := make([]bool, len(refs))
-	n.db.mu.RLock()
-	for i, r := range refs {
-		ok, err := n.owns(r)
-		if err != nil && !errors.Is(err, ErrCorrupt) {
-			n.db.mu.RUnlock()
+	var vals [][]byte
+	if n.db.meta.Shared() {
+		// A database: the whole batch in one round trip.
+		keys := make([][]byte, len(refs))
+		for i, r := range refs {
+			keys[i] = ownKey(n.name, r)
+		}
+		var err error
+		if vals, err = n.db.getMany(keys); err != nil {
 			return nil, err
 		}
-		out[i] = ok && !n.db.damaged.Has(r)
+	}
+	n.db.mu.RLock()
+	if vals != nil {
+		for i, r := range refs {
+			out[i] = vals[i] != nil && !n.db.damaged.Has(r)
+		}
+	} else {
+		for i, r := range refs {
+			ok, err := n.owns(r)
+			if err != nil && !errors.Is(err, ErrCorrupt) {
+				n.db.mu.RUnlock()
+				return nil, err
+			}
+			out[i] = ok && !n.db.damaged.Has(r)
+		}
 	}
 	gc, epoch := n.db.gcActive, n.db.cluster.joined
 	fresh := n.db.clusterFreshLocked()
@@ -175,21 +193,20 @@ func (n *Namespace) protectPresent(epoch uint64, refs []Ref, out []bool) error {
 	if err := n.db.protectShared(epoch, yes); err != nil {
 		return err
 	}
-	n.db.mu.RLock()
-	defer n.db.mu.RUnlock()
-	for i, r := range refs {
-		if !out[i] {
-			continue
+	var keys [][]byte
+	for _, r := range yes {
+		keys = append(keys, ownKey(n.name, r), blobKey(r))
+	}
+	vals, err := n.db.getMany(keys)
+	if err != nil {
+		return err
+	}
+	j := 0
+	for i := range refs {
+		if out[i] {
+			out[i] = vals[2*j] != nil && vals[2*j+1] != nil
+			j++
 		}
-		ok, err := n.owns(r)
-		if err != nil && !errors.Is(err, ErrCorrupt) {
-			return err
-		}
-		if ok {
-			_, err = n.db.getLocked(blobKey(r))
-			ok = err == nil
-		}
-		out[i] = ok
 	}
 	return nil
 }

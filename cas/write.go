@@ -75,6 +75,19 @@ var decBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b
 // are written to the pack again, as a dead entry the next collection
 // reclaims, so that the put costs what a new blob costs.
 func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owner string) (bool, error) {
+	ok := ownKey(owner, ref)
+	var prefetched [][]byte
+	if db.meta.Shared() {
+		// A database: the record and the ownership in one round trip,
+		// before the write lock, so that puts on other connections do not
+		// wait on it. Under the lock, what the pending batch says since
+		// wins over what was read.
+		vals, err := db.getMany([][]byte{blobKey(ref), ok})
+		if err != nil {
+			return false, err
+		}
+		prefetched = vals
+	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.failed != nil {
@@ -85,7 +98,26 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 	}
 	stored := int64(len(payload))
 	exists := false
-	switch rec, err := db.getLocked(blobKey(ref)); {
+	lookup := db.getLocked
+	if prefetched != nil {
+		lookup = func(k []byte) ([]byte, error) {
+			if v, ok := db.pending.w.Keys[string(k)]; ok || db.pending.inRange(k) {
+				if v == nil {
+					return nil, ErrNotFound
+				}
+				return v, nil
+			}
+			v := prefetched[0]
+			if string(k) == string(ok) {
+				v = prefetched[1]
+			}
+			if v == nil {
+				return nil, ErrNotFound
+			}
+			return v, nil
+		}
+	}
+	switch rec, err := lookup(blobKey(ref)); {
 	case err == nil && !db.damaged.Has(ref):
 		if loc, err := parseLocation(rec); err == nil {
 			if loc.rawLen != rawLen {
@@ -103,9 +135,8 @@ func (db *DB) writeRecord(ref Ref, payload []byte, flags Flags, rawLen int, owne
 	// Ownership records carry the time of the last put (garbage
 	// collection spares what was put within its grace) and the bytes the
 	// owner was charged for the blob (given back when it is collected).
-	ok := ownKey(owner, ref)
 	charged, newOwner := stored, true
-	if old, err := db.getLocked(ok); err == nil {
+	if old, err := lookup(ok); err == nil {
 		newOwner = false
 		if len(old) >= 16 {
 			charged = int64(binary.BigEndian.Uint64(old[8:]))

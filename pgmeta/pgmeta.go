@@ -158,6 +158,36 @@ func (m *Meta) Get(ctx context.Context, key []byte) ([]byte, error) {
 	return v, nil
 }
 
+// GetMany returns the values of keys (nil for those not there) in one
+// statement.
+func (m *Meta) GetMany(ctx context.Context, keys [][]byte) ([][]byte, error) {
+	got := make(map[string][]byte, len(keys))
+	err := m.do(ctx, func(ctx context.Context) error {
+		clear(got)
+		rows, err := m.pool.Query(ctx, `SELECT k, v FROM ferry_kv WHERE k = ANY($1::BYTEA[])`, keys)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k, v []byte
+			if err := rows.Scan(&k, &v); err != nil {
+				return err
+			}
+			got[string(k)] = v
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgmeta: get: %w", err)
+	}
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = got[string(k)]
+	}
+	return out, nil
+}
+
 // Counter returns the counter's value.
 func (m *Meta) Counter(ctx context.Context, key []byte) (int64, error) {
 	var n int64

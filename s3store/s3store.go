@@ -133,6 +133,23 @@ func (s *Store) Check(ctx context.Context) error {
 	return nil
 }
 
+// Ensure makes the bucket when it does not exist (a first server of a
+// cluster), and then checks it answers as Check does.
+func (s *Store) Ensure(ctx context.Context) error {
+	err := s.Check(ctx)
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	_, err = s.c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.bucket)})
+	if err != nil && !errors.Is(classify(err), ErrExists) {
+		var ae smithy.APIError
+		if !errors.As(err, &ae) || (ae.ErrorCode() != "BucketAlreadyOwnedByYou" && ae.ErrorCode() != "BucketAlreadyExists") {
+			return fmt.Errorf("s3 bucket %s: create: %w", s.bucket, classify(err))
+		}
+	}
+	return s.Check(ctx)
+}
+
 // Create stores the size bytes of r as name, only if no object has that
 // name: an object once written never changes. The payload is sent
 // unsigned (UNSIGNED-PAYLOAD): SigV4's SHA-256 of every byte cost a third

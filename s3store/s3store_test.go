@@ -180,3 +180,25 @@ func FuzzParseURL(f *testing.F) {
 		}
 	})
 }
+
+// TestEnsureMakesTheBucket: a bucket that does not exist is made (a first
+// server), and one that does is left as it is.
+func TestEnsureMakesTheBucket(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t, "packs")
+	s, err := Open(ctx, "fresh", "p", Options{Endpoint: srv.Endpoint, Region: s3test.Region, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(ctx); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("check of a bucket not made yet: %v, want ErrNotFound", err)
+	}
+	for range 2 {
+		if err := s.Ensure(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Create(ctx, "o", strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+}

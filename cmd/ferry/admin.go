@@ -76,47 +76,99 @@ says the root is gone, and 'ferry config set root NAME' starts it again.`,
 			})
 		},
 	})
-	var toPacks, fromPacks string
+	var toPacks, fromPacks, toMeta, fromMeta string
 	migrate := &cobra.Command{
-		Use:   "migrate --data DIR (--to-packs s3://BUCKET/PREFIX?endpoint=URL | --to-local --packs s3://...)",
-		Short: "Move a stopped server's packs into an S3 bucket, or back into its data directory, verifying each",
-		Long: `Move the packs of the server whose data directory is DIR (stopped: it holds the
-store's lock) into an S3 bucket (--to-packs URL): each pack is uploaded, read
-back and compared byte for byte, and only then does the store record that its
-packs are in the bucket; serve it with the same --packs afterwards. Or back
-(--to-local --packs URL): each pack is downloaded, every blob re-hashed, and the
-store is local again. Credentials come from the AWS_* variables or ~/.aws.`,
+		Use:   "migrate --data DIR ([--to-store s3://...] [--to-meta postgres://...] | --to-local [--packs s3://...] [--meta postgres://...])",
+		Short: "Move a stopped server's packs into an S3 bucket and its records into PostgreSQL (a cluster's layout), or back, verifying each",
+		Long: `Move the store of the server whose data directory is DIR (stopped: it holds the
+store's lock) into a cluster's layout. --to-store (or --to-packs) URL: each pack
+is uploaded to the S3 bucket, read back and compared byte for byte, and only then
+does the store record that its packs are in the bucket. --to-meta DSN: every
+record (blobs' index, ownerships, heads, history, tags, tokens, shares,
+policies) is copied into the PostgreSQL database, which must hold no store, and
+compared record by record; the local records are then marked moved, so the
+directory is only served with --meta. Both together move the packs first.
+Serve afterwards with the same --store and --meta.
+
+Back (--to-local): --meta DSN copies the records into DIR again (compared the
+same way), then --packs URL downloads every pack and re-hashes every blob.
+Credentials come from the AWS_* and PG* variables, ~/.aws, or the URLs.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			toLocal, _ := c.Flags().GetBool("to-local")
 			switch {
 			case r.Data == "":
 				return usageError{fmt.Errorf("admin migrate: --data DIR is required")}
-			case (toPacks == "") == !toLocal:
-				return usageError{fmt.Errorf("admin migrate: give --to-packs URL, or --to-local --packs URL")}
-			case toLocal && fromPacks == "":
-				return usageError{fmt.Errorf("admin migrate --to-local: --packs names where the packs are now")}
+			case toLocal && (toPacks != "" || toMeta != ""):
+				return usageError{fmt.Errorf("admin migrate: --to-local goes with --packs and --meta (where things are now), not --to-store or --to-meta")}
+			case !toLocal && toPacks == "" && toMeta == "":
+				return usageError{fmt.Errorf("admin migrate: give --to-store URL and/or --to-meta DSN, or --to-local with --packs URL and/or --meta DSN")}
+			case toLocal && fromPacks == "" && fromMeta == "":
+				return usageError{fmt.Errorf("admin migrate --to-local: --packs and/or --meta name where the packs and records are now")}
 			}
-			url, out := toPacks, true
+			var res server.MigrateResult
+			var lines []string
+			ctx := c.Context()
+			if !toLocal && toPacks != "" {
+				st, err := server.Migrate(ctx, r.Data, toPacks, true)
+				if err != nil {
+					return err
+				}
+				res.Packs = &st
+				lines = append(lines, fmt.Sprintf("moved %d packs (%s) to %s, each compared after its upload", st.Packs, human(st.Bytes), toPacks))
+			}
+			dsn := toMeta
 			if toLocal {
-				url, out = fromPacks, false
+				dsn = fromMeta
 			}
-			st, err := server.Migrate(c.Context(), r.Data, url, out)
-			if err != nil {
-				return err
-			}
-			return g.print(st, func(w io.Writer) {
-				if out {
-					fmt.Fprintf(w, "moved %d packs (%s) to %s, each compared after its upload; serve with --packs '%s'\n", st.Packs, human(st.Bytes), url, url)
+			if dsn != "" {
+				st, err := server.MigrateRecords(ctx, r.Data, dsn, !toLocal)
+				if err != nil {
+					return err
+				}
+				res.Records = &st
+				if toLocal {
+					lines = append(lines, fmt.Sprintf("brought %d records back from the database, each compared", st.Records))
 				} else {
-					fmt.Fprintf(w, "brought %d packs (%s) back from %s; every blob re-hashed; serve without --packs\n", st.Packs, human(st.Bytes), url)
+					lines = append(lines, fmt.Sprintf("copied %d records (%s) into the database, each compared; the local ones are marked moved", st.Records, human(st.Bytes)))
+				}
+			}
+			if toLocal && fromPacks != "" {
+				st, err := server.Migrate(ctx, r.Data, fromPacks, false)
+				if err != nil {
+					return err
+				}
+				res.Packs = &st
+				lines = append(lines, fmt.Sprintf("brought %d packs (%s) back from %s; every blob re-hashed", st.Packs, human(st.Bytes), fromPacks))
+			}
+			return g.print(res, func(w io.Writer) {
+				for _, l := range lines {
+					fmt.Fprintln(w, l)
+				}
+				var flags []string
+				switch {
+				case !toLocal && toPacks != "":
+					flags = append(flags, "--store '"+toPacks+"'")
+				case toLocal && fromPacks == "" && fromMeta != "":
+					flags = append(flags, "--packs (where the packs are)")
+				}
+				if !toLocal && toMeta != "" {
+					flags = append(flags, "--meta (that database)")
+				}
+				if len(flags) > 0 {
+					fmt.Fprintf(w, "serve with %s\n", strings.Join(flags, " "))
+				} else if toLocal && fromPacks != "" {
+					fmt.Fprintln(w, "serve without --packs or --meta")
 				}
 			})
 		},
 	}
-	migrate.Flags().StringVar(&toPacks, "to-packs", "", "the S3 bucket to move the packs into")
-	migrate.Flags().Bool("to-local", false, "move the packs back into the data directory")
+	migrate.Flags().StringVar(&toPacks, "to-store", "", "the S3 bucket to move the packs into: s3://BUCKET/PREFIX?endpoint=URL")
+	migrate.Flags().StringVar(&toPacks, "to-packs", "", "the same as --to-store")
+	migrate.Flags().StringVar(&toMeta, "to-meta", "", "the PostgreSQL database to copy the records into (it must hold no store)")
+	migrate.Flags().Bool("to-local", false, "move the packs and/or records back into the data directory")
 	migrate.Flags().StringVar(&fromPacks, "packs", "", "with --to-local: where the packs are now")
+	migrate.Flags().StringVar(&fromMeta, "meta", "", "with --to-local: the database the records are in now")
 	history := &cobra.Command{
 		Use:   "history NAMESPACE/ROOT",
 		Short: "The versions a root's head has taken",

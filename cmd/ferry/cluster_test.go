@@ -104,6 +104,12 @@ func TestCluster(t *testing.T) {
 	if !waitStopped(t, cmd.Process.Pid) {
 		t.Fatalf("the push ended before its failpoint: %s", out.String())
 	}
+	var cfg struct {
+		Device string `json:"device"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dc, ".ferry", "config")); err != nil || json.Unmarshal(b, &cfg) != nil || cfg.Device == "" {
+		t.Fatalf("the folder's device: %v", err)
+	}
 	victim := -1
 	for i, m := range c.members {
 		list, err := ferryRun(t, nil, "--json", "admin", "clients", "--data", m.data)
@@ -115,7 +121,7 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("admin clients: %v\n%s", err, list)
 		}
 		for _, ci := range clients {
-			if ci["namespace"] == "team" {
+			if ci["device"] == cfg.Device {
 				victim = i
 			}
 		}
@@ -140,4 +146,148 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("the push that failed over does not pull bit-exact (%v)", err)
 	}
 	run("check", "--read-data", dd)
+}
+
+// TestAdminMigrateToCluster: a single server's store moves into a
+// cluster's layout (packs to S3, records to PostgreSQL) with one `admin
+// migrate`, each verified. The old directory alone is then refused, not
+// served stale; served with --store and --meta it keeps its fingerprint
+// and tokens, a second member serves the same data, and the whole store
+// moves back into a fresh directory that serves it alone.
+func TestAdminMigrateToCluster(t *testing.T) {
+	tmp := t.TempDir()
+	pg := pgtest.Start(t)
+	s3 := s3test.Start(t, "packs")
+	for _, kv := range s3.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v) // the in-process migrate reads the AWS_* variables
+	}
+	dsn := pg.NewDB(t)
+	store := "s3://packs/moved?endpoint=" + s3.Endpoint + "&region=" + s3test.Region
+	data := filepath.Join(tmp, "data")
+	srv := startServe(t, data)
+	env := []string{"FERRY_TOKEN=" + srv.token("team", "write"), "FERRY_FINGERPRINT=" + srv.fp}
+	a := filepath.Join(tmp, "a")
+	if out, err := ferryRun(t, env, "init", a, "--remote", srv.url("team"), "--root", "r"); err != nil {
+		t.Fatal(out)
+	}
+	big := randomFile(t, filepath.Join(a, "big.bin"), 3<<20)
+	os.WriteFile(filepath.Join(a, "small.txt"), []byte("small"), 0o644)
+	if out, err := ferryRun(t, nil, "push", a); err != nil {
+		t.Fatal(out)
+	}
+	fp := srv.fp
+	srv.kill()
+	out, err := ferryRun(t, nil, "--json", "admin", "migrate", "--data", data, "--to-store", store, "--to-meta", dsn)
+	if err != nil {
+		t.Fatalf("migrate out: %v\n%s", err, out)
+	}
+	var res struct {
+		Packs, Records struct {
+			Packs, Records int
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Packs.Packs == 0 || res.Records.Records == 0 {
+		t.Fatalf("migrate out moved nothing: %v\n%s", err, out)
+	}
+	// Alone, the directory is refused rather than served without its records.
+	cmd := ferryCmd([]string{"QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"}, "serve", "--data", data, "--listen", "127.0.0.1:0", "--min-free", "16MiB")
+	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "moved into a database") {
+		t.Fatalf("serve of a directory whose records moved: %v\n%s", err, b)
+	}
+	args := []string{"--store", store, "--meta", dsn}
+	m1 := startServeArgs(t, data, "127.0.0.1:0", s3.Env(), args...)
+	m2 := startServeArgs(t, filepath.Join(tmp, "data2"), "127.0.0.1:0", s3.Env(), args...)
+	if m1.fp != fp || m2.fp != fp {
+		t.Fatalf("fingerprints %s and %s after the move, %s before", m1.fp, m2.fp, fp)
+	}
+	pull := func(name string, p *serverProc) {
+		t.Helper()
+		d := filepath.Join(tmp, name)
+		if out, err := ferryRun(t, env, "init", d, "--remote", p.url("team"), "--root", "r"); err != nil {
+			t.Fatal(out)
+		}
+		if out, err := ferryRun(t, nil, "pull", d); err != nil {
+			t.Fatalf("pull into %s: %v\n%s", name, err, out)
+		}
+		if got, err := os.ReadFile(filepath.Join(d, "big.bin")); err != nil || !bytes.Equal(got, big) {
+			t.Fatalf("%s: big.bin is not what was pushed (%v)", name, err)
+		}
+	}
+	pull("b", m2) // the token made before the move works on the new member
+	m1.kill()
+	m2.kill()
+
+	back := filepath.Join(tmp, "back")
+	if out, err := ferryRun(t, nil, "admin", "migrate", "--data", back, "--to-local", "--meta", dsn, "--packs", store); err != nil {
+		t.Fatalf("migrate back: %v\n%s", err, out)
+	}
+	for _, f := range []string{"cert.pem", "key.pem", "admin.token"} {
+		b, _ := os.ReadFile(filepath.Join(data, f))
+		os.WriteFile(filepath.Join(back, f), b, 0o600)
+	}
+	single := startServe(t, back)
+	pull("c", single)
+	if out, err := ferryRun(t, nil, "check", "--read-data", filepath.Join(tmp, "c")); err != nil {
+		t.Fatalf("check after the move back: %v\n%s", err, out)
+	}
+}
+
+// TestClusterDatabaseRestart: the database is killed (kill -9 of every
+// backend) under a push frozen mid-upload and restarted at once. The
+// push, resumed into the outage, waits for the database or fails with a
+// retryable error and succeeds when run again; nothing acknowledged is
+// lost, and the data pulls bit-exact and checks clean.
+func TestClusterDatabaseRestart(t *testing.T) {
+	tmp := t.TempDir()
+	c := startCluster(t, 1)
+	srv := c.members[0]
+	env := []string{"FERRY_TOKEN=" + srv.token("team", "write"), "FERRY_FINGERPRINT=" + srv.fp}
+	a := filepath.Join(tmp, "a")
+	if out, err := ferryRun(t, env, "init", a, "--remote", srv.url("team"), "--root", "r"); err != nil {
+		t.Fatal(out)
+	}
+	first := randomFile(t, filepath.Join(a, "first.bin"), 2<<20)
+	if out, err := ferryRun(t, nil, "push", a); err != nil {
+		t.Fatal(out)
+	}
+	second := randomFile(t, filepath.Join(a, "second.bin"), 12<<20)
+	cmd := ferryCmd([]string{"FERRY_FAILPOINT=client-blob-sent=3:stop"}, "push", a)
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !waitStopped(t, cmd.Process.Pid) {
+		t.Fatalf("the push ended before its failpoint: %s", out.String())
+	}
+	c.pg.Kill()
+	cmd.Process.Signal(syscall.SIGCONT)
+	if err := c.pg.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Logf("push across the restart failed (%v), as it may:\n%s", err, out.String())
+		if !strings.Contains(out.String(), "unavailable") {
+			t.Fatalf("the push failed without saying the server was unavailable:\n%s", out.String())
+		}
+		if o, err := ferryRun(t, nil, "push", a); err != nil {
+			t.Fatalf("push again after the restart: %v\n%s", err, o)
+		}
+	}
+	b := filepath.Join(tmp, "b")
+	if o, err := ferryRun(t, env, "init", b, "--remote", srv.url("team"), "--root", "r"); err != nil {
+		t.Fatal(o)
+	}
+	if o, err := ferryRun(t, nil, "pull", b); err != nil {
+		t.Fatalf("pull: %v\n%s", err, o)
+	}
+	for name, want := range map[string][]byte{"first.bin": first, "second.bin": second} {
+		if got, err := os.ReadFile(filepath.Join(b, name)); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s is not what was pushed (%v)", name, err)
+		}
+	}
+	if o, err := ferryRun(t, nil, "check", "--read-data", b); err != nil {
+		t.Fatalf("check: %v\n%s", err, o)
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/ferry-sync/ferry/index"
+	"github.com/ferry-sync/ferry/internal/pgtest"
 	"github.com/ferry-sync/ferry/internal/s3test"
 	"github.com/ferry-sync/ferry/transport"
 )
@@ -66,9 +67,30 @@ func TestCrashLoopS3Packs(t *testing.T) {
 	crashLoop(t, iters, &serveExtra{env: s3.Env(), args: []string{"--packs", "s3://packs/loop?endpoint=" + s3.Endpoint + "&region=" + s3test.Region, "--pack-cache", "1"}})
 }
 
+// TestCrashLoopCluster is the crash loop against a cluster of two
+// servers over one PostgreSQL database and one versitygw bucket: every
+// client names both, each kill takes one server (the clients fail over to
+// the other) or both, collections run through either, and every
+// acknowledged version must survive.
+func TestCrashLoopCluster(t *testing.T) {
+	iters := 10
+	if v, err := strconv.Atoi(os.Getenv("FERRY_CRASHLOOP_ITERS")); err == nil && v > 0 {
+		iters = v
+	}
+	pg := pgtest.Start(t)
+	s3 := s3test.Start(t, "packs")
+	crashLoop(t, iters, &serveExtra{env: s3.Env(), members: 2, args: []string{
+		"--store", "s3://packs/cluster?endpoint=" + s3.Endpoint + "&region=" + s3test.Region,
+		"--meta", pg.NewDB(t), "--pack-cache", "1",
+	}})
+}
+
 // serveExtra is what a crash loop's server runs with beside its data.
+// members > 1 runs that many servers as one cluster (args name the
+// shared store and database); each kill takes one of them or all.
 type serveExtra struct {
 	env, args []string
+	members   int
 }
 
 func crashLoop(t *testing.T, iters int, extra *serveExtra) {
@@ -83,15 +105,29 @@ func crashLoop(t *testing.T, iters int, extra *serveExtra) {
 	t.Logf("seed %d (FERRY_CRASHLOOP_SEED to replay the schedule)", seed)
 	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
 	tmp := t.TempDir()
-	data := filepath.Join(tmp, "data")
-	serveAt := func(addr string, more ...string) *serverProc {
-		return startServeArgs(t, data, addr, extra.env, append(append([]string(nil), extra.args...), more...)...)
+	n := max(extra.members, 1)
+	datas := make([]string, n)
+	for i := range datas {
+		datas[i] = filepath.Join(tmp, "data")
+		if n > 1 {
+			datas[i] = filepath.Join(tmp, fmt.Sprint("data", i))
+		}
 	}
-	srv := serveAt("127.0.0.1:0", "--gc-every", "0", "--gc-grace", "1s")
-	addr := srv.addr
+	serveAt := func(i int, addr string, more ...string) *serverProc {
+		return startServeArgs(t, datas[i], addr, extra.env, append(append([]string(nil), extra.args...), more...)...)
+	}
+	srvs := make([]*serverProc, n)
+	addrs := make([]string, n)
+	for i := range srvs {
+		srvs[i] = serveAt(i, "127.0.0.1:0", "--gc-every", "0", "--gc-grace", "1s")
+		addrs[i] = srvs[i].addr
+	}
+	srv := srvs[0]
+	// A cluster's clients name every member, and fail over between them.
+	addr := strings.Join(addrs, ",")
 	tok := srv.token("ns", "write")
 	env := []string{"FERRY_TOKEN=" + tok, "FERRY_FINGERPRINT=" + srv.fp, "FERRY_IDLE_TIMEOUT=2s"}
-	admin := readAdminToken(t, data)
+	admin := readAdminToken(t, datas[0])
 	acks := newAckLog(t, filepath.Join(tmp, "acks.log"))
 
 	// The workload: four pushers, one puller.
@@ -142,25 +178,42 @@ func crashLoop(t *testing.T, iters int, extra *serveExtra) {
 			st.clientKills += l.killClient(rng)
 		}
 		time.Sleep(delay)
-		srv.kill()
+		// One server dies, or (in a cluster, a third of the time) all.
+		victims := []int{rng.IntN(n)}
+		if n > 1 && rng.IntN(3) == 0 {
+			victims = victims[:0]
+			for i := range n {
+				victims = append(victims, i)
+			}
+		}
+		for _, v := range victims {
+			srvs[v].kill()
+		}
 		if gcCmd != nil {
 			gcCmd.Wait()
 		}
 		if rng.IntN(5) == 0 {
 			// A crash on top of a crash: killed while it recovers.
-			srv = serveAt(addr)
+			v := victims[0]
+			srvs[v] = serveAt(v, addrs[v])
 			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
-			srv.kill()
+			srvs[v].kill()
 			st.recoveryKills++
 		}
-		srv = serveAt(addr)
+		for _, v := range victims {
+			srvs[v] = serveAt(v, addrs[v])
+		}
+		srv = srvs[0]
 		st.iterations++
 		l.verifyAcked(t, addr, srv.fp, admin)
 	}
 	stop()
 	workers.Wait()
-	srv.kill()
-	srv = serveAt(addr)
+	for i := range srvs {
+		srvs[i].kill()
+		srvs[i] = serveAt(i, addrs[i])
+	}
+	srv = srvs[0]
 	l.verifyAcked(t, addr, srv.fp, admin)
 	// Every device's rerun completes, whatever the loop left it in (a
 	// killed push, a merge to finish), and is acknowledged. --force: a
@@ -204,8 +257,10 @@ func crashLoop(t *testing.T, iters int, extra *serveExtra) {
 	}
 	// No leftover temporary files under final names anywhere, and the
 	// data directory holds none of atomicfile's temporaries.
-	if temps, _ := filepath.Glob(filepath.Join(data, ".ferry-tmp-*")); len(temps) > 0 {
-		t.Errorf("stray temporary files in the data directory: %v", temps)
+	for _, data := range datas {
+		if temps, _ := filepath.Glob(filepath.Join(data, ".ferry-tmp-*")); len(temps) > 0 {
+			t.Errorf("stray temporary files in the data directory: %v", temps)
+		}
 	}
 	st.acked = acks.count()
 	st.unknown = int(l.unknown.Load())

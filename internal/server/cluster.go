@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/ferry-sync/ferry/cas"
@@ -86,6 +87,15 @@ func loadCert(cfg Config, db *cas.DB) (tls.Certificate, string, error) {
 	case db.Shared():
 		var v []byte
 		v, _, err = shared(db, "cert", func() ([]byte, error) {
+			// A server migrated into the cluster brings its own pair, so
+			// that its clients' pins hold.
+			c, cerr := os.ReadFile(filepath.Join(cfg.Data, "cert.pem"))
+			k, kerr := os.ReadFile(filepath.Join(cfg.Data, "key.pem"))
+			if cerr == nil && kerr == nil {
+				if _, err := tls.X509KeyPair(c, k); err == nil {
+					return json.Marshal(certPair{Cert: c, Key: k})
+				}
+			}
 			c, k, err := transport.NewCertPEM()
 			if err != nil {
 				return nil, err
@@ -113,6 +123,12 @@ func loadCert(cfg Config, db *cas.DB) (tls.Certificate, string, error) {
 func ensureClusterAdminToken(db *cas.DB, tokens *transport.Tokens, path string) (bool, error) {
 	var made string
 	v, isNew, err := shared(db, "admin-token", func() ([]byte, error) {
+		// A server migrated into the cluster brings its admin token.
+		if b, err := os.ReadFile(path); err == nil {
+			if _, err := tokens.Lookup(strings.TrimSpace(string(b))); err == nil {
+				return []byte(strings.TrimSpace(string(b))), nil
+			}
+		}
 		tok, info, err := tokens.Create(transport.AllNamespaces, transport.PermAdmin, "cluster admin")
 		made = info.ID
 		return []byte(tok), err

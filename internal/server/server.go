@@ -78,7 +78,7 @@ func openPacks(ctx context.Context, raw string) (*s3store.Store, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := ps.Check(cctx); err != nil {
+	if err := ps.Ensure(cctx); err != nil {
 		return nil, err
 	}
 	return ps, nil
