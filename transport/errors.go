@@ -126,7 +126,7 @@ func toWire(err error) *WireError {
 		w.Code = codeAuth
 	case errors.Is(err, ErrPermission):
 		w.Code = codePerm
-	case errors.Is(err, cas.ErrFailed), errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, cas.ErrClusterStale), errors.Is(err, cas.ErrMetaUnavailable):
+	case errors.Is(err, cas.ErrFailed), errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, cas.ErrClusterStale), errors.Is(err, cas.ErrMetaUnavailable), errors.Is(err, cas.ErrGCBusy):
 		w.Code = codeUnavailable
 	case errors.Is(err, ErrProtocol):
 		w.Code = codeProtocol

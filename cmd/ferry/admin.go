@@ -98,7 +98,7 @@ Credentials come from the AWS_* and PG* variables, ~/.aws, or the URLs.`,
 			toLocal, _ := c.Flags().GetBool("to-local")
 			switch {
 			case r.Data == "":
-				return usageError{fmt.Errorf("admin migrate: --data DIR is required")}
+				return usageError{fmt.Errorf("admin migrate: --data DIR (or --from DIR) is required")}
 			case toLocal && (toPacks != "" || toMeta != ""):
 				return usageError{fmt.Errorf("admin migrate: --to-local goes with --packs and --meta (where things are now), not --to-store or --to-meta")}
 			case !toLocal && toPacks == "" && toMeta == "":
@@ -163,6 +163,7 @@ Credentials come from the AWS_* and PG* variables, ~/.aws, or the URLs.`,
 			})
 		},
 	}
+	migrate.Flags().StringVar(&r.Data, "from", "", "the same as --data (the stopped server's data directory)")
 	migrate.Flags().StringVar(&toPacks, "to-store", "", "the S3 bucket to move the packs into: s3://BUCKET/PREFIX?endpoint=URL")
 	migrate.Flags().StringVar(&toPacks, "to-packs", "", "the same as --to-store")
 	migrate.Flags().StringVar(&toMeta, "to-meta", "", "the PostgreSQL database to copy the records into (it must hold no store)")

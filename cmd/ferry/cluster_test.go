@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -178,7 +180,7 @@ func TestAdminMigrateToCluster(t *testing.T) {
 	}
 	fp := srv.fp
 	srv.kill()
-	out, err := ferryRun(t, nil, "--json", "admin", "migrate", "--data", data, "--to-store", store, "--to-meta", dsn)
+	out, err := ferryRun(t, nil, "--json", "admin", "migrate", "--from", data, "--to-store", store, "--to-meta", dsn)
 	if err != nil {
 		t.Fatalf("migrate out: %v\n%s", err, out)
 	}
@@ -289,5 +291,83 @@ func TestClusterDatabaseRestart(t *testing.T) {
 	}
 	if o, err := ferryRun(t, nil, "check", "--read-data", b); err != nil {
 		t.Fatalf("check: %v\n%s", err, o)
+	}
+}
+
+// TestClusterCacheDiskFull: a member whose data directory (its pack
+// cache) is on a full 64 MiB ext4 filesystem keeps serving reads, from
+// the bucket (a cache fill that meets ENOSPC reads through), and refuses
+// uploads with "server storage is full" rather than failing; the other
+// member takes them meanwhile.
+func TestClusterCacheDiskFull(t *testing.T) {
+	tmp := t.TempDir()
+	pg := pgtest.Start(t)
+	s3 := s3test.Start(t, "packs")
+	args := []string{"--store", "s3://packs/full?endpoint=" + s3.Endpoint + "&region=" + s3test.Region, "--meta", pg.NewDB(t)}
+	a := startServeArgs(t, filepath.Join(tmp, "data-a"), "127.0.0.1:0", s3.Env(), args...)
+	mnt := smallFS(t, 64<<20)
+	b := startServeArgs(t, filepath.Join(mnt, "data"), "127.0.0.1:0", s3.Env(), append(args, "--pack-cache", "1GiB", "--min-free", "8MiB", "--ballast", "0")...)
+	env := []string{"FERRY_TOKEN=" + a.token("team", "write"), "FERRY_FINGERPRINT=" + a.fp}
+	src := filepath.Join(tmp, "src")
+	if out, err := ferryRun(t, env, "init", src, "--remote", a.url("team"), "--root", "r"); err != nil {
+		t.Fatal(out)
+	}
+	big := randomFile(t, filepath.Join(src, "big.bin"), 24<<20)
+	if out, err := ferryRun(t, nil, "push", src); err != nil {
+		t.Fatal(out)
+	}
+	// Fill B's disk to the last block.
+	filler, err := os.Create(filepath.Join(mnt, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	for {
+		if _, err := filler.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	filler.Close()
+	for _, n := range []int{64 << 10, 4 << 10} { // and the last partial blocks
+		for {
+			f, _ := os.OpenFile(filepath.Join(mnt, "filler"), os.O_WRONLY|os.O_APPEND, 0)
+			_, err := f.Write(chunk[:n])
+			f.Close()
+			if err != nil {
+				break
+			}
+		}
+	}
+	dst := filepath.Join(tmp, "dst")
+	if out, err := ferryRun(t, env, "init", dst, "--remote", b.url("team"), "--root", "r"); err != nil {
+		t.Fatalf("init through the full member: %v\n%s", err, out)
+	}
+	if out, err := ferryRun(t, nil, "pull", dst); err != nil {
+		t.Fatalf("pull through the member with a full disk: %v\n%s\nserver:\n%s", err, out, b.logs)
+	}
+	if got, err := os.ReadFile(filepath.Join(dst, "big.bin")); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("big.bin through the full member is not what was pushed (%v)", err)
+	}
+	if cached, _ := filepath.Glob(filepath.Join(mnt, "data", "store", "packs", "*.pack")); len(cached) > 0 {
+		t.Fatalf("packs were cached on a full disk (%v): the reads did not go to the bucket", cached)
+	}
+	randomFile(t, filepath.Join(dst, "new.bin"), 2<<20)
+	out, err := ferryRun(t, nil, "push", dst)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFull || !strings.Contains(out, "server storage is full") {
+		t.Fatalf("push through the full member: %v (want exit %d)\n%s", err, exitFull, out)
+	}
+	// The other member takes the push; the full one still serves it.
+	if out, err := ferryRun(t, nil, "config", dst, "set", "remote", a.url("team")); err != nil {
+		t.Fatalf("config set remote: %v\n%s", err, out)
+	}
+	if out, err := ferryRun(t, nil, "push", dst); err != nil {
+		t.Fatalf("push through the other member: %v\n%s", err, out)
+	}
+	if out, err := ferryRun(t, []string{"FERRY_TOKEN=" + readAdminToken(t, b.data), "FERRY_FINGERPRINT=" + b.fp}, "check", "--read-data", "--remote", "quic://"+b.addr); err != nil {
+		t.Fatalf("check through the full member: %v\n%s", err, out)
 	}
 }

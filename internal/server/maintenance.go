@@ -92,7 +92,13 @@ func (m *maintenance) schedule(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		if _, err := m.GC(ctx, transport.MaintenanceRequest{Grace: -1}); err != nil && ctx.Err() == nil {
+		_, err := m.GC(ctx, transport.MaintenanceRequest{Grace: -1})
+		switch {
+		case err == nil, ctx.Err() != nil:
+		case errors.Is(err, cas.ErrGCBusy):
+			// In a cluster every member's schedule runs; one collects.
+			m.log.Info("scheduled gc skipped: another server of the cluster is collecting", "err", err)
+		default:
 			m.log.Error("scheduled gc failed", "err", err)
 		}
 	}
