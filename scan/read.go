@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,46 +137,42 @@ func (s *scanner) readOnce(sp *chunk.Splitter, job *fileJob) (cas.Ref, state.Sta
 		uerr   atomic.Pointer[error]
 		read   int64
 	)
-	sp.Reset(f)
-	for {
-		if err := s.ctx.Err(); err != nil {
-			wg.Wait()
-			return cas.Ref{}, state.Stat{}, err
-		}
-		var buf []byte
+	getBuf := func() ([]byte, error) {
 		select {
-		case buf = <-s.bufs:
+		case buf := <-s.bufs:
+			if buf == nil {
+				buf = make([]byte, 0, s.opts.Params.Max)
+			}
+			return buf, nil
 		case <-s.ctx.Done():
-			wg.Wait()
-			return cas.Ref{}, state.Stat{}, s.ctx.Err()
+			return nil, s.ctx.Err()
 		}
-		if buf == nil {
-			buf = make([]byte, 0, s.opts.Params.Max)
-		}
-		c, err := sp.Cut(buf)
-		if err == io.EOF {
-			s.bufs <- buf
-			break
-		}
-		if err != nil {
-			s.bufs <- buf
-			wg.Wait()
-			return cas.Ref{}, state.Stat{}, err
-		}
-		read += int64(len(c.Data))
-		s.progress(Event{BytesRead: int64(len(c.Data))})
-		cr := &index.ChunkRef{Len: uint32(len(c.Data))}
+	}
+	// send hands one chunk (data, in buf) to the hashers and uploaders.
+	send := func(data, buf []byte) error {
+		read += int64(len(data))
+		s.progress(Event{BytesRead: int64(len(data))})
+		cr := &index.ChunkRef{Len: uint32(len(data))}
 		chunks = append(chunks, cr)
 		wg.Add(1)
-		job := chunkJob{ref: &cr.Ref, data: c.Data, buf: buf, wg: &wg, errp: &uerr}
+		job := chunkJob{ref: &cr.Ref, data: data, buf: buf, wg: &wg, errp: &uerr}
 		select {
 		case s.chunks <- job:
+			return nil
 		case <-s.ctx.Done():
 			s.bufs <- buf
 			wg.Done()
-			wg.Wait()
-			return cas.Ref{}, state.Stat{}, s.ctx.Err()
+			return s.ctx.Err()
 		}
+	}
+	if w := s.cutWorkers(); before.Size >= parallelCutMin && w > 1 {
+		err = s.cutParallel(f, before.Size, w, getBuf, send)
+	} else {
+		err = s.cutSequential(sp, f, getBuf, send)
+	}
+	if err != nil {
+		wg.Wait()
+		return cas.Ref{}, state.Stat{}, err
 	}
 	wg.Wait()
 	if p := uerr.Load(); p != nil {
@@ -277,4 +274,67 @@ func (s *scanner) putChunk(job chunkJob) error {
 	atomic.AddInt64(&s.res.BytesSent, int64(len(job.data)))
 	s.progress(Event{ChunksSent: 1, BytesSent: int64(len(job.data))})
 	return nil
+}
+
+// cutWorkers is how many cores cut one large file (Options.CutWorkers).
+func (s *scanner) cutWorkers() int {
+	if s.opts.CutWorkers > 0 {
+		return s.opts.CutWorkers
+	}
+	if n := runtime.GOMAXPROCS(0); n >= 4 {
+		return n
+	}
+	return 1
+}
+
+// parallelCutMin is the size from which a file is cut on every core
+// (chunk.ParallelCuts): two of its segments.
+const parallelCutMin = 64 << 20
+
+// cutSequential cuts f as it reads it, on this goroutine.
+func (s *scanner) cutSequential(sp *chunk.Splitter, f *os.File, getBuf func() ([]byte, error), send func(data, buf []byte) error) error {
+	sp.Reset(f)
+	for {
+		if err := s.ctx.Err(); err != nil {
+			return err
+		}
+		buf, err := getBuf()
+		if err != nil {
+			return err
+		}
+		c, err := sp.Cut(buf)
+		if err == io.EOF {
+			s.bufs <- buf
+			return nil
+		}
+		if err != nil {
+			s.bufs <- buf
+			return err
+		}
+		if err := send(c.Data, buf); err != nil {
+			return err
+		}
+	}
+}
+
+// cutParallel cuts a large file on every core, with the boundaries of the
+// sequential cut, then reads each chunk into its buffer (again: the page
+// cache has it) in order. A file that shrinks meanwhile ends short: it
+// changed, and is read again.
+func (s *scanner) cutParallel(f *os.File, size int64, workers int, getBuf func() ([]byte, error), send func(data, buf []byte) error) error {
+	return chunk.ParallelCuts(s.ctx, f, size, s.opts.Params, chunk.ParallelOptions{Workers: workers}, func(off, n int64) error {
+		buf, err := getBuf()
+		if err != nil {
+			return err
+		}
+		buf = buf[:n]
+		if _, err := f.ReadAt(buf, off); err != nil {
+			s.bufs <- buf[:0]
+			if errors.Is(err, io.EOF) {
+				return &changedError{}
+			}
+			return err
+		}
+		return send(buf, buf)
+	})
 }

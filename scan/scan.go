@@ -66,6 +66,14 @@ type Options struct {
 	// sub-second part (FAT, ext3 and their like).
 	Now        func() time.Time
 	RacyWindow time.Duration // default 100ms
+	// CutWorkers is how many cores cut one file of 64 MiB or more
+	// (chunk.ParallelCuts; the cut is the sequential one either way).
+	// 0 chooses: every core on a machine of 4 or more, else one. On 2
+	// cores the other stages (hash, compression, the transport, often a
+	// server on the same machine) already take the second core, and the
+	// parallel cut's extra work (its overlaps, the second read of each
+	// chunk) cost more than it saved: see docs/ARCHITECTURE.md.
+	CutWorkers int
 	// Hold, if set, names files a writer still has open: they keep their
 	// last scanned state (or stay out, if new) until they are closed.
 	Hold func(path string) bool

@@ -1,8 +1,10 @@
 package scan_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -175,5 +177,47 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil && !errors.Is(err, os.ErrExist) {
 		t.Fatal(err)
+	}
+}
+
+// TestLargeFileCutOnEveryCore: a file large enough to be cut on every core
+// (chunk.ParallelCuts) gets the file object of the sequential cut, so it
+// deduplicates against what any other device or an older ferry stored.
+func TestLargeFileCutOnEveryCore(t *testing.T) {
+	dir := t.TempDir()
+	data := make([]byte, 80<<20)
+	rand.NewChaCha8([32]byte{5}).Read(data)
+	clear(data[30<<20 : 36<<20]) // cut only at Max across the first seam
+	if err := os.WriteFile(filepath.Join(dir, "big.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var list []index.ChunkRef
+	err := chunk.Split(context.Background(), bytes.NewReader(data), chunk.Default(), func(c chunk.Chunk) error {
+		list = append(list, index.ChunkRef{Ref: cas.Ref(c.Sum), Len: uint32(len(c.Data))})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, _ := index.FileObjects(list)
+	res, err := scan.Scan(context.Background(), dir, openFolder(t, t.TempDir()).StatCache(), nil, scan.Options{Params: chunk.Default(), CutWorkers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := cas.Open(t.TempDir(), cas.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	dst, _ := db.Namespace("n")
+	if _, err := scan.Scan(context.Background(), dir, openFolder(t, t.TempDir()).StatCache(), dst, scan.Options{Params: chunk.Default(), CutWorkers: 3}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := index.LoadTree(context.Background(), dst, res.Root)
+	if err != nil || len(tr.Entries) != 1 {
+		t.Fatalf("tree: %v", err)
+	}
+	if got, want := tr.Entries[0].Ref, cas.Sum(top); got != want {
+		t.Fatalf("big.bin's file object is %s; the sequential cut's is %s", got.Short(), want.Short())
 	}
 }
