@@ -64,6 +64,10 @@ type Options struct {
 	// allowMoved opens a directory whose records were moved out (to
 	// migrate them back).
 	allowMoved bool
+	// keepPacks leaves the pack files as they are at open: a store whose
+	// records are being copied in (MigrateMetaIn) would otherwise take
+	// its packs for leftovers with no record, and remove them.
+	keepPacks bool
 }
 
 func (o *Options) applyDefaults() {
@@ -256,6 +260,9 @@ func (db *DB) init() error {
 		for _, p := range leftovers {
 			os.Remove(p)
 		}
+	}
+	if db.opts.keepPacks {
+		return db.loadDamaged()
 	}
 	sizes, err := db.st.packSizes(filepath.Join(db.dir, "packs"))
 	if err != nil {

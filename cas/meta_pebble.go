@@ -54,6 +54,11 @@ func (m *pebbleMeta) GetMany(ctx context.Context, keys [][]byte) ([][]byte, erro
 }
 
 func (m *pebbleMeta) Iter(_ context.Context, lower, upper []byte) (MetaIter, error) {
+	if len(lower) == 0 {
+		// From the first key. Pebble wants nil for that: its invariant
+		// checks (on under -race) read a bound's first byte.
+		lower = nil
+	}
 	it, err := m.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return nil, pebbleErr(err)

@@ -78,7 +78,7 @@ func MigrateMetaIn(ctx context.Context, dir string, src Meta) (MigrateStats, err
 			return st, err
 		}
 	}
-	db, err := Open(dir, Options{Create: true, MetadataOnly: true})
+	db, err := Open(dir, Options{Create: true, MetadataOnly: true, keepPacks: true})
 	if err != nil {
 		return st, err
 	}

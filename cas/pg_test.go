@@ -145,3 +145,103 @@ func TestPGTwoServersOneHead(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateMeta: a store's records move into PostgreSQL and back. After
+// the move out the directory alone is refused (ErrRecordsElsewhere), the
+// database serves every blob, head and usage, and the move back gives a
+// directory that serves them alone again.
+func TestMigrateMeta(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Start(t)
+	dir := t.TempDir()
+	db, err := cas.Open(dir, cas.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := ns(t, db, "a")
+	var refs []cas.Ref
+	for i := range 20 {
+		b := random(uint64(i+1), 10<<10+i*7000)
+		refs = append(refs, cas.Sum(b))
+		if err := n.Put(ctx, refs[i], b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.SwapHead(ctx, "r", cas.Ref{}, refs[3]); err != nil {
+		t.Fatal(err)
+	}
+	used, _, err := n.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	dsn := pg.NewDB(t)
+	m, err := pgmeta.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := cas.MigrateMetaOut(ctx, dir, m)
+	m.Close()
+	if err != nil || st.Records < 40 {
+		t.Fatalf("migrate out: %+v %v", st, err)
+	}
+	if _, err := cas.Open(dir, cas.Options{}); !errors.Is(err, cas.ErrRecordsElsewhere) {
+		t.Fatalf("the directory after its records moved: %v, want ErrRecordsElsewhere", err)
+	}
+	check := func(db *cas.DB) {
+		t.Helper()
+		n := ns(t, db, "a")
+		for i, r := range refs {
+			if b, err := n.Get(ctx, r); err != nil || cas.Sum(b) != r {
+				t.Fatalf("blob %d: %v", i, err)
+			}
+		}
+		if h, err := n.Head(ctx, "r"); err != nil || h != refs[3] {
+			t.Fatalf("head %s %v", h.Short(), err)
+		}
+		if u, _, err := n.Usage(ctx); err != nil || u != used {
+			t.Fatalf("usage %d %v, want %d", u, err, used)
+		}
+	}
+	// The packs stay in dir; the records are in the database.
+	moved := openPG(t, dir, dsn, nil, "")
+	check(moved)
+	moved.Close()
+
+	back := t.TempDir()
+	m, err = pgmeta.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err = cas.MigrateMetaIn(ctx, back, m)
+	m.Close()
+	if err != nil || st.Records < 40 {
+		t.Fatalf("migrate in: %+v %v", st, err)
+	}
+	// The records came back; the packs are still in dir, so serve them
+	// from there.
+	db, err = cas.Open(dir, cas.Options{})
+	if !errors.Is(err, cas.ErrRecordsElsewhere) {
+		t.Fatalf("dir: %v", err)
+	}
+	if _, err := cas.MigrateMetaIn(ctx, dir, mustOpenMeta(t, dsn)); err != nil {
+		t.Fatalf("migrate back into the directory that was moved out: %v", err)
+	}
+	db, err = cas.Open(dir, cas.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	check(db)
+}
+
+func mustOpenMeta(t *testing.T, dsn string) cas.Meta {
+	t.Helper()
+	m, err := pgmeta.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
