@@ -35,6 +35,11 @@ func (db *DB) packRecords() (map[uint64]int64, error) {
 
 // setPacksName records where the store's packs are.
 func (db *DB) setPacksName(name string) error {
+	return db.updateConfig(func(cfg *storeConfig) { cfg.Packs = name })
+}
+
+// updateConfig rewrites the store's config record with change applied.
+func (db *DB) updateConfig(change func(*storeConfig)) error {
 	v, err := db.meta.Get(context.Background(), keyConfig)
 	if err != nil {
 		return err
@@ -43,7 +48,7 @@ func (db *DB) setPacksName(name string) error {
 	if err := json.Unmarshal(v, &cfg); err != nil {
 		return fmt.Errorf("%w: store config: %v", ErrCorrupt, err)
 	}
-	cfg.Packs = name
+	change(&cfg)
 	b, _ := json.Marshal(cfg)
 	return db.meta.Commit(context.Background(), &MetaWrites{Keys: map[string][]byte{string(keyConfig): b}}, true)
 }

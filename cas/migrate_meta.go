@@ -3,7 +3,6 @@ package cas
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -148,8 +147,15 @@ func copyRecords(ctx context.Context, src, dst Meta) (MigrateStats, error) {
 
 // namespacesOf lists the namespaces that have ownerships in m.
 func namespacesOf(ctx context.Context, m Meta) ([]string, error) {
+	return namespacesUnder(ctx, m, 'o')
+}
+
+// namespacesUnder lists, in order, the namespaces of m's keys under
+// prefix p, which are keyed p ns \x00 ...: it skips from one namespace to
+// the next instead of reading every key.
+func namespacesUnder(ctx context.Context, m Meta, p byte) ([]string, error) {
 	var out []string
-	it, err := m.Iter(ctx, []byte{'o'}, []byte{'p'})
+	it, err := m.Iter(ctx, []byte{p}, []byte{p + 1})
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +167,7 @@ func namespacesOf(ctx context.Context, m Meta) ([]string, error) {
 			continue
 		}
 		out = append(out, string(k[1:i]))
-		ok = it.SeekGE(append(append([]byte{'o'}, k[1:i]...), 1))
+		ok = it.SeekGE(append(append([]byte{p}, k[1:i]...), 1))
 	}
 	return out, errors.Join(it.Error(), it.Close())
 }
@@ -217,15 +223,5 @@ func compareRecords(ctx context.Context, a, b Meta) error {
 // markMoved records in the local store's config that its records are in
 // a database now.
 func (db *DB) markMoved() error {
-	v, err := db.meta.Get(context.Background(), keyConfig)
-	if err != nil {
-		return err
-	}
-	var cfg storeConfig
-	if err := json.Unmarshal(v, &cfg); err != nil {
-		return fmt.Errorf("%w: store config: %v", ErrCorrupt, err)
-	}
-	cfg.Moved = true
-	b, _ := json.Marshal(cfg)
-	return db.meta.Commit(context.Background(), &MetaWrites{Keys: map[string][]byte{string(keyConfig): b}}, true)
+	return db.updateConfig(func(cfg *storeConfig) { cfg.Moved = true })
 }

@@ -1,7 +1,6 @@
 package cas
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -74,25 +73,13 @@ func (db *DB) Namespaces(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Heads and ownerships are keyed prefix ns \x00 ...: skip from one
-	// namespace to the next instead of reading every key.
 	for _, p := range []byte{'h', 'o'} {
-		it, err := db.meta.Iter(ctx, []byte{p}, []byte{p + 1})
+		names, err := namespacesUnder(ctx, db.meta, p)
 		if err != nil {
 			return nil, err
 		}
-		for it.First(); it.Valid(); {
-			k := it.Key()
-			i := bytes.IndexByte(k, 0)
-			if i < 0 {
-				it.Next()
-				continue
-			}
-			seen[string(k[1:i])] = true
-			it.SeekGE(append(append([]byte{p}, k[1:i]...), 1))
-		}
-		if err := errors.Join(it.Error(), it.Close()); err != nil {
-			return nil, err
+		for _, ns := range names {
+			seen[ns] = true
 		}
 	}
 	out := make([]string, 0, len(seen))

@@ -34,14 +34,7 @@ func startGCCluster(t *testing.T) *gcServer {
 	s3 := s3test.Start(t, "packs")
 	dsn := pg.NewDB(t)
 	clk := newClock()
-	type member struct {
-		db     *cas.DB
-		srv    *transport.Server
-		tokens *transport.Tokens
-		addr   string
-		fp     string
-	}
-	start := func(name string) member {
+	start := func(name string) served {
 		dir := filepath.Join(t.TempDir(), name)
 		m, err := pgmeta.Open(context.Background(), dsn)
 		if err != nil {
@@ -55,29 +48,7 @@ func startGCCluster(t *testing.T) *gcServer {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tokens, err := transport.NewTokens(db, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, fp, err := transport.LoadOrCreateCert(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := transport.Listen("127.0.0.1:0", cert, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := transport.NewServer(db, tokens, transport.ServerOptions{Version: "test", Now: clk.Now})
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { srv.Serve(ctx, ln); close(done) }()
-		t.Cleanup(func() {
-			cancel()
-			ln.Close()
-			<-done
-			db.Close()
-		})
-		return member{db: db, srv: srv, tokens: tokens, addr: ln.Addr().String(), fp: fp}
+		return serveStore(t, dir, db, clk)
 	}
 	a, b := start("a"), start("b")
 	tok, _, err := b.tokens.Create("team", transport.PermWrite, "")

@@ -51,6 +51,28 @@ func startGCServer(t *testing.T) *gcServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := serveStore(t, dir, db, clk)
+	tok, _, err := m.tokens.Create("team", transport.PermWrite, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &gcServer{t: t, db: db, srv: m.srv, url: "quic://" + m.addr + "/team",
+		creds: Credentials{Token: tok, Fingerprint: m.fp}, clock: clk}
+}
+
+// served is a store served over QUIC on 127.0.0.1 by this process.
+type served struct {
+	db     *cas.DB
+	srv    *transport.Server
+	tokens *transport.Tokens
+	addr   string
+	fp     string
+}
+
+// serveStore serves db (its certificate in dir) until the test ends, then
+// closes it.
+func serveStore(t *testing.T, dir string, db *cas.DB, clk *clock) served {
+	t.Helper()
 	tokens, err := transport.NewTokens(db, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -67,18 +89,13 @@ func startGCServer(t *testing.T) *gcServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx, ln); close(done) }()
-	tok, _, err := tokens.Create("team", transport.PermWrite, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
 		cancel()
 		ln.Close()
 		<-done
 		db.Close()
 	})
-	return &gcServer{t: t, db: db, srv: srv, url: "quic://" + ln.Addr().String() + "/team",
-		creds: Credentials{Token: tok, Fingerprint: fp}, clock: clk}
+	return served{db: db, srv: srv, tokens: tokens, addr: ln.Addr().String(), fp: fp}
 }
 
 func (g *gcServer) folder(name, root string) string {
