@@ -74,6 +74,8 @@ type ferryPeer struct {
 	folder      string // the folder of the current run (src with .ferry)
 	token       string
 	ns          string
+	// flags go before every push and pull (e.g. --streams 4).
+	flags []string
 }
 
 // NewFerryPeer starts a server in work.
@@ -124,7 +126,7 @@ func (p *ferryPeer) Send(ctx context.Context, src string) (Measure, int64, error
 		}
 		p.folder = src
 	}
-	m, err := p.net.exec(ctx, nil, p.ferry, "--json", "push", src)
+	m, err := p.net.exec(ctx, nil, p.ferry, append(append([]string{"--json"}, p.flags...), "push", src)...)
 	if err != nil {
 		return m, 0, err
 	}
@@ -139,7 +141,7 @@ func (p *ferryPeer) Receive(ctx context.Context, dst string) (Measure, error) {
 	if _, err := p.net.exec(ctx, p.env(), p.ferry, "init", dst, "--remote", p.srv.URL(p.ns), "--root", "bench"); err != nil {
 		return Measure{}, err
 	}
-	return p.net.exec(ctx, nil, p.ferry, "pull", dst)
+	return p.net.exec(ctx, nil, p.ferry, append(append([]string(nil), p.flags...), "pull", dst)...)
 }
 
 func (p *ferryPeer) Close() error { return p.srv.Stop() }

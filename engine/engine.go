@@ -97,6 +97,9 @@ type Credentials struct {
 	IdleTimeout time.Duration
 	// Streams is how many upload streams run in parallel (default 8).
 	Streams int
+	// Connections is how many QUIC connections carry them (default 1;
+	// see transport.ClientOptions).
+	Connections int
 	// LimitUpload and LimitDownload bound the bytes a second sent to and
 	// received from a server, across all streams (0: no limit).
 	LimitUpload, LimitDownload int64
@@ -126,7 +129,7 @@ func OpenRemote(ctx context.Context, url, namespace string, o RemoteOptions) (Re
 			return nil, err
 		}
 		c, err := transport.Dial(ctx, addr, ns, transport.ClientOptions{
-			Token: o.Token, Fingerprint: o.Fingerprint, FirstUse: o.FirstUse, IdleTimeout: o.IdleTimeout, Streams: o.Streams,
+			Token: o.Token, Fingerprint: o.Fingerprint, FirstUse: o.FirstUse, IdleTimeout: o.IdleTimeout, Streams: o.Streams, Connections: o.Connections,
 			LimitUpload: transport.NewLimiter(o.LimitUpload), LimitDownload: transport.NewLimiter(o.LimitDownload),
 			Device: o.Device, Version: "ferry", Logger: o.Logger, Avoid: o.Avoid,
 		})

@@ -29,6 +29,12 @@ type ClientOptions struct {
 	FirstUse func(fingerprint string) error
 	// Streams is how many put streams run in parallel (default 8).
 	Streams int
+	// Connections is how many QUIC connections carry the put and get
+	// streams (default 1). Each has its own congestion controller, and
+	// quic-go's is loss-based: on a long lossy link one connection holds
+	// a few Mbit/s however many streams share it, and N connections
+	// together get about N times that (bench/results/wan.md).
+	Connections int
 	// Device and Version describe the client to the server's admins.
 	Device, Version string
 	// QueueBytes bounds the bytes waiting to be sent (default 32 MiB);
@@ -59,13 +65,17 @@ type ClientOptions struct {
 // implements cas.Store and cas.Heads, so the engine syncs with a server
 // exactly as with a local store. It is safe for concurrent use.
 type Client struct {
-	conn   *quic.Conn
-	opts   ClientOptions
-	ns     string
-	perm   Perm
-	params chunk.Params
-	server string
-	addr   string
+	conn *quic.Conn
+	// lanes are the connections bulk streams go on: conn first, then
+	// the Connections-1 more, each authenticated on its own.
+	lanes    []*quic.Conn
+	laneNext atomic.Uint32
+	opts     ClientOptions
+	ns       string
+	perm     Perm
+	params   chunk.Params
+	server   string
+	addr     string
 
 	// Has batching: callers queue, one request at a time takes the queue.
 	hasMu      sync.Mutex
@@ -97,6 +107,9 @@ var (
 func (opts ClientOptions) withDefaults() (ClientOptions, error) {
 	if opts.Streams <= 0 {
 		opts.Streams = 8
+	}
+	if opts.Connections <= 0 {
+		opts.Connections = 1
 	}
 	if opts.QueueBytes <= 0 {
 		opts.QueueBytes = 32 << 20
@@ -135,21 +148,42 @@ func (opts ClientOptions) quicConfig() *quic.Config {
 	return qc
 }
 
-// newClient says hello on conn and starts the upload machinery; on error
-// the connection is closed.
-func newClient(ctx context.Context, conn *quic.Conn, namespace string, opts ClientOptions) (*Client, error) {
-	c := &Client{conn: conn, opts: opts, closing: make(chan struct{}), upRefs: map[cas.Ref]int{}, flushCh: make(chan struct{})}
+// newClient says hello on every connection (the first is the control
+// connection, all carry bulk streams) and starts the upload machinery; on
+// error the connections are closed.
+func newClient(ctx context.Context, conns []*quic.Conn, namespace string, opts ClientOptions) (*Client, error) {
+	c := &Client{conn: conns[0], lanes: conns, opts: opts, closing: make(chan struct{}), upRefs: map[cas.Ref]int{}, flushCh: make(chan struct{})}
 	c.upCond = sync.NewCond(&c.upMu)
-	if err := c.hello(ctx, namespace); err != nil {
-		conn.CloseWithError(closeOK, "")
+	fail := func(err error) (*Client, error) {
+		for _, conn := range conns {
+			conn.CloseWithError(closeOK, "")
+		}
 		return nil, err
+	}
+	reply, err := c.hello(ctx, c.conn, namespace)
+	if err != nil {
+		return fail(err)
+	}
+	c.ns, c.perm, c.server = reply.Namespace, Perm(reply.Perm), reply.Server
+	if len(reply.Params) > 0 {
+		if err := json.Unmarshal(reply.Params, &c.params); err != nil {
+			return fail(fmt.Errorf("%w: chunk params: %v", ErrProtocol, err))
+		}
+		if err := c.params.Validate(); err != nil {
+			return fail(fmt.Errorf("server chunk params: %w", err))
+		}
+	}
+	for i, lane := range conns[1:] {
+		if _, err := c.hello(ctx, lane, namespace); err != nil {
+			return fail(fmt.Errorf("connection %d of %d: %w", i+2, len(conns), err))
+		}
 	}
 	c.checkQ = make(chan *upItem, 1024)
 	c.sendQ = make(chan *upItem, 256)
 	c.budget = make(chan struct{}, opts.QueueBytes/budgetUnit)
-	for range opts.Streams {
+	for i := range opts.Streams {
 		c.senders.Add(1)
-		go c.sender()
+		go c.sender(conns[i%len(conns)])
 	}
 	for range 2 {
 		c.senders.Add(1)
@@ -158,41 +192,44 @@ func newClient(ctx context.Context, conn *quic.Conn, namespace string, opts Clie
 	return c, nil
 }
 
-func (c *Client) hello(ctx context.Context, namespace string) error {
-	st, err := c.conn.OpenStreamSync(ctx)
+func (c *Client) hello(ctx context.Context, conn *quic.Conn, namespace string) (HelloReply, error) {
+	var reply HelloReply
+	st, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		return err
+		return reply, err
 	}
 	defer st.CancelRead(0)
 	w := append([]byte{kindHello}, nil...)
 	if _, err := st.Write(w); err != nil {
-		return err
+		return reply, err
 	}
 	if err := writeMessage(st, Hello{Proto: ProtoVersion, Token: c.opts.Token, Namespace: namespace, Device: c.opts.Device, Client: c.opts.Version}); err != nil {
-		return err
+		return reply, err
 	}
 	st.Close()
-	var reply HelloReply
 	if err := readMessage(st, &reply); err != nil {
-		return fmt.Errorf("hello: %w", c.connErr(err))
+		return reply, fmt.Errorf("hello: %w", c.connErr(err))
 	}
 	if reply.Err != nil {
-		return fromWire(reply.Err, "", cas.Ref{})
+		return reply, fromWire(reply.Err, "", cas.Ref{})
 	}
-	c.ns, c.perm, c.server = reply.Namespace, Perm(reply.Perm), reply.Server
-	if len(reply.Params) > 0 {
-		if err := json.Unmarshal(reply.Params, &c.params); err != nil {
-			return fmt.Errorf("%w: chunk params: %v", ErrProtocol, err)
-		}
-		if err := c.params.Validate(); err != nil {
-			return fmt.Errorf("server chunk params: %w", err)
-		}
-	}
-	return nil
+	return reply, nil
+}
+
+// lane is the connection the next get stream goes on.
+func (c *Client) lane() *quic.Conn {
+	return c.lanes[int(c.laneNext.Add(1))%len(c.lanes)]
 }
 
 // Alive reports whether the connection is still up.
-func (c *Client) Alive() bool { return c.conn.Context().Err() == nil }
+func (c *Client) Alive() bool {
+	for _, conn := range c.lanes {
+		if conn.Context().Err() != nil {
+			return false
+		}
+	}
+	return true
+}
 
 // Params are the namespace's chunk params.
 func (c *Client) Params() chunk.Params { return c.params }
@@ -208,7 +245,9 @@ func (c *Client) Close() error {
 	err := c.Flush(context.Background())
 	close(c.closing)
 	c.senders.Wait()
-	c.conn.CloseWithError(closeOK, "")
+	for _, conn := range c.lanes {
+		conn.CloseWithError(closeOK, "")
+	}
 	return err
 }
 
@@ -510,13 +549,13 @@ const frameRate = 32 << 10
 // readFrame reads one frame of a download with deadlines: FrameIdle for
 // its header, and then time for its length at frameRate, so a server
 // that sends a byte now and then is cut off.
-func (c *Client) readFrame(st *quic.Stream, buf []byte) (FrameHeader, []byte, error) {
+func (c *Client) readFrame(conn *quic.Conn, st *quic.Stream, buf []byte) (FrameHeader, []byte, error) {
 	_ = st.SetReadDeadline(time.Now().Add(c.opts.FrameIdle))
 	h, err := readFrameHeader(st)
 	switch {
 	case err == io.EOF:
 		return h, nil, err
-	case isTimeout(err) && c.conn.Context().Err() == nil:
+	case isTimeout(err) && conn.Context().Err() == nil:
 		return h, nil, fmt.Errorf("%w: the server sent no blob within %v", ErrUnavailable, c.opts.FrameIdle)
 	case err != nil && !errors.Is(err, ErrProtocol):
 		// A header that does not parse (too large, unknown flags) is the
@@ -529,10 +568,10 @@ func (c *Client) readFrame(st *quic.Stream, buf []byte) (FrameHeader, []byte, er
 	_ = st.SetReadDeadline(time.Now().Add(d))
 	var r io.Reader = st
 	if c.opts.LimitDownload != nil {
-		r = &pacedReader{ctx: c.conn.Context(), r: st, l: c.opts.LimitDownload}
+		r = &pacedReader{ctx: conn.Context(), r: st, l: c.opts.LimitDownload}
 	}
 	buf, err = readFramePayload(r, h, buf)
-	if isTimeout(err) && c.conn.Context().Err() == nil {
+	if isTimeout(err) && conn.Context().Err() == nil {
 		return h, nil, fmt.Errorf("%w: the server did not send blob %s (%d bytes) within %v", ErrUnavailable, h.Ref.Short(), h.StoredLen, d.Round(time.Second))
 	}
 	return h, buf, err
@@ -584,7 +623,8 @@ func (c *Client) GetMany(ctx context.Context, refs []cas.Ref, fn func(cas.Ref, [
 		}
 		refs = refs[MaxRefs:]
 	}
-	st, err := c.conn.OpenStreamSync(ctx)
+	conn := c.lane()
+	st, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		return c.connErr(err)
 	}
@@ -600,7 +640,7 @@ func (c *Client) GetMany(ctx context.Context, refs []cas.Ref, fn func(cas.Ref, [
 	st.Close()
 	var buf, raw []byte
 	for _, want := range refs {
-		h, payload, err := c.readFrame(st, buf)
+		h, payload, err := c.readFrame(conn, st, buf)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

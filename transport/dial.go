@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/errgroup"
 )
 
 // ParseURL splits quic://HOST:PORT/NAMESPACE. The port defaults to 7443;
@@ -139,7 +140,16 @@ func dialOne(ctx context.Context, addr, namespace string, opts ClientOptions) (*
 		}
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	c, err := newClient(ctx, conn, namespace, opts)
+	conns := []*quic.Conn{conn}
+	if opts.Connections > 1 {
+		more, err := dialLanes(ctx, addr, conn, opts)
+		if err != nil {
+			conn.CloseWithError(closeOK, "")
+			return nil, fmt.Errorf("dial %s: %w", addr, err)
+		}
+		conns = append(conns, more...)
+	}
+	c, err := newClient(ctx, conns, namespace, opts)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
@@ -150,3 +160,32 @@ func dialOne(ctx context.Context, addr, namespace string, opts ClientOptions) (*
 // Addr is the address of the server the client is connected to (one of
 // a cluster's, when Dial was given several).
 func (c *Client) Addr() string { return c.addr }
+
+// dialLanes makes a client's Connections-1 further connections, at once,
+// pinned to the certificate the first one saw (which a first use may have
+// just accepted).
+func dialLanes(ctx context.Context, addr string, first *quic.Conn, opts ClientOptions) ([]*quic.Conn, error) {
+	certs := first.ConnectionState().TLS.PeerCertificates
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("%w: no server certificate", ErrProtocol)
+	}
+	fp := Fingerprint(certs[0].Raw)
+	conns := make([]*quic.Conn, opts.Connections-1)
+	var g errgroup.Group
+	for i := range conns {
+		g.Go(func() (err error) {
+			conns[i], err = quic.DialAddr(ctx, addr, clientTLS(fp, nil), opts.quicConfig())
+			return err
+		})
+	}
+	err := g.Wait()
+	if err != nil {
+		for _, c := range conns {
+			if c != nil {
+				c.CloseWithError(closeOK, "")
+			}
+		}
+		return nil, fmt.Errorf("more connections: %w", err)
+	}
+	return conns, nil
+}

@@ -64,7 +64,7 @@ func rawConn(t testing.TB, s *testServer, ns, token string) *quic.Conn {
 	}
 	t.Cleanup(func() { conn.CloseWithError(0, "") })
 	c := &Client{conn: conn, opts: ClientOptions{Token: token}}
-	if err := c.hello(ctx, ns); err != nil {
+	if _, err := c.hello(ctx, conn, ns); err != nil {
 		t.Fatal(err)
 	}
 	return conn
@@ -399,7 +399,7 @@ func dialFrom(ctx context.Context, s *testServer, local, ns, token string) (*Cli
 	if err != nil {
 		return nil, err
 	}
-	return newClient(ctx, conn, ns, opts)
+	return newClient(ctx, []*quic.Conn{conn}, ns, opts)
 }
 
 // TestHandshakeFlood: thousands of handshakes from 127.0.0.2, each from
@@ -503,7 +503,7 @@ func TestRevokedTokenNoResumption(t *testing.T) {
 			return nil, err
 		}
 		c := &Client{conn: conn, opts: ClientOptions{Token: tok}}
-		if err := c.hello(ctx, "a"); err != nil {
+		if _, err := c.hello(ctx, conn, "a"); err != nil {
 			conn.CloseWithError(0, "")
 			return nil, err
 		}

@@ -206,6 +206,7 @@ func (c *Client) Flush(ctx context.Context) error {
 
 // putStream is one open put stream and the items written to it.
 type putStream struct {
+	conn  *quic.Conn
 	st    *quic.Stream
 	items []*upItem
 	bytes int
@@ -214,7 +215,7 @@ type putStream struct {
 // sender owns one put stream at a time: it writes queued blobs into it
 // and closes it after streamBytes, or when the queue has been empty for
 // streamIdle, then waits for the server's acknowledgement.
-func (c *Client) sender() {
+func (c *Client) sender(conn *quic.Conn) {
 	defer c.senders.Done()
 	var ps *putStream
 	idle := time.NewTimer(time.Hour)
@@ -260,7 +261,7 @@ func (c *Client) sender() {
 		}
 		if ps == nil {
 			octx, cancel := context.WithTimeout(context.Background(), c.opts.RequestTimeout)
-			st, err := c.conn.OpenStreamSync(octx)
+			st, err := conn.OpenStreamSync(octx)
 			cancel()
 			if err == nil {
 				_, err = st.Write([]byte{kindPut})
@@ -269,15 +270,15 @@ func (c *Client) sender() {
 				c.finish([]*upItem{it}, fmt.Errorf("put: %w", c.connErr(err)))
 				continue
 			}
-			ps = &putStream{st: st}
+			ps = &putStream{conn: conn, st: st}
 		}
 		head = AppendFrameHeader(head[:0], FrameHeader{Ref: it.ref, Flags: it.flags, RawLen: uint32(it.rawLen), StoredLen: uint32(len(it.payload))})
 		// A server that stops reading is cut off as one that stops
 		// sending is (readFrame).
 		_ = ps.st.SetWriteDeadline(time.Now().Add(c.opts.FrameIdle + time.Duration(len(it.payload))*time.Second/time.Duration(slowest(c.opts.LimitUpload))))
-		err := pacedWrite(c.conn.Context(), ps.st, c.opts.LimitUpload, head)
+		err := pacedWrite(conn.Context(), ps.st, c.opts.LimitUpload, head)
 		if err == nil {
-			err = pacedWrite(c.conn.Context(), ps.st, c.opts.LimitUpload, it.payload)
+			err = pacedWrite(conn.Context(), ps.st, c.opts.LimitUpload, it.payload)
 		}
 		ps.items = append(ps.items, it)
 		if err != nil {
@@ -316,7 +317,7 @@ func (c *Client) closeStream(ps *putStream) {
 		err = fromWire(resp.Err, "", cas.Ref{})
 	}
 	switch {
-	case isTimeout(err) && c.conn.Context().Err() == nil:
+	case isTimeout(err) && ps.conn.Context().Err() == nil:
 		err = fmt.Errorf("put: %w: the server did not take or acknowledge an upload within %v", ErrUnavailable, c.opts.RequestTimeout)
 	case err != nil:
 		err = fmt.Errorf("put: %w", c.connErr(err))

@@ -39,26 +39,29 @@ func (s Shape) withDefaults() Shape {
 
 // Stats count what one direction did.
 type Stats struct {
-	In         int64 `json:"in"`
-	Delivered  int64 `json:"delivered"`
-	Lost       int64 `json:"lost"`        // Loss
-	QueueDrops int64 `json:"queue_drops"` // a full queue at the rate limit
-	TooBig     int64 `json:"too_big"`     // MaxPacket
-	Blackholed int64 `json:"blackholed"`
-	Duplicated int64 `json:"duplicated"`
-	Reordered  int64 `json:"reordered"`
-	Rebound    int64 `json:"rebound"`     // ports rewritten by the NAT
-	NATDrops   int64 `json:"nat_drops"`   // replies to a mapping the NAT forgot
-	NotIPv4    int64 `json:"not_ipv4"`    // dropped: the link is IPv4
-	WriteFails int64 `json:"write_fails"` // the other device refused it
+	In        int64 `json:"in"`
+	Delivered int64 `json:"delivered"`
+	// DeliveredBytes is the IP bytes of the delivered packets: what a
+	// throughput figure over the link counts.
+	DeliveredBytes int64 `json:"delivered_bytes"`
+	Lost           int64 `json:"lost"`        // Loss
+	QueueDrops     int64 `json:"queue_drops"` // a full queue at the rate limit
+	TooBig         int64 `json:"too_big"`     // MaxPacket
+	Blackholed     int64 `json:"blackholed"`
+	Duplicated     int64 `json:"duplicated"`
+	Reordered      int64 `json:"reordered"`
+	Rebound        int64 `json:"rebound"`     // ports rewritten by the NAT
+	NATDrops       int64 `json:"nat_drops"`   // replies to a mapping the NAT forgot
+	NotIPv4        int64 `json:"not_ipv4"`    // dropped: the link is IPv4
+	WriteFails     int64 `json:"write_fails"` // the other device refused it
 }
 
 type counters struct {
-	in, delivered, lost, queueDrops, tooBig, blackholed, duplicated, reordered, rebound, natDrops, notIPv4, writeFails atomic.Int64
+	in, delivered, deliveredBytes, lost, queueDrops, tooBig, blackholed, duplicated, reordered, rebound, natDrops, notIPv4, writeFails atomic.Int64
 }
 
 func (c *counters) stats() Stats {
-	return Stats{In: c.in.Load(), Delivered: c.delivered.Load(), Lost: c.lost.Load(), QueueDrops: c.queueDrops.Load(),
+	return Stats{In: c.in.Load(), Delivered: c.delivered.Load(), DeliveredBytes: c.deliveredBytes.Load(), Lost: c.lost.Load(), QueueDrops: c.queueDrops.Load(),
 		TooBig: c.tooBig.Load(), Blackholed: c.blackholed.Load(), Duplicated: c.duplicated.Load(), Reordered: c.reordered.Load(),
 		Rebound: c.rebound.Load(), NATDrops: c.natDrops.Load(), NotIPv4: c.notIPv4.Load(), WriteFails: c.writeFails.Load()}
 }
@@ -199,6 +202,7 @@ func (p *pipe) run(deliver func([]byte) error, done <-chan struct{}) {
 			}
 		}
 		if n > 0 {
+			p.c.deliveredBytes.Add(n)
 			p.fire(n)
 		}
 		t.Reset(next)

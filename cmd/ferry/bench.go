@@ -123,9 +123,10 @@ func newBench(g *globals) *cobra.Command {
 	c.AddCommand(compare)
 
 	var wcfg bench.WANConfig
+	var sweep string
 	wan := &cobra.Command{
 		Use:   "wan",
-		Short: "ferry vs rsync over an emulated WAN: two network namespaces, veth, tc netem (needs root)",
+		Short: "ferry vs rsync over an emulated WAN: an RTT x loss matrix on a user-space link between two network namespaces (needs root)",
 		Args:  args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			self, err := os.Executable()
@@ -133,6 +134,11 @@ func newBench(g *globals) *cobra.Command {
 				return err
 			}
 			wcfg.Ferry = self
+			if sweep != "" {
+				if wcfg.Sweep, err = bench.ParseWANSettings(sweep); err != nil {
+					return usageError{err}
+				}
+			}
 			if !g.quiet && !g.json {
 				wcfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
 			}
@@ -146,11 +152,13 @@ func newBench(g *globals) *cobra.Command {
 			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
 		},
 	}
-	wan.Flags().DurationVar(&wcfg.RTT, "rtt", 50*time.Millisecond, "round-trip time")
-	wan.Flags().Float64Var(&wcfg.Loss, "loss", 1, "packet loss, percent, on the data direction")
-	wan.Flags().StringVar(&wcfg.Rate, "rate", "100mbit", "link rate")
-	wan.Flags().Int64Var(&wcfg.Size, "size", 32<<20, "bytes pushed")
-	wan.Flags().IntVar(&wcfg.Runs, "runs", 3, "runs per figure")
+	wan.Flags().DurationSliceVar(&wcfg.RTTs, "rtt", nil, "round-trip times of the matrix (default 10ms,50ms,200ms)")
+	wan.Flags().Float64SliceVar(&wcfg.Losses, "loss", nil, "packet loss of the matrix, percent, each direction (default 0,1,5)")
+	wan.Flags().Int64Var(&wcfg.Rate, "rate", 100e6/8, "link rate, bytes per second each way")
+	wan.Flags().StringVar(&sweep, "sweep", "", "ferry settings tried on the random file, STREAMSxCONNECTIONS,... (default 1x1,4x1,8x1,16x1,16x8,16x16; ferry's default 8x4 is added)")
+	wan.Flags().Int64Var(&wcfg.Size, "size", 64<<20, "bytes of the random file")
+	wan.Flags().StringVar(&wcfg.Tree, "tree", "", `directory copied as the tree workload (default GOROOT/src; "-": none)`)
+	wan.Flags().DurationVar(&wcfg.Cap, "cap", 45*time.Second, "a transfer still running after this is stopped and its throughput taken from the link")
 	wan.Flags().StringVar(&wcfg.Work, "work", "", "scratch directory")
 	wan.Flags().StringVar(&cout, "out", "bench/results", "where to write wan.md and wan.json")
 	c.AddCommand(wan)
@@ -293,8 +301,8 @@ func newBenchAll(g *globals) *cobra.Command {
 		Use:   "all [--quick] [--out DIR]",
 		Short: "Every workload (compare, wan, scale, watch, gc), then DIR/latest.md with all the tables",
 		Long: `Run the whole comparison: ferry against rsync and restic on every corpus, the
-emulated WAN (skipped with a note where network namespaces or netem are
-missing), the scale curves, watch latency and collection. Each writes its own
+emulated WAN matrix (a note instead where network namespaces or /dev/net/tun
+are missing), the scale curves, watch latency and collection. Each writes its own
 NAME.md and NAME.json in DIR; latest.md gathers them. --quick uses small corpora
 and one run (under two minutes: what CI runs so the harness never rots), written to
 DIR/quick unless --out is given.`,
@@ -331,7 +339,8 @@ DIR/quick unless --out is given.`,
 			gcfg := bench.GCConfig{Ferry: self, Log: log}
 			if quick {
 				ccfg.Corpora, ccfg.Runs = bench.QuickCorpora(), 1
-				wcfg.Size, wcfg.Runs = 8<<20, 1
+				wcfg.RTTs, wcfg.Losses, wcfg.Sweep = []time.Duration{10 * time.Millisecond}, []float64{1}, []bench.WANSetting{bench.DefaultSetting}
+				wcfg.Size, wcfg.Tree, wcfg.Cap = 8<<20, "-", 20*time.Second
 				scfg.Files, scfg.Sizes, scfg.Runs = []int{1000, 10_000}, []int64{64 << 20}, 1
 				lcfg.Writes, lcfg.IdleFiles, lcfg.Idle = 20, 2000, 5*time.Second
 				gcfg.Chunks = 20_000

@@ -49,6 +49,7 @@ type globals struct {
 	token       string // read from tokenFile
 	fingerprint string
 	streams     int
+	connections int
 	stdout      io.Writer
 	stderr      io.Writer
 }
@@ -56,7 +57,7 @@ type globals struct {
 // credentials reads what reaches a server: --token-file or FERRY_TOKEN,
 // --fingerprint or FERRY_FINGERPRINT.
 func (g *globals) credentials() engine.Credentials {
-	c := engine.Credentials{Token: getenv("FERRY_TOKEN"), Fingerprint: g.fingerprint, Streams: g.streams,
+	c := engine.Credentials{Token: getenv("FERRY_TOKEN"), Fingerprint: g.fingerprint, Streams: g.streams, Connections: g.connections,
 		LimitUpload: int64(g.limitUp) << 10, LimitDownload: int64(g.limitDown) << 10}
 	// FERRY_IDLE_TIMEOUT: how soon a silent server counts as gone.
 	if d, err := time.ParseDuration(getenv("FERRY_IDLE_TIMEOUT")); err == nil {
@@ -190,6 +191,7 @@ diff and restore any version.`,
 	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", "", "file holding the server token (default env FERRY_TOKEN, then the folder's)")
 	root.PersistentFlags().StringVar(&g.fingerprint, "fingerprint", "", "the server certificate's SHA-256 to pin (env FERRY_FINGERPRINT)")
 	root.PersistentFlags().IntVar(&g.streams, "streams", 8, "parallel upload streams to a server")
+	root.PersistentFlags().IntVar(&g.connections, "connections", 4, "QUIC connections the streams are spread over (each has its own congestion window)")
 	root.PersistentFlags().IntVar(&g.limitUp, "limit-upload", 0, "limit uploads to a server to this many KiB/s, across all streams (0: none)")
 	root.PersistentFlags().IntVar(&g.limitDown, "limit-download", 0, "limit downloads from a server to this many KiB/s, across all streams (0: none)")
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
