@@ -30,7 +30,7 @@ func TestImportGraph(t *testing.T) {
 		"restore":             {"cas", "index", "state", "internal/failpoint"},
 		"engine":              {"cas", "chunk", "index", "state", "scan", "restore", "transport", "gc", "internal/watch", "internal/failpoint"},
 		"internal/watch":      {},
-		"bench":               {"transport", "cas", "index", "bench/linkem"},
+		"bench":               {"transport", "cas", "chunk", "index", "bench/linkem"},
 		"bench/linkem":        {}, // the WAN emulator: imported by tests and cmd/linkem
 		"cmd/linkem":          {"bench/linkem"},
 		"gc":                  {"cas", "index", "internal/failpoint"},

@@ -25,10 +25,13 @@ import (
 
 // Measure is one run of one command.
 type Measure struct {
-	Wall   time.Duration `json:"wall_ns"`
-	CPU    time.Duration `json:"cpu_ns"` // user + system
-	MaxRSS int64         `json:"max_rss_bytes"`
-	Stdout string        `json:"-"`
+	Wall time.Duration `json:"wall_ns"`
+	CPU  time.Duration `json:"cpu_ns"` // user + system
+	// ServerCPU is what the server side spent meanwhile, for peers that
+	// have one (ferry serve, the rsync daemon and its children).
+	ServerCPU time.Duration `json:"server_cpu_ns,omitempty"`
+	MaxRSS    int64         `json:"max_rss_bytes"`
+	Stdout    string        `json:"-"`
 }
 
 // Exec runs a command to completion and measures it. A non-zero exit is
@@ -81,6 +84,8 @@ type Row struct {
 	Runs     int     `json:"runs"`
 	// Bytes is what the step moved (to the store or over the wire).
 	Bytes int64 `json:"bytes,omitempty"`
+	// Size is the workload's bytes, for the CPU-seconds per GB column.
+	Size int64 `json:"size,omitempty"`
 	// Note says what a figure means or why it is missing.
 	Note string `json:"note,omitempty"`
 }
@@ -150,14 +155,28 @@ func (r *Report) Markdown() string {
 	}
 	slices.Sort(tools)
 	fmt.Fprintf(&b, "Tools: %s\n\n", strings.Join(tools, "; "))
-	b.WriteString("| workload | step | tool | wall (median) | CPU | peak RSS | bytes moved | runs | note |\n|---|---|---|---|---|---|---|---|---|\n")
+	server := slices.ContainsFunc(r.Rows, func(row Row) bool { return row.Median.ServerCPU > 0 })
+	if server {
+		b.WriteString("| workload | step | tool | wall (median) | CPU | server CPU | CPU-s/GB client / server | peak RSS | bytes moved | runs | note |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	} else {
+		b.WriteString("| workload | step | tool | wall (median) | CPU | peak RSS | bytes moved | runs | note |\n|---|---|---|---|---|---|---|---|---|\n")
+	}
 	for _, row := range r.Rows {
 		bytes := ""
 		if row.Bytes > 0 {
 			bytes = Human(row.Bytes)
 		}
+		cpu := Dur(row.Median.CPU)
+		if server {
+			perGB := ""
+			if row.Size > 0 && row.Median.CPU > 0 {
+				gb := float64(row.Size) / 1e9
+				perGB = fmt.Sprintf("%.2f / %.2f", row.Median.CPU.Seconds()/gb, row.Median.ServerCPU.Seconds()/gb)
+			}
+			cpu += " | " + Dur(row.Median.ServerCPU) + " | " + perGB
+		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %d | %s |\n", row.Workload, row.Step, row.Tool,
-			Dur(row.Median.Wall), Dur(row.Median.CPU), Human(row.Median.MaxRSS), bytes, row.Runs, row.Note)
+			Dur(row.Median.Wall), cpu, Human(row.Median.MaxRSS), bytes, row.Runs, row.Note)
 	}
 	if len(r.Ratios) > 0 {
 		b.WriteString("\n| ratio | value | target |\n|---|---|---|\n")

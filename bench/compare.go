@@ -119,7 +119,7 @@ func runPeers(ctx context.Context, c CompareConfig, only, steps []string) (*Repo
 				results[p.Name()] = map[string]Measure{}
 			}
 			results[p.Name()][step] = m
-			rep.Rows = append(rep.Rows, Row{Workload: work, Step: step, Tool: p.Name(), Median: m, Runs: runs, Bytes: bytes, Note: note})
+			rep.Rows = append(rep.Rows, Row{Workload: work, Step: step, Tool: p.Name(), Median: m, Runs: runs, Bytes: bytes, Size: size, Note: note})
 		}
 		for _, p := range peers {
 			c.Log(fmt.Sprintf("%s: %s initial", corpus.Name, p.Name()))

@@ -65,6 +65,9 @@ type Server struct {
 	done        chan error
 }
 
+// Pid is the server process's.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // StartServer starts `ferry serve` on 127.0.0.1 and waits for its ready
 // line.
 func StartServer(ctx context.Context, ferry, data string) (*Server, error) {
@@ -74,7 +77,12 @@ func StartServer(ctx context.Context, ferry, data string) (*Server, error) {
 // startServer runs cmd, a `ferry --json serve`, and waits for its ready
 // line.
 func startServer(cmd *exec.Cmd, data string) (*Server, error) {
-	cmd.Env = append(os.Environ(), "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true")
+	cmd.Env = append(append(os.Environ(), cmd.Env...), "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true")
+	// FERRY_BENCH_SERVER_CPUPROFILE profiles the servers a benchmark
+	// starts (the last one started writes it), apart from its clients.
+	if p := os.Getenv("FERRY_BENCH_SERVER_CPUPROFILE"); p != "" {
+		cmd.Env = append(cmd.Env, "FERRY_CPUPROFILE="+p)
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

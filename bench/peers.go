@@ -126,7 +126,9 @@ func (p *ferryPeer) Send(ctx context.Context, src string) (Measure, int64, error
 		}
 		p.folder = src
 	}
+	cpu0 := procCPU(p.srv.Pid())
 	m, err := p.net.exec(ctx, nil, p.ferry, append(append([]string{"--json"}, p.flags...), "push", src)...)
+	m.ServerCPU = procCPU(p.srv.Pid()) - cpu0
 	if err != nil {
 		return m, 0, err
 	}
@@ -141,7 +143,10 @@ func (p *ferryPeer) Receive(ctx context.Context, dst string) (Measure, error) {
 	if _, err := p.net.exec(ctx, p.env(), p.ferry, "init", dst, "--remote", p.srv.URL(p.ns), "--root", "bench"); err != nil {
 		return Measure{}, err
 	}
-	return p.net.exec(ctx, nil, p.ferry, append(append([]string(nil), p.flags...), "pull", dst)...)
+	cpu0 := procCPU(p.srv.Pid())
+	m, err := p.net.exec(ctx, nil, p.ferry, append(append([]string(nil), p.flags...), "pull", dst)...)
+	m.ServerCPU = procCPU(p.srv.Pid()) - cpu0
+	return m, err
 }
 
 func (p *ferryPeer) Close() error { return p.srv.Stop() }
@@ -219,7 +224,9 @@ func (p *rsyncPeer) Fresh(ctx context.Context) error {
 var rsyncSent = regexp.MustCompile(`Total bytes sent: ([\d,]+)`)
 
 func (p *rsyncPeer) Send(ctx context.Context, src string) (Measure, int64, error) {
+	cpu0 := p.daemonCPU()
 	m, err := p.net.exec(ctx, nil, "rsync", "-a", "--delete", "--stats", "--exclude=/.ferry", src+"/", p.url())
+	m.ServerCPU = p.daemonCPU() - cpu0
 	if err != nil {
 		return m, 0, err
 	}
@@ -231,7 +238,24 @@ func (p *rsyncPeer) Send(ctx context.Context, src string) (Measure, int64, error
 }
 
 func (p *rsyncPeer) Receive(ctx context.Context, dst string) (Measure, error) {
-	return p.net.exec(ctx, nil, "rsync", "-a", p.url(), dst+"/")
+	cpu0 := p.daemonCPU()
+	m, err := p.net.exec(ctx, nil, "rsync", "-a", p.url(), dst+"/")
+	m.ServerCPU = p.daemonCPU() - cpu0
+	return m, err
+}
+
+// daemonCPU is the daemon's CPU with that of the children it reaped. A
+// connection's child may outlive the client by a moment: it is waited
+// for, up to a second.
+func (p *rsyncPeer) daemonCPU() time.Duration {
+	pid := p.daemon.Process.Pid
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		if err != nil || len(strings.TrimSpace(string(b))) == 0 {
+			break
+		}
+	}
+	return procTreeCPU(pid)
 }
 
 func (p *rsyncPeer) Close() error {

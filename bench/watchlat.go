@@ -189,20 +189,34 @@ func countFiles(dir string) int {
 }
 
 // procCPU is the user+system CPU time a process has used so far.
-func procCPU(pid int) time.Duration {
+func procCPU(pid int) time.Duration { return procTicks(pid, false) }
+
+// procTreeCPU is procCPU with that of the children it has reaped (an
+// rsync daemon's per-connection children).
+func procTreeCPU(pid int) time.Duration { return procTicks(pid, true) }
+
+func procTicks(pid int, children bool) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
 	// Fields after the ")" that ends the command name: utime is the 12th,
-	// stime the 13th, in clock ticks (100 per second on Linux).
+	// stime the 13th, cutime and cstime the 14th and 15th, in clock
+	// ticks (100 per second on Linux).
 	s := string(b)
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 13 {
+	if len(fields) < 15 {
 		return 0
 	}
-	var ut, st int64
-	fmt.Sscan(fields[11], &ut)
-	fmt.Sscan(fields[12], &st)
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	n := 2
+	if children {
+		n = 4
+	}
+	var total int64
+	for _, f := range fields[11 : 11+n] {
+		var v int64
+		fmt.Sscan(f, &v)
+		total += v
+	}
+	return time.Duration(total) * 10 * time.Millisecond
 }

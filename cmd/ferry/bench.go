@@ -163,6 +163,35 @@ func newBench(g *globals) *cobra.Command {
 	wan.Flags().StringVar(&cout, "out", "bench/results", "where to write wan.md and wan.json")
 	c.AddCommand(wan)
 
+	var pcfg bench.ProfileConfig
+	profile := &cobra.Command{
+		Use:   "profile",
+		Short: "Where the CPU goes: each component's floor alone, then a profiled push and pull through ferry serve, client and server apart",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			pcfg.Ferry = self
+			if !g.quiet && !g.json {
+				pcfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
+			}
+			rep, err := bench.RunProfile(c.Context(), pcfg)
+			if err != nil {
+				return err
+			}
+			if err := rep.Save(cout, "profile"); err != nil {
+				return err
+			}
+			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
+		},
+	}
+	profile.Flags().Int64Var(&pcfg.Size, "size", 1<<30, "bytes of the random file")
+	profile.Flags().StringVar(&pcfg.Work, "work", "", "scratch directory")
+	profile.Flags().StringVar(&cout, "out", "bench/results", "where to write profile.md and profile.json")
+	c.AddCommand(profile)
+
 	var scfg bench.ScaleConfig
 	var large bool
 	var files []int
@@ -299,10 +328,12 @@ func newBenchAll(g *globals) *cobra.Command {
 	)
 	c := &cobra.Command{
 		Use:   "all [--quick] [--out DIR]",
-		Short: "Every workload (compare, wan, scale, watch, gc), then DIR/latest.md with all the tables",
+		Short: "Every workload (compare, wan, profile, scale, watch, gc), then DIR/latest.md with all the tables",
 		Long: `Run the whole comparison: ferry against rsync and restic on every corpus, the
 emulated WAN matrix (a note instead where network namespaces or /dev/net/tun
-are missing), the scale curves, watch latency and collection. Each writes its own
+are missing), the CPU profile of a push and a pull (client and server apart,
+against each component's floor), the scale curves, watch latency and
+collection. Each writes its own
 NAME.md and NAME.json in DIR; latest.md gathers them. --quick uses small corpora
 and one run (under two minutes: what CI runs so the harness never rots), written to
 DIR/quick unless --out is given.`,
@@ -337,6 +368,7 @@ DIR/quick unless --out is given.`,
 			scfg := bench.ScaleConfig{Ferry: self, Log: log}
 			lcfg := bench.WatchConfig{Ferry: self, Log: log}
 			gcfg := bench.GCConfig{Ferry: self, Log: log}
+			pcfg := bench.ProfileConfig{Ferry: self, Log: log}
 			if quick {
 				ccfg.Corpora, ccfg.Runs = bench.QuickCorpora(), 1
 				wcfg.RTTs, wcfg.Losses, wcfg.Sweep = []time.Duration{10 * time.Millisecond}, []float64{1}, []bench.WANSetting{bench.DefaultSetting}
@@ -344,6 +376,7 @@ DIR/quick unless --out is given.`,
 				scfg.Files, scfg.Sizes, scfg.Runs = []int{1000, 10_000}, []int64{64 << 20}, 1
 				lcfg.Writes, lcfg.IdleFiles, lcfg.Idle = 20, 2000, 5*time.Second
 				gcfg.Chunks = 20_000
+				pcfg.Size = 32 << 20
 			}
 			rep, err := bench.RunCompare(ctx, ccfg)
 			if err := save("compare", rep, err); err != nil {
@@ -351,6 +384,10 @@ DIR/quick unless --out is given.`,
 			}
 			rep, err = bench.RunWAN(ctx, wcfg)
 			if err := save("wan", rep, err); err != nil {
+				return err
+			}
+			rep, err = bench.RunProfile(ctx, pcfg)
+			if err := save("profile", rep, err); err != nil {
 				return err
 			}
 			rep, err = bench.RunScale(ctx, scfg)
