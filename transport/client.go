@@ -16,6 +16,7 @@ import (
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/chunk"
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/semaphore"
 )
 
 // ClientOptions tune a Client. Token is required.
@@ -85,7 +86,7 @@ type Client struct {
 	// Uploads: Put queues, senders stream, Flush waits for acks.
 	checkQ   chan *upItem
 	sendQ    chan *upItem
-	budget   chan struct{} // one token per 64 KiB queued
+	budget   *semaphore.Weighted // bytes queued, QueueBytes in all
 	upMu     sync.Mutex
 	upCond   *sync.Cond
 	inFlight int
@@ -178,14 +179,16 @@ func newClient(ctx context.Context, conns []*quic.Conn, namespace string, opts C
 			return fail(fmt.Errorf("connection %d of %d: %w", i+2, len(conns), err))
 		}
 	}
-	c.checkQ = make(chan *upItem, 1024)
+	// Four checkers of up to a has-many's MaxRefs each keep a long link's
+	// round trips full of small blobs.
+	c.checkQ = make(chan *upItem, MaxRefs)
 	c.sendQ = make(chan *upItem, 256)
-	c.budget = make(chan struct{}, opts.QueueBytes/budgetUnit)
+	c.budget = semaphore.NewWeighted(opts.QueueBytes)
 	for i := range opts.Streams {
 		c.senders.Add(1)
 		go c.sender(conns[i%len(conns)])
 	}
-	for range 2 {
+	for range 4 {
 		c.senders.Add(1)
 		go c.checker()
 	}

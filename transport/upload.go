@@ -17,11 +17,16 @@ type upItem struct {
 	flags   cas.Flags
 	rawLen  int
 	payload []byte
-	units   int // budget units it holds
+	held    int64 // bytes of the queue budget it holds
 }
 
 const (
-	budgetUnit = 64 << 10
+	// itemCost is what the queue budget charges a blob beyond its bytes
+	// (its upItem, map entry and frame header), so a queue of tiny blobs
+	// is bounded too, without charging each a large unit: at 64 KiB a
+	// blob, 32 MiB held 512 of a tree's small files, one has-many round
+	// trip's worth, and a push over a long link waited on it.
+	itemCost = 256
 	// streamBytes is how much one put stream carries before it is closed
 	// and acknowledged; acknowledgements are the durability points.
 	streamBytes = 8 << 20
@@ -65,17 +70,9 @@ func (c *Client) Put(ctx context.Context, ref cas.Ref, data []byte) error {
 	case cap(payload) > 2*len(payload):
 		payload = slices.Clone(payload)
 	}
-	it := &upItem{ref: ref, flags: flags, rawLen: len(data), payload: payload, units: (len(payload) + frameHead + budgetUnit - 1) / budgetUnit}
-	if it.units > cap(c.budget) {
-		it.units = cap(c.budget)
-	}
-	for range it.units {
-		select {
-		case c.budget <- struct{}{}:
-		case <-ctx.Done():
-			c.release(it.units)
-			return ctx.Err()
-		}
+	it := &upItem{ref: ref, flags: flags, rawLen: len(data), payload: payload, held: min(int64(len(payload)+itemCost), c.opts.QueueBytes)}
+	if err := c.budget.Acquire(ctx, it.held); err != nil {
+		return err
 	}
 	c.upMu.Lock()
 	c.inFlight++
@@ -136,12 +133,11 @@ func (c *Client) checker() {
 	}
 }
 
-func (c *Client) release(units int) {
-	for range units {
-		select {
-		case <-c.budget:
-		default:
-		}
+// release gives back what an item holds of the queue budget.
+func (c *Client) release(it *upItem) {
+	if it.held > 0 {
+		c.budget.Release(it.held)
+		it.held = 0
 	}
 }
 
@@ -160,11 +156,9 @@ func (c *Client) stickyErr() error {
 
 // finish settles items: they are acknowledged (err nil) or failed.
 func (c *Client) finish(items []*upItem, err error) {
-	units := 0
 	for _, it := range items {
-		units += it.units
+		c.release(it)
 	}
-	c.release(units)
 	c.upMu.Lock()
 	c.inFlight -= len(items)
 	for _, it := range items {
@@ -292,8 +286,7 @@ func (c *Client) sender(conn *quic.Conn) {
 		ps.bytes += n
 		// The bytes are in the stream's hands: the queue's memory is free,
 		// though the blob stays in flight until the server acknowledges.
-		c.release(it.units)
-		it.units = 0
+		c.release(it)
 		c.BlobsSent.Add(1)
 		c.BytesSent.Add(int64(n))
 		failpoint.Hit("client-blob-sent")
