@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -31,6 +32,28 @@ func DefaultCorpora() []Corpus {
 // QuickCorpora is a set small enough for CI (under two minutes).
 func QuickCorpora() []Corpus {
 	return []Corpus{SmallFiles(3000), SourceTree(500), LargeFile(32<<20, false)}
+}
+
+// SelectCorpora keeps the corpora named by keyword: small, source, random
+// or compressible.
+func SelectCorpora(all []Corpus, only []string) ([]Corpus, error) {
+	if all == nil {
+		all = DefaultCorpora()
+	}
+	words := map[string]string{"small": "small files", "source": "source tree", "random": "random file", "compressible": "compressible file"}
+	var out []Corpus
+	for _, w := range only {
+		sub, ok := words[w]
+		if !ok {
+			return nil, fmt.Errorf("corpus %q: want small, source, random or compressible", w)
+		}
+		for _, c := range all {
+			if strings.Contains(c.Name, sub) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out, nil
 }
 
 func (c *CompareConfig) applyDefaults() {

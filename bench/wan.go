@@ -214,7 +214,10 @@ func (c *WANConfig) cell(ctx context.Context, rep *Report, rtt time.Duration, lo
 	}
 	row := func(workload, step, tool string, r wanRun, payload int64) {
 		note := fmt.Sprintf("%.1f Mbit/s", r.throughput(payload, c.Cap)*8/1e6)
-		if r.capped {
+		switch {
+		case payload == 0:
+			note = "" // an incremental push: its wall time is the figure
+		case r.capped:
 			note = fmt.Sprintf("stopped at %v: %.1f Mbit/s delivered by then", c.Cap, r.throughput(payload, c.Cap)*8/1e6)
 		}
 		rep.Rows = append(rep.Rows, Row{Workload: name, Step: workload + ", " + step, Tool: tool, Median: r.m, Runs: 1, Bytes: r.wire, Note: note})

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ferry-sync/ferry/bench"
@@ -89,6 +90,7 @@ func newBench(g *globals) *cobra.Command {
 	var ccfg bench.CompareConfig
 	var cout string
 	var quick bool
+	var only []string
 	compare := &cobra.Command{
 		Use:   "compare",
 		Short: "ferry vs rsync (daemon on 127.0.0.1) and restic (local repository) on the same corpora",
@@ -106,6 +108,12 @@ func newBench(g *globals) *cobra.Command {
 			if quick {
 				ccfg.Corpora, ccfg.Runs, name = bench.QuickCorpora(), 1, "quick"
 			}
+			if len(only) > 0 {
+				if ccfg.Corpora, err = bench.SelectCorpora(ccfg.Corpora, only); err != nil {
+					return usageError{err}
+				}
+				name = "compare-" + strings.Join(only, "-")
+			}
 			rep, err := bench.RunCompare(c.Context(), ccfg)
 			if err != nil {
 				return err
@@ -118,6 +126,7 @@ func newBench(g *globals) *cobra.Command {
 	}
 	compare.Flags().IntVar(&ccfg.Runs, "runs", 3, "runs per figure (the median is kept)")
 	compare.Flags().BoolVar(&quick, "quick", false, "small corpora, one run (CI)")
+	compare.Flags().StringSliceVar(&only, "corpus", nil, "only these corpora: small, source, random, compressible (written to compare-NAMES.md)")
 	compare.Flags().StringVar(&ccfg.Work, "work", "", "scratch directory (default: a temp dir)")
 	compare.Flags().StringVar(&cout, "out", "bench/results", "where to write compare.md and compare.json")
 	c.AddCommand(compare)
