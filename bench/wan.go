@@ -231,6 +231,30 @@ func (c *WANConfig) cell(ctx context.Context, rep *Report, rtt time.Duration, lo
 		rep.Ratios = append(rep.Ratios, Ratio{What: what, Value: v, Target: wanTarget(rtt, loss)})
 	}
 
+	// rsyncEach copies src with rsync under each TCP congestion
+	// controller the kernel has of cubic (Linux's default) and bbr (the
+	// sender's is what counts), each against ferry's run f, and returns
+	// the last run.
+	ccs := c.tcpControllers()
+	rsyncEach := func(workload, src string, payload int64, f wanRun) (last wanRun, err error) {
+		for _, cc := range ccs {
+			if err := setTCPController(ctx, l, cc); err != nil {
+				return last, err
+			}
+			if err := rs.Fresh(ctx); err != nil {
+				return last, err
+			}
+			if last, err = run(rs, src); err != nil {
+				return last, fmt.Errorf("%s: rsync, %s (%s): %w", name, workload, cc, err)
+			}
+			row(workload, "initial", "rsync ("+cc+")", last, payload)
+			if f.m.Wall > 0 {
+				ratio(workload+", initial", cc, f, last, payload)
+			}
+		}
+		return last, nil
+	}
+
 	bigName := fmt.Sprintf("one %s random file", Human(c.Size))
 	var fDefault, fLast wanRun // the default is the sweep's last
 	sweep := c.Sweep
@@ -251,26 +275,9 @@ func (c *WANConfig) cell(ctx context.Context, rep *Report, rtt time.Duration, lo
 		row(bigName, "initial, "+s.String(), "ferry", r, c.Size)
 		fDefault, fLast = r, r
 	}
-	// rsync under each TCP congestion controller the kernel has of
-	// cubic (Linux's default) and bbr: the sender's is what counts.
-	var rr wanRun
-	ccs := c.tcpControllers()
-	for _, cc := range ccs {
-		if err := setTCPController(ctx, l, cc); err != nil {
-			return err
-		}
-		if err := rs.Fresh(ctx); err != nil {
-			return err
-		}
-		r, err := run(rs, big)
-		if err != nil {
-			return fmt.Errorf("%s: rsync (%s): %w", name, cc, err)
-		}
-		row(bigName, "initial", "rsync ("+cc+")", r, c.Size)
-		if fDefault.m.Wall > 0 {
-			ratio(bigName+", initial", cc, fDefault, r, c.Size)
-		}
-		rr = r
+	rr, err := rsyncEach(bigName, big, c.Size, fDefault)
+	if err != nil {
+		return err
 	}
 
 	// The 100-byte insert goes to the copies the last runs made; a copy
@@ -302,7 +309,10 @@ func (c *WANConfig) cell(ctx context.Context, rep *Report, rtt time.Duration, lo
 	if tree == "" {
 		return nil
 	}
-	treeName := fmt.Sprintf("Go source tree (%s)", Human(treeBytes))
+	treeName := fmt.Sprintf("tree %s (%s)", filepath.Base(c.Tree), Human(treeBytes))
+	if c.Tree == filepath.Join(runtime.GOROOT(), "src") {
+		treeName = fmt.Sprintf("Go source tree (%s)", Human(treeBytes))
+	}
 	ferry.flags = c.Default.flags()
 	if err := ferry.Fresh(ctx); err != nil {
 		return err
@@ -312,21 +322,8 @@ func (c *WANConfig) cell(ctx context.Context, rep *Report, rtt time.Duration, lo
 		return fmt.Errorf("%s: ferry tree: %w", name, err)
 	}
 	row(treeName, "initial", "ferry", ft, treeBytes)
-	for _, cc := range ccs {
-		if err := setTCPController(ctx, l, cc); err != nil {
-			return err
-		}
-		if err := rs.Fresh(ctx); err != nil {
-			return err
-		}
-		rt, err := run(rs, tree)
-		if err != nil {
-			return fmt.Errorf("%s: rsync tree (%s): %w", name, cc, err)
-		}
-		row(treeName, "initial", "rsync ("+cc+")", rt, treeBytes)
-		ratio(treeName+", initial", cc, ft, rt, treeBytes)
-	}
-	return nil
+	_, err = rsyncEach(treeName, tree, treeBytes, ft)
+	return err
 }
 
 // tcpControllers are the ones rsync is measured under: cubic and bbr,

@@ -27,24 +27,11 @@ func newBench(g *globals) *cobra.Command {
 		Use:   "local",
 		Short: "The local engine: push of one large file vs dd, and a no-op push of many small files",
 		Args:  args(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			cfg.Ferry = self
-			if !g.quiet && !g.json {
-				cfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
-			}
+		RunE: benchRun(g, &out, func(c *cobra.Command, self string, log func(string)) (*bench.Report, string, error) {
+			cfg.Ferry, cfg.Log = self, log
 			rep, err := bench.RunLocal(c.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			if err := rep.Save(out, "local"); err != nil {
-				return err
-			}
-			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
-		},
+			return rep, "local", err
+		}),
 	}
 	local.Flags().Int64Var(&cfg.BigSize, "big-size", 4<<30, "size of the large file, bytes")
 	local.Flags().IntVar(&cfg.SmallFiles, "files", 100_000, "files in the no-op folder")
@@ -59,24 +46,11 @@ func newBench(g *globals) *cobra.Command {
 		Use:   "net",
 		Short: "Through a real ferry serve on 127.0.0.1: push vs raw QUIC copy, 1 vs 8 streams, a 100-byte insert, many clients",
 		Args:  args(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			ncfg.Ferry = self
-			if !g.quiet && !g.json {
-				ncfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
-			}
+		RunE: benchRun(g, &nout, func(c *cobra.Command, self string, log func(string)) (*bench.Report, string, error) {
+			ncfg.Ferry, ncfg.Log = self, log
 			rep, err := bench.RunNet(c.Context(), ncfg)
-			if err != nil {
-				return err
-			}
-			if err := rep.Save(nout, "net"); err != nil {
-				return err
-			}
-			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
-		},
+			return rep, "net", err
+		}),
 	}
 	netCmd.Flags().Int64Var(&ncfg.Size, "size", 1<<30, "size of the large file, bytes")
 	netCmd.Flags().IntVar(&ncfg.SourceFiles, "source-files", 3000, "files in the source-like tree")
@@ -95,34 +69,22 @@ func newBench(g *globals) *cobra.Command {
 		Use:   "compare",
 		Short: "ferry vs rsync (daemon on 127.0.0.1) and restic (local repository) on the same corpora",
 		Args:  args(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			ccfg.Ferry = self
-			if !g.quiet && !g.json {
-				ccfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
-			}
+		RunE: benchRun(g, &cout, func(c *cobra.Command, self string, log func(string)) (*bench.Report, string, error) {
+			ccfg.Ferry, ccfg.Log = self, log
 			name := "compare"
 			if quick {
 				ccfg.Corpora, ccfg.Runs, name = bench.QuickCorpora(), 1, "quick"
 			}
 			if len(only) > 0 {
+				var err error
 				if ccfg.Corpora, err = bench.SelectCorpora(ccfg.Corpora, only); err != nil {
-					return usageError{err}
+					return nil, "", usageError{err}
 				}
 				name = "compare-" + strings.Join(only, "-")
 			}
 			rep, err := bench.RunCompare(c.Context(), ccfg)
-			if err != nil {
-				return err
-			}
-			if err := rep.Save(cout, name); err != nil {
-				return err
-			}
-			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
-		},
+			return rep, name, err
+		}),
 	}
 	compare.Flags().IntVar(&ccfg.Runs, "runs", 3, "runs per figure (the median is kept)")
 	compare.Flags().BoolVar(&quick, "quick", false, "small corpora, one run (CI)")
@@ -137,29 +99,17 @@ func newBench(g *globals) *cobra.Command {
 		Use:   "wan",
 		Short: "ferry vs rsync over an emulated WAN: an RTT x loss matrix on a user-space link between two network namespaces (needs root)",
 		Args:  args(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			wcfg.Ferry = self
+		RunE: benchRun(g, &cout, func(c *cobra.Command, self string, log func(string)) (*bench.Report, string, error) {
+			wcfg.Ferry, wcfg.Log = self, log
 			if sweep != "" {
+				var err error
 				if wcfg.Sweep, err = bench.ParseWANSettings(sweep); err != nil {
-					return usageError{err}
+					return nil, "", usageError{err}
 				}
 			}
-			if !g.quiet && !g.json {
-				wcfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
-			}
 			rep, err := bench.RunWAN(c.Context(), wcfg)
-			if err != nil {
-				return err
-			}
-			if err := rep.Save(cout, "wan"); err != nil {
-				return err
-			}
-			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
-		},
+			return rep, "wan", err
+		}),
 	}
 	wan.Flags().DurationSliceVar(&wcfg.RTTs, "rtt", nil, "round-trip times of the matrix (default 10ms,50ms,200ms)")
 	wan.Flags().Float64SliceVar(&wcfg.Losses, "loss", nil, "packet loss of the matrix, percent, each direction (default 0,1,5)")
@@ -177,24 +127,11 @@ func newBench(g *globals) *cobra.Command {
 		Use:   "profile",
 		Short: "Where the CPU goes: each component's floor alone, then a profiled push and pull through ferry serve, client and server apart",
 		Args:  args(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			pcfg.Ferry = self
-			if !g.quiet && !g.json {
-				pcfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
-			}
+		RunE: benchRun(g, &cout, func(c *cobra.Command, self string, log func(string)) (*bench.Report, string, error) {
+			pcfg.Ferry, pcfg.Log = self, log
 			rep, err := bench.RunProfile(c.Context(), pcfg)
-			if err != nil {
-				return err
-			}
-			if err := rep.Save(cout, "profile"); err != nil {
-				return err
-			}
-			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
-		},
+			return rep, "profile", err
+		}),
 	}
 	profile.Flags().Int64Var(&pcfg.Size, "size", 1<<30, "bytes of the random file")
 	profile.Flags().StringVar(&pcfg.Work, "work", "", "scratch directory")
@@ -209,12 +146,8 @@ func newBench(g *globals) *cobra.Command {
 		Use:   "scale",
 		Short: "No-op sync time and memory for 1k..100k files (1M with --large); push time for 1 GiB (4, 16 GiB with --large)",
 		Args:  args(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			scfg.Ferry = self
+		RunE: benchRun(g, &cout, func(c *cobra.Command, self string, log func(string)) (*bench.Report, string, error) {
+			scfg.Ferry, scfg.Log = self, log
 			if large {
 				scfg.Files = []int{1000, 10_000, 100_000, 1_000_000}
 				scfg.Sizes = []int64{1 << 30, 4 << 30, 16 << 30}
@@ -227,23 +160,14 @@ func newBench(g *globals) *cobra.Command {
 				for _, v := range sizes {
 					n, err := parseSize(v)
 					if err != nil {
-						return usageError{err}
+						return nil, "", usageError{err}
 					}
 					scfg.Sizes = append(scfg.Sizes, n)
 				}
 			}
-			if !g.quiet && !g.json {
-				scfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
-			}
 			rep, err := bench.RunScale(c.Context(), scfg)
-			if err != nil {
-				return err
-			}
-			if err := rep.Save(cout, "scale"); err != nil {
-				return err
-			}
-			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
-		},
+			return rep, "scale", err
+		}),
 	}
 	scale.Flags().BoolVar(&large, "large", false, "add 1M files and 4, 16 GiB")
 	scale.Flags().IntSliceVar(&files, "files", nil, "folder sizes for the no-op curve (default 1000,10000,100000)")
@@ -258,24 +182,11 @@ func newBench(g *globals) *cobra.Command {
 		Use:   "watch",
 		Short: "Watch latency: a write in one watched folder to the file in another, p50 and p99",
 		Args:  args(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			lcfg.Ferry = self
-			if !g.quiet && !g.json {
-				lcfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
-			}
+		RunE: benchRun(g, &cout, func(c *cobra.Command, self string, log func(string)) (*bench.Report, string, error) {
+			lcfg.Ferry, lcfg.Log = self, log
 			rep, err := bench.RunWatchLatency(c.Context(), lcfg)
-			if err != nil {
-				return err
-			}
-			if err := rep.Save(cout, "watch"); err != nil {
-				return err
-			}
-			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
-		},
+			return rep, "watch", err
+		}),
 	}
 	lat.Flags().IntVar(&lcfg.Writes, "writes", 100, "writes to time")
 	lat.Flags().IntVar(&lcfg.IdleFiles, "idle-files", 100_000, "files written at once before the idle CPU is measured")
@@ -287,24 +198,11 @@ func newBench(g *globals) *cobra.Command {
 		Use:   "gc",
 		Short: "Garbage collection: time and memory on a store of 1M chunks, space left after forget --keep-last 1",
 		Args:  args(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			gcfg.Ferry = self
-			if !g.quiet && !g.json {
-				gcfg.Log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
-			}
+		RunE: benchRun(g, &cout, func(c *cobra.Command, self string, log func(string)) (*bench.Report, string, error) {
+			gcfg.Ferry, gcfg.Log = self, log
 			rep, err := bench.RunGC(c.Context(), gcfg)
-			if err != nil {
-				return err
-			}
-			if err := rep.Save(cout, "gc"); err != nil {
-				return err
-			}
-			return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
-		},
+			return rep, "gc", err
+		}),
 	}
 	gcCmd.Flags().IntVar(&gcfg.Chunks, "chunks", 1_000_000, "chunks in the synthetic store")
 	gcCmd.Flags().StringVar(&gcfg.Work, "work", "", "scratch directory")
@@ -423,4 +321,29 @@ DIR/quick unless --out is given.`,
 	c.Flags().BoolVar(&quick, "quick", false, "small corpora, one run (CI)")
 	c.Flags().StringVar(&out, "out", "bench/results", "where to write the results")
 	return c
+}
+
+// benchRun is the RunE of one workload's command: run gets the binary's
+// own path and a progress log (silent under -q and --json) and returns the
+// report and its name; the report is saved as NAME.md and NAME.json in
+// *out, and printed.
+func benchRun(g *globals, out *string, run func(c *cobra.Command, self string, log func(string)) (*bench.Report, string, error)) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, _ []string) error {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		log := func(string) {}
+		if !g.quiet && !g.json {
+			log = func(s string) { fmt.Fprintln(g.stderr, "bench:", s) }
+		}
+		rep, name, err := run(c, self, log)
+		if err != nil {
+			return err
+		}
+		if err := rep.Save(*out, name); err != nil {
+			return err
+		}
+		return g.print(rep, func(w io.Writer) { fmt.Fprint(w, rep.Markdown()) })
+	}
 }
