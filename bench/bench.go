@@ -270,3 +270,17 @@ func writeSmallFiles(dir string, n int) error {
 	}
 	return nil
 }
+
+// scratch makes a temporary directory for *work when it is empty; cleanup
+// removes what it made (and nothing the caller named).
+func scratch(work *string, prefix string) (cleanup func(), err error) {
+	if *work != "" {
+		return func() {}, nil
+	}
+	w, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, err
+	}
+	*work = w
+	return func() { os.RemoveAll(w) }, nil
+}

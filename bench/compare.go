@@ -97,14 +97,11 @@ func runPeers(ctx context.Context, c CompareConfig, only, steps []string) (*Repo
 		}
 		return false
 	}
-	if c.Work == "" {
-		w, err := os.MkdirTemp("", "ferry-bench-cmp-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(w)
-		c.Work = w
+	cleanup, err := scratch(&c.Work, "ferry-bench-cmp-")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	EnsurePeers(ctx, c.Log)
 	rep := &Report{Title: c.Title, Date: time.Now(), Machine: Machine(), Tools: map[string]string{}}
 	factories := []peerFactory{

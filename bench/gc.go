@@ -46,14 +46,11 @@ func (c *GCConfig) applyDefaults() {
 // gc, against the size of the one version kept.
 func RunGC(ctx context.Context, c GCConfig) (*Report, error) {
 	c.applyDefaults()
-	if c.Work == "" {
-		w, err := os.MkdirTemp("", "ferry-bench-gc-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(w)
-		c.Work = w
+	cleanup, err := scratch(&c.Work, "ferry-bench-gc-")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	rep := &Report{Title: "ferry garbage collection", Date: time.Now(), Machine: Machine(), Tools: map[string]string{"ferry": version(ctx, c.Ferry)}}
 
 	store := filepath.Join(c.Work, "big-store")

@@ -55,14 +55,11 @@ type pushSummary struct {
 // folder of many small files that the stat cache knows.
 func RunLocal(ctx context.Context, c LocalConfig) (*Report, error) {
 	c.applyDefaults()
-	if c.Work == "" {
-		w, err := os.MkdirTemp("", "ferry-bench-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(w)
-		c.Work = w
+	cleanup, err := scratch(&c.Work, "ferry-bench-")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	rep := &Report{Title: "ferry local engine", Date: time.Now(), Machine: Machine(), Tools: map[string]string{"ferry": version(ctx, c.Ferry)}}
 
 	// One large file.

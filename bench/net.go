@@ -161,14 +161,11 @@ type netPush struct {
 // RunNet measures pushes through a real server against raw QUIC copies.
 func RunNet(ctx context.Context, c NetConfig) (*Report, error) {
 	c.applyDefaults()
-	if c.Work == "" {
-		w, err := os.MkdirTemp("", "ferry-bench-net-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(w)
-		c.Work = w
+	cleanup, err := scratch(&c.Work, "ferry-bench-net-")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	rep := &Report{Title: "ferry over QUIC on 127.0.0.1", Date: time.Now(), Machine: Machine(), Tools: map[string]string{"ferry": version(ctx, c.Ferry)}}
 	srv, err := StartServer(ctx, c.Ferry, filepath.Join(c.Work, "data"))
 	if err != nil {

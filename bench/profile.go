@@ -147,14 +147,11 @@ func RunProfile(ctx context.Context, c ProfileConfig) (*Report, error) {
 	if c.Log == nil {
 		c.Log = func(string) {}
 	}
-	if c.Work == "" {
-		w, err := os.MkdirTemp("", "ferry-bench-profile-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(w)
-		c.Work = w
+	cleanup, err := scratch(&c.Work, "ferry-bench-profile-")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	rep := &Report{Title: fmt.Sprintf("Where the CPU goes: one %s random file through ferry serve on 127.0.0.1", Human(c.Size)),
 		Date: time.Now(), Machine: Machine(), Tools: map[string]string{"ferry": version(ctx, c.Ferry)}}
 	gb := float64(c.Size) / 1e9

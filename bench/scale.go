@@ -42,14 +42,11 @@ func (c *ScaleConfig) applyDefaults() {
 // RunScale measures the curves.
 func RunScale(ctx context.Context, c ScaleConfig) (*Report, error) {
 	c.applyDefaults()
-	if c.Work == "" {
-		w, err := os.MkdirTemp("", "ferry-bench-scale-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(w)
-		c.Work = w
+	cleanup, err := scratch(&c.Work, "ferry-bench-scale-")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	rep := &Report{Title: "ferry scale curves (server on 127.0.0.1)", Date: time.Now(), Machine: Machine(), Tools: map[string]string{"ferry": version(ctx, c.Ferry)}}
 	peer, err := NewFerryPeer(ctx, c.Ferry, c.Work, Net{})
 	if err != nil {

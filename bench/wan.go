@@ -129,14 +129,11 @@ func RunWAN(ctx context.Context, c WANConfig) (*Report, error) {
 	c.applyDefaults()
 	rep := &Report{Title: fmt.Sprintf("ferry vs rsync over an emulated WAN (%s each way, linkem)", rateName(c.Rate)),
 		Date: time.Now(), Machine: Machine(), Tools: map[string]string{}}
-	if c.Work == "" {
-		w, err := os.MkdirTemp("", "ferry-bench-wan-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(w)
-		c.Work = w
+	cleanup, err := scratch(&c.Work, "ferry-bench-wan-")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	EnsurePeers(ctx, c.Log)
 	rep.Tools["ferry"] = version(ctx, c.Ferry)
 	rep.Tools["rsync"] = version(ctx, "rsync", "--version")

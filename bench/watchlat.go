@@ -41,14 +41,11 @@ func RunWatchLatency(ctx context.Context, c WatchConfig) (*Report, error) {
 	if c.Log == nil {
 		c.Log = func(string) {}
 	}
-	if c.Work == "" {
-		w, err := os.MkdirTemp("", "ferry-bench-watch-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(w)
-		c.Work = w
+	cleanup, err := scratch(&c.Work, "ferry-bench-watch-")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	rep := &Report{Title: "ferry watch latency (server on 127.0.0.1)", Date: time.Now(), Machine: Machine(), Tools: map[string]string{"ferry": version(ctx, c.Ferry)}}
 	peer, err := NewFerryPeer(ctx, c.Ferry, c.Work, Net{})
 	if err != nil {
