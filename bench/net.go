@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -74,13 +75,19 @@ func StartServer(ctx context.Context, ferry, data string) (*Server, error) {
 	return startServer(exec.CommandContext(ctx, ferry, "--json", "-q", "serve", "--data", data, "--listen", "127.0.0.1:0"), data)
 }
 
+var serverProfiles atomic.Int32
+
 // startServer runs cmd, a `ferry --json serve`, and waits for its ready
 // line.
 func startServer(cmd *exec.Cmd, data string) (*Server, error) {
 	cmd.Env = append(append(os.Environ(), cmd.Env...), "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true")
 	// FERRY_BENCH_SERVER_CPUPROFILE profiles the servers a benchmark
-	// starts (the last one started writes it), apart from its clients.
+	// starts, apart from its clients: the first writes the file named,
+	// the next ones that name with .2, .3, ... appended.
 	if p := os.Getenv("FERRY_BENCH_SERVER_CPUPROFILE"); p != "" {
+		if n := serverProfiles.Add(1); n > 1 {
+			p = fmt.Sprintf("%s.%d", p, n)
+		}
 		cmd.Env = append(cmd.Env, "FERRY_CPUPROFILE="+p)
 	}
 	out, err := cmd.StdoutPipe()

@@ -65,6 +65,7 @@ func (db *DB) damage(ref Ref, err error) error {
 		return err
 	}
 	db.damaged.Add(ref)
+	db.removals.Add(1)
 	db.opts.Logger.Warn("blob damaged", "ref", ref.String(), "err", err)
 	reason := err.Error()
 	if len(reason) > maxDamageReason {

@@ -119,6 +119,10 @@ type DB struct {
 	meta Meta
 	lock io.Closer
 
+	// removals counts the changes after which a blob a namespace owned
+	// may no longer be there for it (see Removals).
+	removals atomic.Uint64
+
 	// mu guards pending, cur and nextPack. Writers hold it exclusively;
 	// readers of pending hold it shared.
 	mu      sync.RWMutex

@@ -21,16 +21,45 @@ import (
 // directory, written by this process only.
 type pebbleMeta struct {
 	pdb *pebble.DB
+	log *slog.Logger
 	// mu makes a conditional commit's check and apply one step, and a
-	// counter's read and write.
+	// counter's read and write, and a filter build's start and end.
 	mu sync.Mutex
+
+	// filter, once built, answers most lookups of absent keys (see
+	// keyFilter); building is the filter being built, which every commit
+	// adds to as well (under mu).
+	filter   atomic.Pointer[keyFilter]
+	building *keyFilter
+	misses   atomic.Int64 // lookups of absent keys, until a build starts
+	stop     chan struct{}
+	builds   sync.WaitGroup
 }
 
 var _ Meta = (*pebbleMeta)(nil)
 
+// filterAfterMisses is how many lookups of absent keys start the
+// filter's first build: a short command never pays for one, a server or
+// a first push soon does.
+const filterAfterMisses = 4096
+
 func (m *pebbleMeta) Get(_ context.Context, key []byte) ([]byte, error) {
+	f := m.filter.Load()
+	if f != nil && !f.mayContain(key) {
+		return nil, ErrNotFound
+	}
 	v, closer, err := m.pdb.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
+		if f == nil && m.misses.Add(1) == filterAfterMisses {
+			// Not inline: a commit's condition checks look up under mu.
+			m.builds.Add(1)
+			go func() {
+				defer m.builds.Done()
+				m.mu.Lock()
+				m.startBuildLocked()
+				m.mu.Unlock()
+			}()
+		}
 		return nil, ErrNotFound
 	}
 	if err != nil {
@@ -39,6 +68,12 @@ func (m *pebbleMeta) Get(_ context.Context, key []byte) ([]byte, error) {
 	out := bytes.Clone(v)
 	closer.Close()
 	return out, nil
+}
+
+// absent reports whether key is certainly not there, by the filter.
+func (m *pebbleMeta) absent(key []byte) bool {
+	f := m.filter.Load()
+	return f != nil && !f.mayContain(key)
 }
 
 func (m *pebbleMeta) GetMany(ctx context.Context, keys [][]byte) ([][]byte, error) {
@@ -113,10 +148,12 @@ func (m *pebbleMeta) Commit(ctx context.Context, w *MetaWrites, sync bool) (err 
 			return err
 		}
 	}
+	f := m.filter.Load()
 	for k, v := range w.Keys {
 		if v == nil {
 			err = b.Delete([]byte(k), nil)
 		} else {
+			m.addKeyLocked(f, []byte(k))
 			err = b.Set([]byte(k), v, nil)
 		}
 		if err != nil {
@@ -124,6 +161,7 @@ func (m *pebbleMeta) Commit(ctx context.Context, w *MetaWrites, sync bool) (err 
 		}
 	}
 	for k, d := range w.Adds {
+		m.addKeyLocked(f, []byte(k))
 		cur, err := m.Counter(ctx, []byte(k))
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
@@ -145,7 +183,14 @@ func (m *pebbleMeta) Commit(ctx context.Context, w *MetaWrites, sync bool) (err 
 	if sync {
 		opt = pebble.Sync
 	}
-	return b.Commit(opt)
+	if err := b.Commit(opt); err != nil {
+		return err
+	}
+	if f != nil && f.full() {
+		// After the apply: a build's iterator must see this batch.
+		m.startBuildLocked()
+	}
+	return nil
 }
 
 func (m *pebbleMeta) Compact(ctx context.Context, lower, upper []byte) error {
@@ -154,7 +199,11 @@ func (m *pebbleMeta) Compact(ctx context.Context, lower, upper []byte) error {
 
 func (m *pebbleMeta) Shared() bool { return false }
 
-func (m *pebbleMeta) Close() error { return m.pdb.Close() }
+func (m *pebbleMeta) Close() error {
+	close(m.stop)
+	m.builds.Wait()
+	return m.pdb.Close()
+}
 
 // openPebble opens the store's own Pebble database in dir. A Pebble write
 // that meets a full disk gives up the ballast of the DB in opened.
@@ -202,7 +251,7 @@ func openPebble(dir string, st storage, opts Options, opened *atomic.Pointer[DB]
 			return nil, err
 		}
 	}
-	return &pebbleMeta{pdb: pdb}, nil
+	return &pebbleMeta{pdb: pdb, log: opts.Logger, stop: make(chan struct{})}, nil
 }
 
 // pebbleErr maps Pebble's corruption (a block whose checksum fails) and a

@@ -132,13 +132,15 @@ func (n *Namespace) Has(ctx context.Context, refs []Ref) ([]bool, error) {
 			out[i] = vals[i] != nil && !n.db.damaged.Has(r)
 		}
 	} else {
-		for i, r := range refs {
-			ok, err := n.owns(r)
-			if err != nil && !errors.Is(err, ErrCorrupt) {
+		own := n.db.newSeeker(ownPrefix(n.name), prefixEnd(ownPrefix(n.name)))
+		defer own.close()
+		for _, i := range sortedOrder(refs) {
+			_, err := own.getLocked(ownKey(n.name, refs[i]))
+			if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) {
 				n.db.mu.RUnlock()
 				return nil, err
 			}
-			out[i] = ok && !n.db.damaged.Has(r)
+			out[i] = err == nil && !n.db.damaged.Has(refs[i])
 		}
 	}
 	gc, epoch := n.db.gcActive, n.db.cluster.joined
@@ -205,14 +207,17 @@ func (n *Namespace) Sizes(ctx context.Context, refs []Ref) ([]int64, error) {
 		return nil, err
 	}
 	out := make([]int64, len(refs))
+	recs := n.db.newSeeker([]byte{'b'}, []byte{'c'})
+	defer recs.close()
 	n.db.mu.RLock()
 	defer n.db.mu.RUnlock()
-	for i, r := range refs {
+	for _, i := range sortedOrder(refs) {
+		r := refs[i]
 		out[i] = -1
 		if !has[i] {
 			continue
 		}
-		rec, err := n.db.getLocked(blobKey(r))
+		rec, err := recs.getLocked(blobKey(r))
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
 			continue
 		}
@@ -319,11 +324,20 @@ func (n *Namespace) ListPage(ctx context.Context, after Ref, limit int) ([]Ref, 
 	return out, it.Error()
 }
 
+// Removals is a counter that moves, before the change is visible, whenever
+// a blob some namespace owned may have stopped being there for it: an
+// ownership dropped, a blob collected, a blob found damaged. While it stays
+// put, what a caller saw put (and owned) is still owned, so the caller may
+// rely on its own record of that instead of asking again. It is only
+// meaningful for a store no other process writes (Shared is false).
+func (db *DB) Removals() uint64 { return db.removals.Load() }
+
 // Delete drops the namespace's ownership of refs. The bytes stay until the
 // store's garbage collection finds no owner.
 func (n *Namespace) Delete(ctx context.Context, refs []Ref) error {
 	n.db.mu.Lock()
 	defer n.db.mu.Unlock()
+	n.db.removals.Add(1)
 	for _, r := range refs {
 		if err := n.db.pending.Delete(ownKey(n.name, r)); err != nil {
 			return err

@@ -37,10 +37,24 @@ func (db *DB) getBlob(ctx context.Context, ref Ref) ([]byte, error) {
 // way (a record that does not parse, a pack entry that is missing, short,
 // unreadable or not what the record says) marks the blob damaged.
 func (db *DB) readStored(ctx context.Context, ref Ref) (location, []byte, error) {
+	return db.readStoredWith(ctx, ref, nil)
+}
+
+// readStoredWith is readStored looking the record up with recs (nil: a
+// point lookup).
+func (db *DB) readStoredWith(ctx context.Context, ref Ref, recs *seeker) (location, []byte, error) {
 	if err := ctx.Err(); err != nil {
 		return location{}, nil, err
 	}
-	rec, err := db.get(blobKey(ref))
+	var rec []byte
+	var err error
+	if recs == nil {
+		rec, err = db.get(blobKey(ref))
+	} else {
+		db.mu.RLock()
+		rec, err = recs.getLocked(blobKey(ref))
+		db.mu.RUnlock()
+	}
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return location{}, nil, fmt.Errorf("get %s: %w", ref.Short(), ErrNotFound)

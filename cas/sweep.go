@@ -216,6 +216,7 @@ func (db *DB) dropOwnerships(items []keyRef, dry bool, st *SweepStats) ([]Ref, e
 		st.Ownerships++
 		out = append(out, it.ref)
 		if !dry {
+			db.removals.Add(1)
 			if err := db.pending.Delete(it.key); err != nil {
 				return out, err
 			}
@@ -301,6 +302,7 @@ func (db *DB) deleteUnowned(refs []Ref, spaces []string, o SweepOptions, cutoff 
 		case shared:
 			doomed = append(doomed, keyRef{key: bytes.Clone(k), val: bytes.Clone(blobs.Value()), ref: ref})
 		case !o.DryRun:
+			db.removals.Add(1)
 			if err := db.pending.Delete(k); err != nil {
 				return err
 			}

@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/ferry-sync/ferry/index"
@@ -56,8 +58,17 @@ const maxMissing = 100
 // refused with ETOOBIG after work in proportion to the few trees it
 // really holds, rather than accepted as a DAG that no device could then
 // restore, diff or pull.
-func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string, old, newRef cas.Ref) error {
+func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string, old, newRef cas.Ref) (err error) {
 	failpoint.Hit("server-commit-check")
+	var known *settledSet
+	if !s.db.Shared() {
+		known = s.settled.take(ns.Name(), s.db.Removals())
+		defer func() {
+			if err != nil {
+				s.settled.restore(ns.Name(), known, s.db.Removals())
+			}
+		}()
+	}
 	v, err := index.LoadVersion(ctx, ns, newRef)
 	if errors.Is(err, cas.ErrNotFound) {
 		return &missingError{refs: []cas.Ref{newRef}}
@@ -82,13 +93,26 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 		if len(chunks) == 0 {
 			return nil
 		}
-		refs := make([]cas.Ref, len(chunks))
+		// What puts since the last commit stored needs no lookup.
+		var refs []cas.Ref
+		var ask []int
+		sizes := make([]int64, len(chunks))
 		for i, c := range chunks {
-			refs[i] = c.Ref
+			if n, ok := known.size(c.Ref); ok {
+				sizes[i] = n
+				continue
+			}
+			refs = append(refs, c.Ref)
+			ask = append(ask, i)
 		}
-		sizes, err := ns.Sizes(ctx, refs)
-		if err != nil {
-			return err
+		if len(refs) > 0 {
+			got, err := ns.Sizes(ctx, refs)
+			if err != nil {
+				return err
+			}
+			for j, i := range ask {
+				sizes[i] = got[j]
+			}
 		}
 		for i, n := range sizes {
 			switch c := chunks[i]; {
@@ -107,6 +131,45 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 	if err != nil {
 		return err
 	}
+	// New files are read in batches sorted by ref (see cas.GetSorted).
+	var newFiles []newFile
+	checkFiles := func() error {
+		slices.SortFunc(newFiles, func(a, b newFile) int { return bytes.Compare(a.ref[:], b.ref[:]) })
+		refs := make([]cas.Ref, len(newFiles))
+		for i, f := range newFiles {
+			refs[i] = f.ref
+		}
+		err := ns.GetSorted(ctx, refs, func(i int, b []byte, err error) error {
+			f := newFiles[i]
+			var list []index.ChunkRef
+			var size int64
+			if err == nil {
+				list, size, err = index.Chunks(ctx, knownGetter{ref: f.ref, b: b, g: ns}, f.ref)
+			}
+			switch {
+			case errors.Is(err, cas.ErrNotFound):
+				if len(missing) < maxMissing {
+					missing = append(missing, f.ref)
+				}
+				return nil
+			case err != nil:
+				return fmt.Errorf("%s: %w", f.path, err)
+			case size != f.size:
+				return fmt.Errorf("%w: %s: the entry says %d bytes, its file object %d", index.ErrMalformed, f.path, f.size, size)
+			}
+			for _, ch := range list {
+				chunks = append(chunks, pathChunk{ChunkRef: ch, path: f.path})
+				if len(chunks) == MaxRefs {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		newFiles = newFiles[:0]
+		return err
+	}
 	absent := &absentGetter{g: ns}
 	files := cas.RefSet{} // each file object checked once, wherever it repeats
 	err = index.Diff(ctx, absent, oldRoot, v.Root, func(c index.Change) error {
@@ -119,24 +182,10 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 			return nil
 		}
 		files.Add(c.New.Ref)
-		list, size, err := index.Chunks(ctx, ns, c.New.Ref)
-		switch {
-		case errors.Is(err, cas.ErrNotFound):
-			if len(missing) < maxMissing {
-				missing = append(missing, c.New.Ref)
-			}
-			return nil
-		case err != nil:
-			return fmt.Errorf("%s: %w", c.Path, err)
-		case size != c.New.Size:
-			return fmt.Errorf("%w: %s: the entry says %d bytes, its file object %d", index.ErrMalformed, c.Path, c.New.Size, size)
-		}
-		for _, ch := range list {
-			chunks = append(chunks, pathChunk{ChunkRef: ch, path: c.Path})
-			if len(chunks) == MaxRefs {
-				if err := flush(); err != nil {
-					return err
-				}
+		newFiles = append(newFiles, newFile{ref: c.New.Ref, size: c.New.Size, path: c.Path})
+		if len(newFiles) == fileBatch {
+			if err := checkFiles(); err != nil {
+				return err
 			}
 		}
 		if len(missing) >= maxMissing {
@@ -144,6 +193,9 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 		}
 		return nil
 	})
+	if err == nil {
+		err = checkFiles()
+	}
 	if err != nil && !errors.Is(err, errStopWalk) {
 		if errors.Is(err, cas.ErrNotFound) && !absent.ref.IsZero() {
 			return &missingError{refs: append(missing, absent.ref)}
@@ -160,6 +212,32 @@ func (s *Server) checkCommit(ctx context.Context, ns *cas.Namespace, root string
 }
 
 var errStopWalk = errors.New("stop")
+
+// fileBatch is how many new files a commit check reads at once, sorted:
+// the larger the batch, the more of them share a Pebble block.
+const fileBatch = 1 << 16
+
+// newFile is a file a commit adds.
+type newFile struct {
+	ref  cas.Ref
+	size int64
+	path string
+}
+
+// knownGetter hands out b, already read, for ref, and reads the rest
+// (the parts of a long file's list) through g.
+type knownGetter struct {
+	ref cas.Ref
+	b   []byte
+	g   cas.Getter
+}
+
+func (k knownGetter) Get(ctx context.Context, ref cas.Ref) ([]byte, error) {
+	if ref == k.ref {
+		return k.b, nil
+	}
+	return k.g.Get(ctx, ref)
+}
 
 // pathChunk is a chunk a commit adds, with the path that names it.
 type pathChunk struct {

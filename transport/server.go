@@ -94,6 +94,9 @@ type Server struct {
 	// move, and exclusively by a collection while it starts (PauseCommits).
 	commitMu sync.RWMutex
 
+	// settled is what puts stored since each namespace's last commit.
+	settled settled
+
 	// resumed counts connections that used 0-RTT or resumed a session.
 	resumed atomic.Int64
 
@@ -581,9 +584,14 @@ func (s *session) storeFrame(ctx context.Context, st *quic.Stream, h FrameHeader
 	n := frameHead + len(payload)
 	s.bytesIn.Add(int64(n))
 	s.srv.opts.Metrics.BytesIn(n)
+	db := s.srv.db
+	gen := db.Removals()
 	stored, err := s.ns.PutEncoded(ctx, h.Ref, h.Flags, payload, int(h.RawLen))
 	if err != nil {
 		return false, fmt.Errorf("blob %s: %w", h.Ref.Short(), err)
+	}
+	if !db.Shared() {
+		s.srv.settled.add(s.ns.Name(), h.Ref, int(h.RawLen), gen, db.Removals())
 	}
 	return stored, nil
 }

@@ -144,12 +144,11 @@ func newBench(g *globals) *cobra.Command {
 	var sizes []string
 	scale := &cobra.Command{
 		Use:   "scale",
-		Short: "No-op sync time and memory for 1k..100k files (1M with --large); push time for 1 GiB (4, 16 GiB with --large)",
+		Short: "Initial and no-op push time and memory for 10k..1M files; push time for 1 GiB (4, 16 GiB with --large)",
 		Args:  args(cobra.NoArgs),
 		RunE: benchRun(g, &cout, func(c *cobra.Command, self string, log func(string)) (*bench.Report, string, error) {
 			scfg.Ferry, scfg.Log = self, log
 			if large {
-				scfg.Files = []int{1000, 10_000, 100_000, 1_000_000}
 				scfg.Sizes = []int64{1 << 30, 4 << 30, 16 << 30}
 			}
 			if c.Flags().Changed("files") {
@@ -169,8 +168,8 @@ func newBench(g *globals) *cobra.Command {
 			return rep, "scale", err
 		}),
 	}
-	scale.Flags().BoolVar(&large, "large", false, "add 1M files and 4, 16 GiB")
-	scale.Flags().IntSliceVar(&files, "files", nil, "folder sizes for the no-op curve (default 1000,10000,100000)")
+	scale.Flags().BoolVar(&large, "large", false, "add 4 and 16 GiB to the push curve")
+	scale.Flags().IntSliceVar(&files, "files", nil, "folder sizes for the many-files curve (default 10000,100000,300000,1000000)")
 	scale.Flags().StringSliceVar(&sizes, "sizes", nil, "file sizes for the push curve (default 1GiB)")
 	scale.Flags().IntVar(&scfg.Runs, "runs", 3, "runs per figure")
 	scale.Flags().StringVar(&scfg.Work, "work", "", "scratch directory")
