@@ -132,7 +132,7 @@ func (n *Namespace) Has(ctx context.Context, refs []Ref) ([]bool, error) {
 			out[i] = vals[i] != nil && !n.db.damaged.Has(r)
 		}
 	} else {
-		own := n.db.newSeeker(ownPrefix(n.name), prefixEnd(ownPrefix(n.name)))
+		own := n.db.newSeeker(ownPrefix(n.name), prefixEnd(ownPrefix(n.name)), len(refs))
 		defer own.close()
 		for _, i := range sortedOrder(refs) {
 			_, err := own.getLocked(ownKey(n.name, refs[i]))
@@ -207,7 +207,7 @@ func (n *Namespace) Sizes(ctx context.Context, refs []Ref) ([]int64, error) {
 		return nil, err
 	}
 	out := make([]int64, len(refs))
-	recs := n.db.newSeeker([]byte{'b'}, []byte{'c'})
+	recs := n.db.newSeeker([]byte{'b'}, []byte{'c'}, len(refs))
 	defer recs.close()
 	n.db.mu.RLock()
 	defer n.db.mu.RUnlock()

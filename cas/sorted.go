@@ -23,19 +23,26 @@ import (
 type seeker struct {
 	db           *DB
 	lower, upper []byte
+	point        bool // a short batch: point lookups
 	it           MetaIter
 	last         []byte
 }
 
-func (db *DB) newSeeker(lower, upper []byte) *seeker {
-	return &seeker{db: db, lower: lower, upper: upper}
+// seekerMin is the shortest batch a seeker iterates for: making a Pebble
+// iterator costs more than a few point lookups, which also have the bloom
+// filters and the key filter to skip what is not there.
+const seekerMin = 256
+
+// newSeeker returns a seeker for a batch of n lookups in [lower, upper).
+func (db *DB) newSeeker(lower, upper []byte, n int) *seeker {
+	return &seeker{db: db, lower: lower, upper: upper, point: n < seekerMin}
 }
 
 // getLocked is getLocked for keys in ascending order (a key out of order
 // is looked up the usual way). The caller holds db.mu, shared at least.
 func (s *seeker) getLocked(key []byte) ([]byte, error) {
 	p := s.db.pending
-	if _, ok := p.w.Keys[string(key)]; ok || p.inRange(key) || s.db.meta.Shared() {
+	if _, ok := p.w.Keys[string(key)]; ok || s.point || p.inRange(key) || s.db.meta.Shared() {
 		return s.db.getLocked(key)
 	}
 	if m, ok := s.db.meta.(*pebbleMeta); ok && m.absent(key) {
@@ -78,8 +85,8 @@ func (s *seeker) close() {
 // long batch is several times cheaper than a Get each.
 func (n *Namespace) GetSorted(ctx context.Context, refs []Ref, fn func(i int, b []byte, err error) error) error {
 	db := n.db
-	own := db.newSeeker(ownPrefix(n.name), prefixEnd(ownPrefix(n.name)))
-	recs := db.newSeeker([]byte{'b'}, []byte{'c'})
+	own := db.newSeeker(ownPrefix(n.name), prefixEnd(ownPrefix(n.name)), len(refs))
+	recs := db.newSeeker([]byte{'b'}, []byte{'c'}, len(refs))
 	defer own.close()
 	defer recs.close()
 	for i, ref := range refs {
