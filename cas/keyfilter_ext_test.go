@@ -20,19 +20,16 @@ func TestKeyFilterNeverHidesAKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := db.Namespace("n")
-	if err != nil {
-		t.Fatal(err)
-	}
+	n0 := ns(t, db, "n")
 	blob := func(i int) []byte { return binary.BigEndian.AppendUint64([]byte("blob "), uint64(i)) }
 	put := func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			if err := ns.Put(ctx, cas.Sum(blob(i)), blob(i)); err != nil {
+			if err := n0.Put(ctx, cas.Sum(blob(i)), blob(i)); err != nil {
 				t.Error(err)
 				return
 			}
 			if i%100 == 0 {
-				if err := ns.Flush(ctx); err != nil {
+				if err := n0.Flush(ctx); err != nil {
 					t.Error(err)
 					return
 				}
@@ -41,15 +38,12 @@ func TestKeyFilterNeverHidesAKey(t *testing.T) {
 	}
 	check := func(db *cas.DB, n int) {
 		t.Helper()
-		ns, err := db.Namespace("n")
-		if err != nil {
-			t.Fatal(err)
-		}
+		nsn := ns(t, db, "n")
 		refs := make([]cas.Ref, 0, n+100)
 		for i := range n + 100 {
 			refs = append(refs, cas.Sum(blob(i)))
 		}
-		has, err := ns.Has(ctx, refs)
+		has, err := nsn.Has(ctx, refs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +51,7 @@ func TestKeyFilterNeverHidesAKey(t *testing.T) {
 			if has[i] != (i < n) {
 				t.Fatalf("blob %d: has %v, want %v", i, has[i], i < n)
 			}
-			b, err := ns.Get(ctx, r)
+			b, err := nsn.Get(ctx, r)
 			switch {
 			case i < n && (err != nil || string(b) != string(blob(i))):
 				t.Fatalf("blob %d: get %q, %v", i, b, err)

@@ -16,13 +16,8 @@ import (
 // owns, blobs never put, and blobs put after its iterators were made.
 func TestGetSorted(t *testing.T) {
 	ctx := context.Background()
-	db, err := cas.Open(t.TempDir(), cas.Options{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ns, _ := db.Namespace("n")
-	other, _ := db.Namespace("m")
+	db := openDB(t, t.TempDir())
+	n, other := ns(t, db, "n"), ns(t, db, "m")
 	blob := func(i int) []byte { return binary.BigEndian.AppendUint64([]byte("sorted "), uint64(i)) }
 	var refs []cas.Ref
 	add := func(n *cas.Namespace, lo, hi int) {
@@ -33,12 +28,12 @@ func TestGetSorted(t *testing.T) {
 			refs = append(refs, cas.Sum(blob(i)))
 		}
 	}
-	add(ns, 0, 2000)
+	add(n, 0, 2000)
 	add(other, 2000, 2050) // owned by another namespace only
 	if err := db.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	add(ns, 2050, 2100) // pending
+	add(n, 2050, 2100) // pending
 	for i := 2100; i < 2150; i++ {
 		refs = append(refs, cas.Sum(blob(i))) // never put
 	}
@@ -49,7 +44,7 @@ func TestGetSorted(t *testing.T) {
 		late[cas.Sum(blob(i))] = i
 	}
 	want := func(r cas.Ref) ([]byte, error) {
-		return ns.Get(ctx, r)
+		return n.Get(ctx, r)
 	}
 	for _, sorted := range []bool{true, false} {
 		in := slices.Clone(refs)
@@ -57,12 +52,12 @@ func TestGetSorted(t *testing.T) {
 			slices.SortFunc(in, func(a, b cas.Ref) int { return bytes.Compare(a[:], b[:]) })
 		}
 		putLate := sorted
-		n := 0
-		err := ns.GetSorted(ctx, in, func(i int, b []byte, err error) error {
-			n++
+		calls := 0
+		err := n.GetSorted(ctx, in, func(i int, b []byte, err error) error {
+			calls++
 			if putLate && i == 0 {
 				for r, j := range late {
-					if err := ns.Put(ctx, r, blob(j)); err != nil {
+					if err := n.Put(ctx, r, blob(j)); err != nil {
 						return err
 					}
 				}
@@ -79,13 +74,13 @@ func TestGetSorted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n != len(in) {
-			t.Errorf("%d calls for %d refs", n, len(in))
+		if calls != len(in) {
+			t.Errorf("%d calls for %d refs", calls, len(in))
 		}
 	}
 	// What the late puts made owned was found: Get agrees on all of them.
 	for r := range late {
-		if _, err := ns.Get(ctx, r); err != nil {
+		if _, err := n.Get(ctx, r); err != nil {
 			t.Errorf("late blob %s: %v", r.Short(), err)
 		}
 	}
