@@ -164,6 +164,12 @@ func ApplyAt(ctx context.Context, dir, prefix string, g cas.Getter, from, to cas
 	grp.SetLimit(opts.Workers + 1)
 	var dirModes []index.Change // set after their contents are in place
 	skipped := map[string]bool{}
+	var group smallGroup
+	writeGroup := func() {
+		if files := group.take(); len(files) > 0 {
+			grp.Go(func() error { return w.writeGroup(gctx, g, chunks, files) })
+		}
+	}
 	err = index.Diff(gctx, g, from, to, func(c index.Change) error {
 		c.Path = index.JoinPath(prefix, c.Path)
 		if skipped[c.Path] {
@@ -206,11 +212,20 @@ func ApplyAt(ctx context.Context, dir, prefix string, g cas.Getter, from, to cas
 				if err := w.foldAlias(gctx, c.Path); err != nil {
 					return err
 				}
+				if e.Size > 0 && e.Size <= groupFileMax {
+					if group.add(groupFile{path: c.Path, e: e}) {
+						writeGroup()
+					}
+					return nil
+				}
 			}
 			grp.Go(func() error { return w.writeFile(gctx, g, chunks, c.Path, &e, old) })
 			return nil
 		}
 	})
+	if err == nil {
+		writeGroup()
+	}
 	if werr := grp.Wait(); err == nil {
 		err = werr
 	}

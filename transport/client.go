@@ -174,11 +174,24 @@ func newClient(ctx context.Context, conns []*quic.Conn, namespace string, opts C
 			return fail(fmt.Errorf("server chunk params: %w", err))
 		}
 	}
+	kept := conns[:1]
 	for i, lane := range conns[1:] {
-		if _, err := c.hello(ctx, lane, namespace); err != nil {
+		_, err := c.hello(ctx, lane, namespace)
+		switch {
+		case err == nil:
+			kept = append(kept, lane)
+		case laneLost(err):
+			// A further connection is a speed-up, not a need: a busy
+			// server may refuse it (its accept queue is full) while the
+			// first one works. The server's own refusals (a token's
+			// connection cap) still fail the dial.
+			opts.Logger.Info("further connection not used", "connection", i+2, "of", len(conns), "err", err)
+			lane.CloseWithError(closeOK, "")
+		default:
 			return fail(fmt.Errorf("connection %d of %d: %w", i+2, len(conns), err))
 		}
 	}
+	conns, c.lanes = kept, kept
 	// Four checkers of up to a has-many's MaxRefs each keep a long link's
 	// round trips full of small blobs.
 	c.checkQ = make(chan *upItem, MaxRefs)
@@ -193,6 +206,15 @@ func newClient(ctx context.Context, conns []*quic.Conn, namespace string, opts C
 		go c.checker()
 	}
 	return c, nil
+}
+
+// laneLost reports whether err ended a connection at the QUIC level
+// (refused, timed out), rather than a refusal by the server's policy.
+func laneLost(err error) bool {
+	var te *quic.TransportError
+	var idle *quic.IdleTimeoutError
+	var hs *quic.HandshakeTimeoutError
+	return errors.As(err, &te) || errors.As(err, &idle) || errors.As(err, &hs)
 }
 
 func (c *Client) hello(ctx context.Context, conn *quic.Conn, namespace string) (HelloReply, error) {

@@ -10,10 +10,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/ferry-sync/ferry/cas"
 	"github.com/quic-go/quic-go"
-	"golang.org/x/sync/errgroup"
 )
 
 // ParseURL splits quic://HOST:PORT/NAMESPACE. The port defaults to 7443;
@@ -125,11 +126,33 @@ func cmpBool(a, b bool) int {
 	return -1
 }
 
+// dialOne connects to one server, trying again a few times, a little
+// later each time, while the server refuses at the QUIC level: a busy
+// server refuses a connection whose handshake completes while its accept
+// queue is full, and a moment later has room.
 func dialOne(ctx context.Context, addr, namespace string, opts ClientOptions) (*Client, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
+	pause := 100 * time.Millisecond
+	for try := 1; ; try++ {
+		c, err := dialOnce(ctx, addr, namespace, opts)
+		var te *quic.TransportError
+		if err == nil || try == 6 || !errors.As(err, &te) || te.ErrorCode != quic.ConnectionRefused {
+			return c, err
+		}
+		opts.Logger.Info("server busy; dialing again", "addr", addr, "in", pause, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(pause):
+		}
+		pause *= 2
+	}
+}
+
+func dialOnce(ctx context.Context, addr, namespace string, opts ClientOptions) (*Client, error) {
 	conn, err := quic.DialAddr(ctx, addr, clientTLS(opts.Fingerprint, opts.FirstUse), opts.quicConfig())
 	if err != nil {
 		if errors.Is(err, ErrFingerprint) {
@@ -171,21 +194,38 @@ func dialLanes(ctx context.Context, addr string, first *quic.Conn, opts ClientOp
 	}
 	fp := Fingerprint(certs[0].Raw)
 	conns := make([]*quic.Conn, opts.Connections-1)
-	var g errgroup.Group
+	errs := make([]error, len(conns))
+	var wg sync.WaitGroup
 	for i := range conns {
-		g.Go(func() (err error) {
-			conns[i], err = quic.DialAddr(ctx, addr, clientTLS(fp, nil), opts.quicConfig())
-			return err
+		wg.Go(func() {
+			conns[i], errs[i] = quic.DialAddr(ctx, addr, clientTLS(fp, nil), opts.quicConfig())
 		})
 	}
-	err := g.Wait()
-	if err != nil {
-		for _, c := range conns {
-			if c != nil {
-				c.CloseWithError(closeOK, "")
-			}
+	wg.Wait()
+	var lost error
+	for _, err := range errs {
+		if err == nil {
+			continue
 		}
-		return nil, fmt.Errorf("more connections: %w", err)
+		if !laneLost(err) {
+			for _, c := range conns {
+				if c != nil {
+					c.CloseWithError(closeOK, "")
+				}
+			}
+			return nil, fmt.Errorf("more connections: %w", err)
+		}
+		lost = err
 	}
-	return conns, nil
+	// Those a busy server refused are done without (see newClient).
+	kept := conns[:0]
+	for _, c := range conns {
+		if c != nil {
+			kept = append(kept, c)
+		}
+	}
+	if lost != nil {
+		opts.Logger.Info("further connections not made", "made", len(kept), "asked", len(conns), "err", lost)
+	}
+	return kept, nil
 }

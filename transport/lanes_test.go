@@ -3,10 +3,12 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/ferry-sync/ferry/cas"
+	"github.com/quic-go/quic-go"
 )
 
 // TestClientLanes spreads puts and gets over several connections: each is
@@ -89,4 +91,27 @@ func TestClientLanesCapped(t *testing.T) {
 		t.Fatalf("get: %v", err)
 	}
 	c.Close()
+}
+
+// TestLaneLost: a further connection that QUIC itself ended (a busy
+// server's refusal, a timeout) is done without; a refusal by the server's
+// policy (a token's connection cap) still fails the dial.
+func TestLaneLost(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		lost bool
+	}{
+		{"refused by a full accept queue", fmt.Errorf("hello: %w", &quic.TransportError{ErrorCode: quic.ConnectionRefused, Remote: true}), true},
+		{"idle timeout", &quic.IdleTimeoutError{}, true},
+		{"handshake timeout", fmt.Errorf("dial: %w", &quic.HandshakeTimeoutError{}), true},
+		{"token's connection cap", fmt.Errorf("%w: max 2 connections", ErrUnavailable), false},
+		{"wrong certificate", ErrFingerprint, false},
+		{"protocol", ErrProtocol, false},
+	}
+	for _, tt := range tests {
+		if got := laneLost(tt.err); got != tt.lost {
+			t.Errorf("%s: laneLost = %v, want %v", tt.name, got, tt.lost)
+		}
+	}
 }
